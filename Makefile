@@ -1,0 +1,63 @@
+# mexpr — two commands do all the set-up:  `make test`  and  `make reproduce`.
+# Both create .venv (python3 -m venv) if missing and (re)install the project, editable, with its
+# dev extras, pinned by constraints.txt — only when pyproject.toml or constraints.txt changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mexpr-installed
+NAME   ?= default
+PROFILE ?= default
+SEED   ?= 0
+RUN    := runs/$(NAME)
+# Real data: make reproduce DATA="path/to/CASME2 path/to/CASME"
+DATA   ?=
+JOBS   ?= 2
+export PYTHONHASHSEED := 0
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help venv test test-fast reproduce lint format lab bench clean
+
+help:
+	@echo "make test        set up .venv and run the test suite (includes papermill runs of every notebook, quick mode)"
+	@echo "make reproduce   set up .venv and run the notebook series into runs/\$$(NAME) (NAME=$(NAME) PROFILE=$(PROFILE))"
+	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
+	@echo "make bench       run the benchmark scripts in benchmarks/"
+	@echo "make lint        ruff check + format check"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name mexpr --display-name "Python (mexpr)" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not notebook"
+
+reproduce: $(STAMP)
+	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d))
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) benchmarks/synth.py --jobs $(JOBS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mexpr tests benchmarks
+	$(VENV)/bin/ruff format --check mexpr tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format mexpr tests benchmarks
+	$(VENV)/bin/ruff check --fix mexpr tests benchmarks
+
+clean:
+	rm -rf runs/ .pytest_cache

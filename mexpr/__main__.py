@@ -1,0 +1,3 @@
+from mexpr.cli import main
+
+raise SystemExit(main())

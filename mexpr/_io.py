@@ -1,0 +1,85 @@
+"""Small file-writing helpers whose output is byte-identical for identical content.
+
+``zipfile`` stamps every entry with the current time, so ``np.savez`` and openpyxl's ``.xlsx``
+files differ from run to run.  These helpers fix the stamps so that the same seed writes the same
+bytes (a requirement of :mod:`mexpr.synth`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _zip_entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_npz(path: str | os.PathLike, **arrays) -> None:
+    """Like ``np.savez_compressed`` but deterministic (fixed zip timestamps, sorted entries)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            arr = np.asarray(arrays[key])
+            if arr.dtype == object:
+                raise TypeError(f"save_npz: array {key!r} has dtype object; convert it first")
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arr, allow_pickle=False)
+            zf.writestr(_zip_entry(key + ".npy"), member.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
+
+
+_CORE_DATES = re.compile(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)")
+
+
+def save_xlsx(header: list[str], rows: list[list], path: str | os.PathLike, sheet_name: str = "Sheet1") -> None:
+    """Write a table to ``.xlsx`` deterministically.
+
+    Header names that are ``""`` are written as blank header cells, as in the real CASME II sheet
+    (pandas reads them back as ``Unnamed: N``).  openpyxl stamps the document with the current
+    time and zipfile stamps every entry; both are replaced by a fixed date.
+    """
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet_name
+    ws.append([None if c == "" else str(c) for c in header])
+    for row in rows:
+        ws.append([None if (isinstance(v, str) and v == "") else _plain(v) for v in row])
+    raw = io.BytesIO()
+    wb.save(raw)
+    raw.seek(0)
+    out = io.BytesIO()
+    with zipfile.ZipFile(raw) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in sorted(zin.namelist()):
+            data = zin.read(name)
+            if name == "docProps/core.xml":
+                data = _CORE_DATES.sub(rb"\g<1>2000-01-01T00:00:00Z\g<3>", data)
+            zout.writestr(_zip_entry(name), data)
+    atomic_write_bytes(path, out.getvalue())
+
+
+def _plain(v):
+    """numpy scalars -> Python scalars (openpyxl rejects numpy types)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

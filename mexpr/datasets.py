@@ -1,0 +1,645 @@
+"""CASME I / CASME II loaders and the paper's four-class map (Peng et al. 2017, Table 3).
+
+:func:`load` reads the coding sheet(s) of one or more dataset roots, matches every row to its
+frame folder and returns one row per clip.  Real data (as distributed by its authors) and the
+synthetic data of :mod:`mexpr.synth` go through the same code.
+
+The real sheets have quirks (DESIGN.md §4); each is absorbed and written to the clip's ``notes``
+column, never fatal:
+
+- CASME II ``Subject`` is an integer (folder ``sub01``); blank-header columns (``Unnamed: N``);
+  ``ApexFrame`` is ``/`` for some clips (the apex is then estimated as the middle frame and
+  ``apex_estimated`` is True); a few rows' onset/offset disagree with the folder (the frames present
+  inside the range are used and the mismatch is noted).
+- CASME I names its columns ``OnsetF``, ``ApexF1``, ``ApexF2``, ``OffsetF``, ``Emotion``; the data
+  comes as Section A and Section B folders, possibly merged under one root.
+- Frame files are numbered by video frame index: frames are ordered by the last integer in the file
+  stem, never as strings.
+
+Rows that cannot be used (missing folder, corrupt frame, unknown emotion, bad onset/apex/offset,
+a cell that would escape the dataset root) are collected and reported together in one
+:class:`DatasetError`, or skipped and recorded in ``df.attrs["skipped"]`` with ``errors="skip"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+#: The four classes of the paper, in the order of Table 4 / Figure 7 (N, O, P, S).
+CLASSES: tuple[str, ...] = ("Negative", "Others", "Positive", "Surprise")
+
+#: Table 3: emotion label (as written in the coding sheets, normalised) -> class.
+EMOTION_TO_CLASS: dict[str, str] = {
+    "disgust": "Negative",
+    "sadness": "Negative",
+    "fear": "Negative",
+    "tense": "Others",
+    "repression": "Others",
+    "contempt": "Others",
+    "others": "Others",
+    "happiness": "Positive",
+    "surprise": "Surprise",
+}
+
+#: Table 3 per-emotion clip counts (the synthetic data follows these, times ``scale``).
+TABLE3: dict[str, dict[str, int]] = {
+    "casme1": {
+        "disgust": 44,
+        "sadness": 6,
+        "fear": 2,
+        "tense": 69,
+        "repression": 38,
+        "contempt": 9,
+        "happiness": 9,
+        "surprise": 20,
+    },
+    "casme2": {
+        "disgust": 63,
+        "sadness": 7,
+        "fear": 2,
+        "repression": 27,
+        "others": 99,
+        "happiness": 32,
+        "surprise": 25,
+    },
+}
+
+#: Frame rates (Table 1).
+FPS: dict[str, int] = {"casme1": 60, "casme2": 200}
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+# canonical field -> accepted header spellings (normalised: lower case, no spaces/_/-)
+_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "subject": ("subject",),
+    "filename": ("filename",),
+    "onset": ("onsetframe", "onsetf", "onset"),
+    "apex": ("apexframe", "apexf1", "apexf", "apex"),
+    "offset": ("offsetframe", "offsetf", "offset"),
+    "action_units": ("actionunits", "aus", "au"),
+    "emotion": ("estimatedemotion", "emotion"),
+}
+_REQUIRED = ("subject", "filename", "onset", "apex", "offset", "emotion")
+# header names that show whoever wrote the sheet, in the paper's datasets' spelling
+_CASME2_MARKERS = {"onsetframe", "offsetframe", "estimatedemotion", "apexframe"}
+_CASME1_MARKERS = {"onsetf", "offsetf", "apexf1", "apexf2"}
+
+OUTPUT_COLUMNS = [
+    "dataset",
+    "subject",
+    "clip",
+    "fps",
+    "onset",
+    "apex",
+    "offset",
+    "action_units",
+    "emotion",
+    "label",
+    "frames",
+    "n_frames",
+    "apex_estimated",
+    "subject_id",
+    "clip_dir",
+    "sheet",
+    "sheet_row",
+    "notes",
+]
+
+
+class DatasetError(ValueError):
+    """A dataset root or coding sheet cannot be used.
+
+    ``problems`` lists every unusable row (one dict per row: sheet, row, subject, clip, reason),
+    so that all of them are reported at once, not one error at a time.
+    """
+
+    def __init__(self, message: str, problems: list[dict] | None = None):
+        self.problems = problems or []
+        if self.problems:
+            lines = [message]
+            for p in self.problems[:50]:
+                where = f"{Path(p['sheet']).name} row {p['row']}" if p.get("sheet") else "?"
+                who = "/".join(str(x) for x in (p.get("subject"), p.get("clip")) if x)
+                lines.append(f"  - {where} ({who}): {p['reason']}")
+            if len(self.problems) > 50:
+                lines.append(f"  ... and {len(self.problems) - 50} more")
+            message = "\n".join(lines)
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def normalise_label(label: object) -> str:
+    """Emotion labels are matched case- and space-insensitively: ``' Happiness '`` -> ``happiness``."""
+    return re.sub(r"[\s_]+", " ", str(label)).strip().lower()
+
+
+def frame_number(path: str | os.PathLike) -> int | None:
+    """The frame index of a frame file: the last integer in its stem (``img46.jpg`` -> 46).
+
+    Frames must be ordered by this number, never as strings (``img10`` sorts before ``img9``).
+    """
+    found = re.findall(r"\d+", Path(path).stem)
+    return int(found[-1]) if found else None
+
+
+def _norm_header(name: object) -> str:
+    return re.sub(r"[\s_\-]+", "", str(name)).lower()
+
+
+def _map_columns(columns: Iterable) -> dict[str, str]:
+    """canonical field -> actual column name in the sheet."""
+    by_norm: dict[str, str] = {}
+    for c in columns:
+        by_norm.setdefault(_norm_header(c), c)
+    out = {}
+    for field, aliases in _COLUMN_ALIASES.items():
+        for a in aliases:
+            if a in by_norm:
+                out[field] = by_norm[a]
+                break
+    return out
+
+
+def _to_int(value) -> int | None:
+    """Parse a frame number cell: 46, 46.0, '46' -> 46; '/', '', NaN -> None."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value) or value != int(value):
+            return None
+        return int(value)
+    if isinstance(value, int):
+        return value
+    s = str(value).strip()
+    if re.fullmatch(r"\d+(\.0+)?", s):
+        return int(float(s))
+    return None
+
+
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+# --------------------------------------------------------------------------------------------
+# sheet discovery
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=object)
+    if suffix == ".xls":
+        try:
+            import xlrd  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise DatasetError(
+                f"{path}: reading legacy .xls sheets needs the 'xlrd' package "
+                "(pip install xlrd), or save the sheet as .xlsx"
+            ) from exc
+    return pd.read_excel(path, dtype=object)
+
+
+def find_sheets(root: str | os.PathLike) -> list[Path]:
+    """Coding sheets under ``root`` (the root and two levels below), sorted by path.
+
+    A spreadsheet counts as a coding sheet when its name contains 'coding' or its header has at
+    least two of the onset/apex/offset columns; such a sheet missing a required column is an error.
+    """
+    root = Path(root)
+    candidates = []
+    for depth_glob in ("*", "*/*", "*/*/*"):
+        for p in root.glob(depth_glob):
+            if (
+                p.is_file()
+                and p.suffix.lower() in (".xlsx", ".xls", ".csv")
+                and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            ):
+                candidates.append(p)
+    sheets = []
+    for p in sorted(candidates):
+        if "coding" in p.name.lower():
+            sheets.append(p)
+            continue
+        try:
+            header = _read_table(p).columns
+        except Exception:
+            continue
+        if len({"onset", "apex", "offset"} & set(_map_columns(header))) >= 2:
+            sheets.append(p)
+    return sheets
+
+
+def _detect_dataset(columns: Iterable, sheet: Path) -> str:
+    norm = {_norm_header(c) for c in columns}
+    if norm & _CASME1_MARKERS:
+        return "casme1"
+    if norm & _CASME2_MARKERS:
+        return "casme2"
+    name = sheet.name.lower().replace("_", "").replace("-", "")
+    if "casme2" in name or "casmeii" in name:
+        return "casme2"
+    return "casme1" if "casme" in name else "casme2"
+
+
+# --------------------------------------------------------------------------------------------
+# folder index
+
+
+@dataclass
+class _SubjectIndex:
+    root: Path
+    dirs: dict[int, list[Path]]
+
+    @classmethod
+    def build(cls, root: Path, variant: str) -> _SubjectIndex:
+        found: dict[int, list[Path]] = {}
+        for depth_glob in ("*", "*/*", "*/*/*"):
+            for p in sorted(root.glob(depth_glob)):
+                m = re.fullmatch(r"sub(\d+)", p.name, flags=re.IGNORECASE)
+                if m and p.is_dir():
+                    found.setdefault(int(m.group(1)), []).append(p)
+        chosen: dict[int, list[Path]] = {}
+        for num, dirs in found.items():
+            cropped = [d for d in dirs if "crop" in str(d.relative_to(root)).lower()]
+            raw = [d for d in dirs if d not in cropped]
+            if variant == "cropped":
+                pick = cropped
+            elif variant == "raw":
+                pick = raw
+            else:
+                pick = raw or cropped
+            if pick:
+                chosen[num] = pick
+        return cls(root, chosen)
+
+
+def _parse_subject(cell) -> tuple[int | None, str | None]:
+    """Subject cell -> (number, error).  Accepts 1, 1.0, '1', '01', 'sub01'."""
+    s = str(cell).strip()
+    if isinstance(cell, float) and not math.isnan(cell) and cell == int(cell):
+        s = str(int(cell))
+    m = re.fullmatch(r"(?:sub)?0*(\d+)(?:\.0+)?", s, flags=re.IGNORECASE)
+    if m:
+        return int(m.group(1)), None
+    if "/" in s or "\\" in s or ".." in s or os.path.isabs(s):
+        return None, f"Subject {s!r} would escape the dataset root"
+    return None, f"Subject {s!r} is not a subject number"
+
+
+def _safe_component(name: str) -> str | None:
+    """Reason why ``name`` is not a plain folder name inside the root, or None when it is."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or os.path.isabs(name) or ".." in name:
+        return f"Filename {name!r} would escape the dataset root"
+    return None
+
+
+def _jpeg_ok(path: Path) -> str | None:
+    """Cheap integrity check of a frame file: non-empty, right magic bytes, JPEG end marker."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "empty file"
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            fh.seek(max(0, size - 64))
+            tail = fh.read()
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        if head[:2] != b"\xff\xd8":
+            return "not a JPEG (bad start marker)"
+        if b"\xff\xd9" not in tail:
+            return "truncated JPEG (no end marker)"
+    elif suffix == ".png" and head != b"\x89PNG\r\n\x1a\n":
+        return "not a PNG (bad signature)"
+    return None
+
+
+def _decode_ok(path: Path) -> str | None:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return None if img is not None and img.size else "cannot be decoded"
+
+
+# --------------------------------------------------------------------------------------------
+# the loader
+
+
+def load(
+    roots: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    dataset: str | None = None,
+    variant: str = "auto",
+    unknown: str | Mapping[str, str] = "error",
+    errors: str = "raise",
+    verify: str = "header",
+) -> pd.DataFrame:
+    """Load one or more CASME I / CASME II roots (real or synthetic) into a clip table.
+
+    Parameters
+    ----------
+    roots
+        A dataset root, or several (e.g. CASME II and CASME I, merged into the paper's set).
+    dataset
+        ``"casme1"`` or ``"casme2"``; by default detected from the sheet's column names.
+    variant
+        ``"raw"``, ``"cropped"`` (the ``Cropped/`` faces) or ``"auto"`` (raw when present).
+    unknown
+        What to do with emotion labels that are not in :data:`EMOTION_TO_CLASS`:
+        ``"error"`` (listed in the error), ``"skip"`` (rows skipped and recorded) or a mapping
+        ``{label: class}`` that extends the class map.
+    errors
+        ``"raise"``: unusable rows are reported together in one :class:`DatasetError`;
+        ``"skip"``: they are dropped and recorded in ``df.attrs["skipped"]`` (a list of dicts).
+    verify
+        Frame integrity check: ``"header"`` (start/end markers, fast), ``"decode"`` (decode
+        every frame) or ``"none"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per clip with columns :data:`OUTPUT_COLUMNS`; ``frames`` is the tuple of frame
+        paths from onset to offset in temporal order, ``label`` the Table 3 class.
+    """
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    roots = [Path(r) for r in roots]
+    if not roots:
+        raise DatasetError("no dataset root given")
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
+    if verify not in ("header", "decode", "none"):
+        raise ValueError(f"verify must be 'header', 'decode' or 'none', not {verify!r}")
+    if variant not in ("auto", "raw", "cropped"):
+        raise ValueError(f"variant must be 'auto', 'raw' or 'cropped', not {variant!r}")
+    class_map = dict(EMOTION_TO_CLASS)
+    if isinstance(unknown, Mapping):
+        bad = {k: v for k, v in unknown.items() if v not in CLASSES}
+        if bad:
+            raise ValueError(f"unknown= maps to classes not in {CLASSES}: {bad}")
+        class_map.update({normalise_label(k): v for k, v in unknown.items()})
+    elif unknown not in ("error", "skip"):
+        raise ValueError(f"unknown must be 'error', 'skip' or a mapping, not {unknown!r}")
+
+    records: list[dict] = []
+    problems: list[dict] = []
+    for root in roots:
+        recs, probs = _load_root(root, dataset, variant, class_map, unknown, verify)
+        records.extend(recs)
+        problems.extend(probs)
+
+    if problems and errors == "raise":
+        unknown_labels = sorted({p["label"] for p in problems if p.get("label")})
+        head = f"{len(problems)} unusable row(s) in {', '.join(str(r) for r in roots)}"
+        if unknown_labels:
+            head += (
+                f"; unknown emotion label(s) {unknown_labels} (known: {sorted(EMOTION_TO_CLASS)};"
+                " pass unknown={label: class} to map them or unknown='skip' to skip them)"
+            )
+        head += "; pass errors='skip' to skip unusable rows and record them"
+        raise DatasetError(head, problems)
+    if not records:
+        raise DatasetError(
+            f"no usable clips in {', '.join(str(r) for r in roots)}"
+            + (f" ({len(problems)} row(s) skipped)" if problems else ""),
+            problems,
+        )
+    df = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS)
+    df = df.sort_values(["dataset", "subject", "clip"], kind="stable").reset_index(drop=True)
+    df.attrs["skipped"] = problems
+    df.attrs["roots"] = [str(r) for r in roots]
+    return df
+
+
+def _load_root(root, dataset, variant, class_map, unknown, verify):
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset root does not exist or is not a folder")
+    sheets = find_sheets(root)
+    if not sheets:
+        raise DatasetError(
+            f"{root}: no coding sheet found (looked for .xlsx/.xls/.csv files with columns "
+            "Subject, Filename, OnsetFrame/OnsetF, ApexFrame/ApexF1, OffsetFrame/OffsetF, "
+            "Estimated Emotion/Emotion)"
+        )
+    index = _SubjectIndex.build(root, variant)
+    records: list[dict] = []
+    problems: list[dict] = []
+    seen: dict[tuple, int] = {}
+    for sheet in sheets:
+        table = _read_table(sheet)
+        cols = _map_columns(table.columns)
+        missing = [f for f in _REQUIRED if f not in cols]
+        if missing:
+            wanted = {f: "/".join(_COLUMN_ALIASES[f]) for f in missing}
+            raise DatasetError(
+                f"{sheet}: coding sheet is missing column(s) {missing} (accepted headers: {wanted}); "
+                f"found columns: {[str(c) for c in table.columns]}"
+            )
+        ds = dataset or _detect_dataset(table.columns, sheet)
+        if ds not in FPS:
+            raise ValueError(f"dataset must be one of {sorted(FPS)}, not {ds!r}")
+        for i, row in enumerate(table.to_dict("records")):
+            excel_row = i + 2  # header is row 1
+            if all(_is_blank(row.get(cols[f])) for f in ("subject", "filename")):
+                continue  # trailing blank rows are common in hand-edited sheets
+            rec, prob = _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, verify)
+            if prob:
+                problems.append(prob)
+                continue
+            key = (rec["dataset"], rec["subject"], rec["clip"])
+            if key in seen:
+                prev = records[seen[key]]
+                rec["notes"] = "; ".join(
+                    x for x in (rec["notes"], f"also in {Path(prev['sheet']).name}; the row of {sheet.name} is used") if x
+                )
+                records[seen[key]] = rec
+            else:
+                seen[key] = len(records)
+                records.append(rec)
+    return records, problems
+
+
+def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, verify):
+    subject_cell = row.get(cols["subject"])
+    filename = "" if _is_blank(row.get(cols["filename"])) else str(row.get(cols["filename"])).strip()
+    prob = {"sheet": str(sheet), "row": excel_row, "subject": str(subject_cell), "clip": filename}
+
+    def fail(reason, **extra):
+        return None, {**prob, "reason": reason, **extra}
+
+    number, err = _parse_subject(subject_cell)
+    if err:
+        return fail(err)
+    subject = f"sub{number:02d}"
+    prob["subject"] = subject
+    err = _safe_component(filename)
+    if err:
+        return fail(err)
+
+    raw_label = row.get(cols["emotion"])
+    emotion = normalise_label(raw_label) if not _is_blank(raw_label) else ""
+    label = class_map.get(emotion)
+    if label is None:
+        if emotion == "":
+            return fail("emotion cell is empty")
+        return fail(f"unknown emotion label {str(raw_label)!r}", label=emotion)
+
+    onset, offset = _to_int(row.get(cols["onset"])), _to_int(row.get(cols["offset"]))
+    if onset is None or offset is None:
+        return fail(
+            f"onset/offset must be frame numbers, got {row.get(cols['onset'])!r}/{row.get(cols['offset'])!r}"
+        )
+    if onset >= offset:
+        return fail(f"onset {onset} is not before offset {offset}")
+    apex_cell = row.get(cols["apex"])
+    apex = _to_int(apex_cell)
+    if apex is not None and not onset <= apex <= offset:
+        return fail(f"apex {apex} is outside onset..offset {onset}..{offset}")
+
+    subject_dirs = index.dirs.get(number)
+    if not subject_dirs:
+        return fail(f"no folder {subject} under {root}")
+    clip_dir = None
+    for sd in subject_dirs:
+        cand = sd / filename
+        if cand.is_dir():
+            clip_dir = cand
+            break
+        matches = [p for p in sd.iterdir() if p.is_dir() and p.name.lower() == filename.lower()]
+        if matches:
+            clip_dir = matches[0]
+            break
+    if clip_dir is None:
+        return fail(f"folder {subject}/{filename} not found under {root}")
+    try:
+        clip_dir.resolve().relative_to(root.resolve())
+    except ValueError:
+        return fail(f"folder {clip_dir} resolves outside the dataset root {root}")
+
+    notes = []
+    numbered = []
+    for p in clip_dir.iterdir():
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            n = frame_number(p)
+            if n is not None:
+                numbered.append((n, p))
+    numbered.sort()
+    dup = sorted({n for (n, _), (m, _) in zip(numbered, numbered[1:]) if n == m})
+    if dup:
+        return fail(f"several frame files share frame number(s) {dup[:5]} in {clip_dir}")
+    if not numbered:
+        return fail(f"no frame images in {clip_dir}")
+    present = [n for n, _ in numbered]
+    inside = [(n, p) for n, p in numbered if onset <= n <= offset]
+    if present[0] > onset or present[-1] < offset:
+        notes.append(f"sheet range {onset}-{offset} differs from folder frames {present[0]}-{present[-1]}")
+    gaps = sorted(set(range(onset, offset + 1)) - set(present) & set(range(present[0], present[-1] + 1)))
+    if gaps:
+        notes.append(f"{len(gaps)} frame(s) missing inside the range: {_ranges(gaps)}")
+    if len(inside) < 2:
+        return fail(
+            f"fewer than 2 frames inside onset..offset {onset}..{offset} in {clip_dir} "
+            f"(folder has frames {present[0]}..{present[-1]})"
+        )
+    if verify != "none":
+        check = _jpeg_ok if verify == "header" else _decode_ok
+        for _, p in inside:
+            why = check(p)
+            if why:
+                return fail(f"corrupt frame {p}: {why}")
+
+    apex_estimated = apex is None
+    if apex_estimated:
+        apex = inside[len(inside) // 2][0]
+        notes.append(f"apex not given ({str(apex_cell).strip()!r}); estimated as the middle frame {apex}")
+    aus_cell = row.get(cols["action_units"]) if "action_units" in cols else None
+    rec = {
+        "dataset": ds,
+        "subject": subject,
+        "clip": clip_dir.name,
+        "fps": FPS[ds],
+        "onset": onset,
+        "apex": apex,
+        "offset": offset,
+        "action_units": "" if _is_blank(aus_cell) else str(aus_cell).strip(),
+        "emotion": emotion,
+        "label": label,
+        "frames": tuple(str(p) for _, p in inside),
+        "n_frames": len(inside),
+        "apex_estimated": apex_estimated,
+        "subject_id": f"{ds}/{subject}",
+        "clip_dir": str(clip_dir),
+        "sheet": str(sheet),
+        "sheet_row": excel_row,
+        "notes": "; ".join(notes),
+    }
+    return rec, None
+
+
+def _ranges(nums: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9'"""
+    out, start, prev = [], nums[0], nums[0]
+    for n in nums[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# summaries
+
+
+def synth_info(root: str | os.PathLike) -> dict | None:
+    """The generation record (``synth.json``) of a synthetic root, or None for real data."""
+    p = Path(root) / "synth.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def counts_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
+    """Per-dataset, per-emotion clip counts beside Table 3 (and Table 3 × ``scale``)."""
+    from mexpr.synth import scaled_counts
+
+    rows = []
+    present = sorted(set(df["dataset"]) & set(TABLE3)) or sorted(TABLE3)
+    for ds in present:
+        expected = scaled_counts(ds, scale) if scale is not None else None
+        for emotion, paper in TABLE3[ds].items():
+            n = int(((df["dataset"] == ds) & (df["emotion"] == emotion)).sum())
+            row = {"dataset": ds, "emotion": emotion, "class": EMOTION_TO_CLASS[emotion], "clips": n, "table3": paper}
+            if expected is not None:
+                row[f"table3 x {scale:g}"] = expected[emotion]
+            rows.append(row)
+    extra = df[~df["emotion"].isin([e for d in TABLE3.values() for e in d])]
+    for (ds, emotion), g in extra.groupby(["dataset", "emotion"]):
+        rows.append({"dataset": ds, "emotion": emotion, "class": g["label"].iloc[0], "clips": len(g), "table3": 0})
+    return pd.DataFrame(rows)
+
+
+def class_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-class clip counts per dataset and in total, beside Table 3's class totals."""
+    rows = []
+    for cls in CLASSES:
+        row = {"class": cls}
+        for ds in sorted(TABLE3):
+            row[ds] = int(((df["dataset"] == ds) & (df["label"] == cls)).sum())
+        row["total"] = int((df["label"] == cls).sum())
+        row["table3"] = sum(n for d in TABLE3.values() for e, n in d.items() if EMOTION_TO_CLASS[e] == cls)
+        rows.append(row)
+    return pd.DataFrame(rows)
