@@ -276,7 +276,7 @@ def _plan(dataset: str, scale: float, seed: int, difficulty: Difficulty) -> list
                 used.add((subject, name.rstrip("f")))
                 break
         aus = _draw_aus(rng, emotion, difficulty)
-        duration = float(np.clip(rng.lognormal(math.log(0.33), 0.3), 0.12, 0.5))
+        duration = float(np.clip(rng.lognormal(math.log(_MEDIAN_DURATION_S[dataset]), 0.3), 0.12, 0.5))
         span = max(4, int(round(duration * fps)))  # onset..offset frames - 1
         pre = int(rng.integers(1, 4)) if rng.random() < 0.3 else 0
         post = int(rng.integers(1, 4)) if rng.random() < 0.3 else 0
@@ -307,6 +307,9 @@ def _plan(dataset: str, scale: float, seed: int, difficulty: Difficulty) -> list
 
 
 _DATASET_CODE = {"casme1": 1, "casme2": 2}
+#: Median onset..offset duration; reported means are 66.8 frames at 200 fps for CASME II and
+#: 22.05 frames at 60 fps for CASME I (as computed in the MEB toolbox, tvaranka/meb).
+_MEDIAN_DURATION_S = {"casme2": 0.30, "casme1": 0.34}
 
 
 def _draw_aus(rng: np.random.Generator, emotion: str, difficulty: Difficulty) -> list[str]:

@@ -1,0 +1,116 @@
+"""Command line: ``python -m mexpr <command>`` (or the ``mexpr`` script).
+
+Commands
+--------
+synth      write a synthetic CASME II / CASME I dataset
+info       clip counts of one or more dataset roots beside the paper's Table 3
+reproduce  run the notebook series with papermill into runs/<name>/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_synth(args) -> int:
+    from mexpr import synth
+
+    out = synth.generate(
+        args.out,
+        dataset=args.dataset,
+        scale=args.scale,
+        seed=args.seed,
+        faces=args.faces,
+        difficulty=args.difficulty,
+        jobs=args.jobs,
+        progress=not args.quiet,
+    )
+    print(f"wrote {args.dataset} (scale {args.scale:g}, seed {args.seed}) to {out}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    import pandas as pd
+
+    from mexpr import datasets
+
+    df = datasets.load(args.data, errors="skip" if args.skip else "raise", verify=args.verify)
+    scales = {(datasets.synth_info(r) or {}).get("scale") for r in args.data}
+    scale = scales.pop() if len(scales) == 1 else None
+    with pd.option_context("display.width", 120, "display.max_rows", 200):
+        print(f"{len(df)} clips, {df['subject_id'].nunique()} subjects, from {', '.join(args.data)}\n")
+        print("Per emotion (Table 3" + (f"; Table 3 x {scale:g} for this synthetic set" if scale else "") + "):")
+        print(datasets.counts_table(df, scale).to_string(index=False))
+        print("\nPer class:")
+        print(datasets.class_table(df).to_string(index=False))
+        frames = df.groupby("dataset")["n_frames"].describe()[["mean", "min", "50%", "max"]]
+        print("\nFrames per clip (onset..offset):")
+        print(frames.round(1).to_string())
+        est = int(df["apex_estimated"].sum())
+        noted = int((df["notes"] != "").sum())
+        print(f"\n{est} clip(s) with an estimated apex; {noted} clip(s) with notes")
+        skipped = df.attrs.get("skipped", [])
+        if skipped:
+            print(f"\n{len(skipped)} row(s) skipped:")
+            for p in skipped:
+                print(f"  - {p['sheet']} row {p['row']} ({p['subject']}/{p['clip']}): {p['reason']}")
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from mexpr import series
+
+    paths = series.run_series(
+        args.run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force
+    )
+    if not args.data and args.profile == "default":
+        copied = series.publish_figures(args.run)
+        print(f"refreshed {len(copied)} README figure(s) in figures/")
+    print(f"\n{len(paths)} notebook(s) executed into {args.run}/notebooks")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mexpr", description="DTSCNN micro-expression recognition (Peng et al. 2017)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write a synthetic CASME II / CASME I dataset")
+    s.add_argument("--dataset", choices=["casme2", "casme1"], default="casme2")
+    s.add_argument("--scale", type=float, default=1.0, help="Table 3 counts x scale (>= 2 clips per emotion)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output folder (new or empty; an interrupted run resumes)")
+    s.add_argument("--faces", default=None, help="optional folder of extra frontal face photos")
+    s.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"])
+    s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_synth)
+
+    i = sub.add_parser("info", help="clip counts of dataset roots beside Table 3")
+    i.add_argument("data", nargs="+", help="dataset root(s): CASME II and/or CASME I, real or synthetic")
+    i.add_argument("--skip", action="store_true", help="skip unusable rows (listed) instead of failing")
+    i.add_argument("--verify", choices=["header", "decode", "none"], default="header")
+    i.set_defaults(func=_cmd_info)
+
+    r = sub.add_parser("reproduce", help="run the notebook series with papermill into runs/<name>")
+    r.add_argument("--run", default="runs/default")
+    r.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--data", action="append", default=None, help="real dataset root (repeatable); default: synthetic")
+    r.add_argument("--jobs", type=int, default=None)
+    r.add_argument("--force", action="store_true", help="re-run notebooks that already finished")
+    r.set_defaults(func=_cmd_reproduce)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"mexpr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
