@@ -401,7 +401,9 @@ def load(
         records.extend(recs)
         problems.extend(probs)
 
-    if problems and errors == "raise":
+    fatal = [p for p in problems if not (unknown == "skip" and p.get("label"))]
+    if fatal and errors == "raise":
+        problems = fatal
         unknown_labels = sorted({p["label"] for p in problems if p.get("label")})
         head = f"{len(problems)} unusable row(s) in {', '.join(str(r) for r in roots)}"
         if unknown_labels:

@@ -805,21 +805,31 @@ def _render_clip(root: str, dataset: str, plan: _ClipPlan, seed: int, faces: str
     ident = _identity_cached(_subject_seed(seed, dataset, plan.subject), faces, difficulty)
     rng = np.random.default_rng([plan.seed, 11])
     motion = _make_motion(plan, ident, difficulty, FPS[dataset], rng)
-    noise_sigma = rng.uniform(*difficulty.noise_sigma)
-    f_hz = rng.uniform(1.0, 8.0)
-    phase = rng.uniform(0, 2 * math.pi)
-    for t, D in enumerate(motion.displacements()):
-        q = _inverse_map(D)
-        frame = cv2.remap(ident.image, q[..., 0], q[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        gain = 1 + difficulty.flicker * math.sin(2 * math.pi * f_hz * t / FPS[dataset] + phase) + rng.normal(0, difficulty.flicker / 3)
-        frame = frame * gain + rng.standard_normal(frame.shape, dtype=np.float32) * noise_sigma
-        frame = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+    for t, frame in enumerate(render_frames(ident, motion, difficulty, FPS[dataset], rng)):
         ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, ident.jpeg_quality])
         if not ok:  # pragma: no cover
             raise RuntimeError(f"JPEG encoding failed for {clip_dir}")
         _io.atomic_write_bytes(clip_dir / plan.frame_name(dataset, int(motion.frame_numbers[t])), buf.tobytes())
     motion.save(done)  # written last: its presence marks the clip as complete
     return _clip_stats(plan, motion)
+
+
+def render_frames(ident: Identity, motion: Motion, difficulty: Difficulty, fps: float, rng: np.random.Generator | None = None):
+    """Yield the clip's frames, ``(H, W, 3) uint8`` RGB: the identity image warped by the motion,
+    with flicker and sensor noise (none when ``rng`` is None)."""
+    import cv2
+
+    if rng is not None:
+        noise_sigma = rng.uniform(*difficulty.noise_sigma)
+        f_hz = rng.uniform(1.0, 8.0)
+        phase = rng.uniform(0, 2 * math.pi)
+    for t, D in enumerate(motion.displacements()):
+        q = _inverse_map(D)
+        frame = cv2.remap(ident.image, q[..., 0], q[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        if rng is not None:
+            gain = 1 + difficulty.flicker * math.sin(2 * math.pi * f_hz * t / fps + phase) + rng.normal(0, difficulty.flicker / 3)
+            frame = frame * gain + rng.standard_normal(frame.shape, dtype=np.float32) * noise_sigma
+        yield np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
 
 def _clip_stats(plan: _ClipPlan, motion: Motion) -> dict:

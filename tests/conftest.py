@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny synthetic datasets (every emotion at its minimum of 2 clips)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_SCALE = 0.02  # every emotion at its minimum of 2 clips
+
+
+@pytest.fixture(scope="session")
+def casme2_root(tmp_path_factory):
+    from mexpr import synth
+
+    return synth.generate(tmp_path_factory.mktemp("synth") / "casme2", "casme2", scale=TINY_SCALE, seed=0, jobs=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def casme1_root(tmp_path_factory):
+    from mexpr import synth
+
+    return synth.generate(tmp_path_factory.mktemp("synth") / "casme1", "casme1", scale=TINY_SCALE, seed=0, jobs=2, progress=False)

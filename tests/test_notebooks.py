@@ -1,0 +1,77 @@
+"""The notebook series: committed clean, parameterised, and executed end to end in quick mode."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+
+from mexpr import series
+
+NOTEBOOKS = sorted(p.name for p in series.notebook_dir().glob("*.ipynb"))
+
+
+def test_every_notebook_is_in_the_series():
+    assert NOTEBOOKS == sorted(series.SERIES)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_committed_clean_with_a_parameters_cell(name):
+    nb = nbformat.read(series.notebook_dir() / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for key in ("run_dir", "profile", "seed", "data_dirs"):
+        assert f"{key} =" in tagged[0].source
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """The whole series in quick mode, in order, into one run directory (each reads the last's output)."""
+    run = tmp_path_factory.mktemp("run")
+    params = {
+        "run_dir": str(run),
+        "profile": "quick",
+        "seed": 0,
+        "data_dirs": [],
+        "jobs": 2,
+        "synth_root": str(run / "synthetic"),
+    }
+    executed = [series.run_notebook(name, run, params) for name in series.SERIES]
+    return run, executed
+
+
+@pytest.mark.notebook
+def test_series_runs_in_quick_mode(quick_run):
+    run, executed = quick_run
+    for path in executed:
+        nb = nbformat.read(path, as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
+
+
+@pytest.mark.notebook
+def test_dataset_notebook_hands_off_to_the_next(quick_run):
+    run, _ = quick_run
+    info = json.loads((run / "dataset.json").read_text())
+    assert info["synthetic"] and len(info["roots"]) == 2
+    clips = pd.read_csv(run / "clips.csv")
+    assert set(clips["dataset"]) == {"casme1", "casme2"}
+    assert len(clips) == 30  # 7 + 8 emotions x 2 clips
+    for fig in ("dataset_onset_apex_offset", "dataset_motion_amplified", "dataset_class_balance"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
+    counts = pd.read_csv(run / "tables" / "dataset_counts.csv")
+    assert (counts["clips"] == counts["table3 x 0.02"]).all()
+
+
+@pytest.mark.notebook
+def test_series_resumes_without_rerunning(quick_run):
+    run, _ = quick_run
+    params = json.loads(json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")}))
+    lines = []
+    series.run_notebook(series.SERIES[0], run, params, log=lines.append)
+    assert lines and lines[0].startswith("[skip]")
