@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output folder (new or empty; an interrupted run resumes)")
     s.add_argument("--faces", default=None, help="optional folder of extra frontal face photos")
-    s.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"])
+    s.add_argument("--difficulty", default="default", choices=["easy", "moderate", "default", "hard"])
     s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synth)
