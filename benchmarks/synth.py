@@ -58,8 +58,7 @@ def main(argv=None):
         if faces:
             found += 1
             m = synth.Motion.load(row["clip_dir"])
-            A = m.rigid[int(row["onset"]) - int(m.frame_numbers[0])]
-            truth = m.landmarks @ A[:, :2].T + A[:, 2]
+            truth = m.landmarks_at(row["onset"])
             errs.append(float(np.linalg.norm(landmarks(img, faces[0][0]) - truth, axis=1).mean() / m.face_scale))
     res["landmark_rate"] = round(found / len(df), 4)
     res["landmark_error_px_at_crop_median"] = round(float(np.median(errs)), 2)

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from mexpr import _io
-from mexpr.datasets import EMOTION_TO_CLASS, FPS, TABLE3
+from mexpr.datasets import FPS, TABLE3
 
 FRAME_W, FRAME_H = 640, 480
 #: The paper's crop (Pre-Processing): 96 wide, 112 high.
@@ -635,6 +635,11 @@ class Motion:
                 kw[f.name] = v.item() if v.ndim == 0 else v
         return cls(**kw)
 
+    def landmarks_at(self, frame_number: int) -> np.ndarray:
+        """Ground-truth landmarks ``(68, 2)`` in the frame with this file number (head pose applied)."""
+        A = self.rigid[int(frame_number) - int(self.frame_numbers[0])]
+        return self.landmarks @ A[:, :2].T + A[:, 2]
+
     # -- dense fields ------------------------------------------------------------------------
     def _upsampled(self):
         import cv2
@@ -981,7 +986,3 @@ ground-truth motion (mexpr.synth.ground_truth_flow(clip_dir) expands it to dense
 clips.csv lists each clip's AUs, length and apex displacement (px at 96x112 crop scale).
 """
 
-
-def class_of(emotion: str) -> str:
-    """Table 3 class of a synthetic emotion label."""
-    return EMOTION_TO_CLASS[emotion]
