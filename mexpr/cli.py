@@ -4,6 +4,7 @@ Commands
 --------
 synth      write a synthetic CASME II / CASME I dataset
 info       clip counts of one or more dataset roots beside the paper's Table 3
+preprocess detect, align, crop and interpolate every clip into runs/<name>/ (cached, resumable)
 reproduce  run the notebook series with papermill into runs/<name>/
 """
 
@@ -58,6 +59,28 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_preprocess(args) -> int:
+    from pathlib import Path
+
+    from mexpr import datasets, preprocess
+
+    df = datasets.load(args.data, errors="skip", verify=args.verify)
+    for p in df.attrs.get("skipped", []):
+        print(f"skipped sheet row: {p['sheet']} row {p['row']} ({p['subject']}/{p['clip']}): {p['reason']}", file=sys.stderr)
+    config = preprocess.Config(
+        align=args.align, lengths=tuple(args.lengths), several=args.several, model=args.model, bad_frames=args.bad_frames
+    )
+    manifest = preprocess.run(df, args.run, config, jobs=args.jobs, progress=not args.quiet, force=args.force)
+    s = manifest.attrs["summary"]
+    print(
+        f"{s['processed']} clip(s) processed ({s['from_cache']} from cache), {s['skipped']} skipped, "
+        f"in {s['seconds']:.1f} s; manifest: {Path(args.run) / 'manifest.csv'}"
+    )
+    for _, row in manifest[manifest["status"] == "skipped"].iterrows():
+        print(f"  skipped {row['subject_id']}/{row['clip']}: {row['reason']}")
+    return 0
+
+
 def _cmd_reproduce(args) -> int:
     from mexpr import series
 
@@ -91,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--skip", action="store_true", help="skip unusable rows (listed) instead of failing")
     i.add_argument("--verify", choices=["header", "decode", "none"], default="header")
     i.set_defaults(func=_cmd_info)
+
+    pre = sub.add_parser("preprocess", help="detect, align, crop and interpolate every clip (cached, resumable)")
+    pre.add_argument("--data", action="append", required=True, help="dataset root (repeatable): CASME II / CASME I, real or synthetic")
+    pre.add_argument("--run", required=True, help="run folder, e.g. runs/NAME")
+    pre.add_argument("--align", default="lwm-similarity", choices=["lwm-similarity", "lwm-first", "lwm-per-frame", "similarity", "none"])
+    pre.add_argument("--lengths", type=int, nargs="+", default=[65, 129], help="temporal lengths (default: 65 129)")
+    pre.add_argument("--several", default="largest", choices=["largest", "best", "error"], help="rule when several faces are found")
+    pre.add_argument("--model", default=None, help="another dlib 68-point model file")
+    pre.add_argument("--bad-frames", default="skip", choices=["skip", "drop"], help="a corrupt frame skips its clip, or is dropped")
+    pre.add_argument("--verify", choices=["header", "decode", "none"], default="header")
+    pre.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    pre.add_argument("--force", action="store_true", help="recompute clips found in the cache")
+    pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    pre.set_defaults(func=_cmd_preprocess)
 
     r = sub.add_parser("reproduce", help="run the notebook series with papermill into runs/<name>")
     r.add_argument("--run", default="runs/default")

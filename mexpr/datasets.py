@@ -316,13 +316,21 @@ def _jpeg_ok(path: Path) -> str | None:
             tail = fh.read()
     except OSError as exc:
         return f"unreadable ({exc.strerror})"
-    suffix = path.suffix.lower()
+    return signature_problem(head, tail, path.suffix)
+
+
+def signature_problem(head: bytes, tail: bytes, suffix: str) -> str | None:
+    """Why a frame file whose first bytes are ``head`` and last bytes ``tail`` is not a complete
+    JPEG/PNG (judged by ``suffix``), or None when it looks whole."""
+    if not head:
+        return "empty file"
+    suffix = suffix.lower()
     if suffix in (".jpg", ".jpeg"):
         if head[:2] != b"\xff\xd8":
             return "not a JPEG (bad start marker)"
-        if b"\xff\xd9" not in tail:
+        if b"\xff\xd9" not in tail[-64:]:
             return "truncated JPEG (no end marker)"
-    elif suffix == ".png" and head != b"\x89PNG\r\n\x1a\n":
+    elif suffix == ".png" and head[:8] != b"\x89PNG\r\n\x1a\n":
         return "not a PNG (bad signature)"
     return None
 
