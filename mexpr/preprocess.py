@@ -152,7 +152,8 @@ def find_face(
     """The face box ``(left, top, right, bottom)`` of ``image``, by the module's several-faces rule.
 
     ``upsample="auto"`` tries, until a face scores ``min_score``: a half-size copy (fast, finds
-    faces over ~160 px), the image itself, then the image upsampled once (faces down to ~40 px).
+    faces over ~160 px; only for ``several="largest"``), the image itself, then the image
+    upsampled once (faces down to ~40 px).
     Raises :class:`FaceNotFoundError` or, with ``several="error"``, :class:`MultipleFacesError`.
     """
     import cv2
@@ -162,7 +163,9 @@ def find_face(
     grey = _grey(image)
     if upsample == "auto":
         h, w = grey.shape
-        attempts = [(cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA), 0, 2.0), (grey, 0, 1.0), (grey, 1, 1.0)]
+        attempts = [(grey, 0, 1.0), (grey, 1, 1.0)]
+        if several == "largest":  # a face found at half size is larger than any it misses
+            attempts.insert(0, (cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA), 0, 2.0))
     else:
         attempts = [(grey, int(upsample), 1.0)]
     best_seen = None
