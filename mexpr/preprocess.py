@@ -634,6 +634,34 @@ def _frames_from(frames, times, bad_frames: str, notes: list[str], blobs: Sequen
     return imgs, t, names
 
 
+def track_landmarks(greys: Sequence[np.ndarray], config: Config | None = None, names: Sequence[str] | None = None):
+    """68 landmarks on every frame of a clip (grey uint8 frames): dlib's detector once, on the
+    first frame, then the shape predictor on every frame in the first frame's box, re-centred on
+    the face when it drifts by more than ``config.recenter`` box widths.  Returns
+    ``(landmarks (T, 68, 2) float32, box)``; :class:`AlignmentError` if a frame's landmarks
+    collapse (no usable face)."""
+    config = config or Config()
+    names = list(names) if names is not None else [f"frame {i}" for i in range(len(greys))]
+    box = find_face(greys[0], config.upsample, config.several, config.min_score, source=names[0])
+    model = str(config.model or predictor_path())
+    lms = np.empty((len(greys), 68, 2), np.float32)
+    lms[0] = landmarks(greys[0], box, model)
+    c0 = lms[0].mean(0)
+    bw = box[2] - box[0]
+    cur = box
+    for i in range(1, len(greys)):
+        drift = lms[i - 1].mean(0) - c0
+        if np.hypot(*drift) > config.recenter * bw:
+            dx, dy = (int(round(v)) for v in drift)
+            cur = (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+        lms[i] = landmarks(greys[i], cur, model)
+    spread = lms.std(1).min(1)
+    if (spread < 2.0).any():
+        i = int(np.argmin(spread))
+        raise AlignmentError(f"{names[i]}: landmarks collapsed (spread {spread[i]:.2f} px); no usable face")
+    return lms, box
+
+
 def preprocess_clip(
     frames: Sequence[str | os.PathLike] | np.ndarray,
     config: Config | None = None,
@@ -651,23 +679,7 @@ def preprocess_clip(
     import cv2
 
     greys = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in imgs]
-    box = find_face(greys[0], config.upsample, config.several, config.min_score, source=names[0])
-    model = str(config.model or predictor_path())
-    lms = np.empty((len(imgs), 68, 2), np.float32)
-    lms[0] = landmarks(greys[0], box, model)
-    c0 = lms[0].mean(0)
-    bw = box[2] - box[0]
-    cur = box
-    for i in range(1, len(imgs)):
-        drift = lms[i - 1].mean(0) - c0
-        if np.hypot(*drift) > config.recenter * bw:
-            dx, dy = (int(round(v)) for v in drift)
-            cur = (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
-        lms[i] = landmarks(greys[i], cur, model)
-    spread = lms.reshape(len(lms), -1, 2).std(1).min(1)
-    if (spread < 2.0).any():
-        i = int(np.argmin(spread))
-        raise AlignmentError(f"{names[i]}: landmarks collapsed (spread {spread[i]:.2f} px); no usable face")
+    lms, box = track_landmarks(greys, config, names)
     try:
         maps = alignment_maps(lms, config.align, config.lwm_n, config.lwm_fallback, config.lwm_anchors)
     except AlignmentError as exc:
@@ -911,3 +923,26 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
         noise_rms=float(np.sqrt(np.mean(noise_sq))) if noise_sq else float("nan"),
     )
     return out
+
+
+def compare_alignments(clips, modes: Sequence[str] = tuple(ALIGN_MODES), config: Config | None = None, progress: bool = False):
+    """:func:`alignment_error` of every alignment mode on synthetic clips (rows of a
+    :func:`mexpr.datasets.load` table): landmarks are tracked once per clip, then each mode's
+    maps are scored.  One row per (clip, mode)."""
+    import cv2
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from mexpr import synth
+
+    config = config or Config()
+    rows = []
+    for _, row in tqdm(list(clips.iterrows()), desc="alignment modes", unit="clip", disable=not progress):
+        motion = synth.Motion.load(row["clip_dir"])
+        imgs, times, names = _frames_from(row["frames"], None, "skip", [])
+        lms, _ = track_landmarks([cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in imgs], config, names)
+        for mode in modes:
+            maps = alignment_maps(lms, mode, config.lwm_n, config.lwm_fallback, config.lwm_anchors)
+            err = alignment_error(maps, times, motion, row["apex"])
+            rows.append({"subject_id": row["subject_id"], "clip": row["clip"], "label": row["label"], "align": mode, **err})
+    return pd.DataFrame(rows)

@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 #: The series, in order.  Later issues add their notebooks here.
-SERIES = ["00_dataset.ipynb"]
+SERIES = ["00_dataset.ipynb", "01_preprocessing.ipynb"]
 
 #: Profiles: what ``make reproduce PROFILE=...`` means for each stage.
 PROFILES = {
-    "quick": {"synth_scale": 0.02},  # tests: every emotion at its minimum of 2 clips
-    "default": {"synth_scale": 1.0},  # make reproduce on 2 cores: Table 3 counts
-    "paper": {"synth_scale": 1.0},  # full scale everywhere (GPU recommended for training)
+    # synth_scale: Table 3 counts x scale; align_clips: clips scored per alignment mode (notebook 01)
+    "quick": {"synth_scale": 0.02, "align_clips": 4},  # tests: every emotion at its minimum of 2 clips
+    "default": {"synth_scale": 1.0, "align_clips": 40},  # make reproduce on 2 cores: Table 3 counts
+    "paper": {"synth_scale": 1.0, "align_clips": 120},  # full scale everywhere (GPU recommended for training)
 }
 
 
@@ -42,6 +43,7 @@ def _digest(path: Path, params: dict) -> str:
 def run_notebook(name: str, run_dir: str | os.PathLike, parameters: dict, force: bool = False, log=print) -> Path:
     """Execute ``notebooks/<name>`` with papermill into ``<run_dir>/notebooks/<name>``.
 
+    Only the ``parameters`` the notebook declares in its ``parameters`` cell are passed.
     Skipped when a previous execution with the same source and parameters finished.
     Raises papermill's ``PapermillExecutionError`` (naming the failing cell) on error.
     """
@@ -55,6 +57,8 @@ def run_notebook(name: str, run_dir: str | os.PathLike, parameters: dict, force:
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / name
     marker = out_dir / (name + ".done")
+    declared = set(pm.inspect_notebook(str(src)))
+    parameters = {k: v for k, v in parameters.items() if k in declared}  # each notebook takes what it declares
     digest = _digest(src, parameters)
     if not force and out.is_file() and marker.is_file() and marker.read_text().strip() == digest:
         log(f"[skip] {name}: already executed with these parameters ({out})")

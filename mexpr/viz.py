@@ -96,3 +96,84 @@ def motion_quiver(ax, image: np.ndarray, field: np.ndarray, window: tuple[slice,
     ax.set_xticks([])
     ax.set_yticks([])
     return q
+
+
+def landmark_panel(ax, image: np.ndarray, lms: np.ndarray, box=None, title: str = "", window=None, size: float = 6):
+    """``image`` with its 68 landmarks (and face box) drawn; ``window`` crops the view."""
+    from matplotlib.patches import Rectangle
+
+    ys, xs = window if window is not None else (slice(0, image.shape[0]), slice(0, image.shape[1]))
+    ax.imshow(image[ys, xs], cmap="gray" if image.ndim == 2 else None)
+    ax.scatter(lms[:, 0] - xs.start, lms[:, 1] - ys.start, s=size, c="#00e0ff", linewidths=0)
+    if box is not None:
+        ax.add_patch(Rectangle((box[0] - xs.start, box[1] - ys.start), box[2] - box[0], box[3] - box[1], fill=False, ec="#ffcc00", lw=1.2))
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def frame_strip(frames: np.ndarray, n: int = 8, title: str = "", run_dir=None, name: str | None = None, readme: bool = False):
+    """``n`` evenly spaced frames of a clip ``(T, H, W, 3)`` in one row, labelled by index."""
+    import matplotlib.pyplot as plt
+
+    idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    fig, axes = plt.subplots(1, n, figsize=(1.25 * n, 1.25 * frames.shape[1] / frames.shape[2] + 0.4))
+    for ax, i in zip(axes, idx):
+        ax.imshow(frames[i])
+        ax.set_title(f"{i}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if run_dir is not None and name:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig
+
+
+def apex_difference(clips: dict, apex_index: int, run_dir=None, name: str = "preprocess_alignment_difference", gain: float = 6.0):
+    """Per alignment mode: the crop at onset, and |apex − onset| amplified ``gain`` times.  Head
+    motion that alignment leaves shows as bright edges everywhere; the expression stays local."""
+    import matplotlib.pyplot as plt
+
+    modes = list(clips)
+    fig, axes = plt.subplots(2, len(modes), figsize=(1.9 * len(modes), 4.6), squeeze=False)
+    for c, mode in enumerate(modes):
+        fr = clips[mode].frames.astype(np.float32)
+        a = min(apex_index, len(fr) - 1)
+        diff = np.abs(fr[a] - fr[0]).mean(-1)
+        axes[0, c].imshow(clips[mode].frames[0])
+        axes[0, c].set_title(mode, fontsize=9)
+        axes[1, c].imshow(np.clip(diff * gain, 0, 255), cmap="magma", vmin=0, vmax=255)
+        axes[1, c].set_title(f"|apex − onset| × {gain:g}\nmean {diff.mean():.2f}", fontsize=8)
+        for ax in axes[:, c]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir)
+    return fig
+
+
+def alignment_modes_plot(results, run_dir=None, name: str = "preprocess_alignment_modes", readme: bool = False):
+    """Box plots per alignment mode of :func:`mexpr.preprocess.compare_alignments` results."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    panels = [
+        ("residual_head_rms", "residual head motion\n(RMS px at 96×112; lower is better)"),
+        ("expression_kept", "expression motion kept at apex\n(1 = all; higher is better)"),
+        ("noise_rms", "motion added by alignment\n(RMS px; lower is better)"),
+    ]
+    order = list(dict.fromkeys(results["align"]))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (col, label) in zip(axes, panels):
+        sns.boxplot(data=results, x="align", y=col, order=order, ax=ax, showfliers=False, color="#9ecae1")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+    axes[1].axhline(1.0, color="k", lw=0.8, ls="--")
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig

@@ -177,7 +177,7 @@ def test_default_alignment_removes_head_motion_and_keeps_the_expression(c2):
     assert d["residual_head_rms"] < 0.45 and d["residual_head_rms"] < 0.7 * d["head_rms"]
     assert 0.7 < d["expression_kept"] < 1.3 and d["noise_rms"] < 0.1
     assert acc.loc["lwm-first", "residual_head_rms"] > d["residual_head_rms"]
-    assert acc.loc["lwm-per-frame", "expression_kept"] < 0.7  # own-landmark LWM erases the expression
+    assert acc.loc["lwm-per-frame", "noise_rms"] > 3 * d["noise_rms"]  # per-frame landmark jitter warped in
 
 
 def test_clip_resample_and_determinism(c2):
