@@ -24,7 +24,7 @@ def test_notebook_is_committed_clean_with_a_parameters_cell(name):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    for key in ("run_dir", "profile", "seed", "data_dirs"):
+    for key in ("run_dir", "profile", "seed"):
         assert f"{key} =" in tagged[0].source
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
@@ -66,6 +66,22 @@ def test_dataset_notebook_hands_off_to_the_next(quick_run):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
     counts = pd.read_csv(run / "tables" / "dataset_counts.csv")
     assert (counts["clips"] == counts["table3 x 0.02"]).all()
+
+
+@pytest.mark.notebook
+def test_preprocessing_notebook_hands_off_to_the_next(quick_run):
+    from mexpr import preprocess
+
+    run, _ = quick_run
+    manifest = preprocess.load_manifest(run)
+    assert len(manifest) == 30 and (manifest["status"] == "processed").all()
+    x = preprocess.load_clip(run, manifest.iloc[0], 129)
+    assert x.shape == (129, 112, 96, 3) and x.dtype == "uint8"
+    modes = pd.read_csv(run / "tables" / "preprocess_alignment_modes.csv", index_col="align")
+    assert set(modes.index) == set(preprocess.ALIGN_MODES)
+    assert modes.loc["lwm-similarity", "residual_head_rms"] < modes.loc["none", "residual_head_rms"]
+    for fig in ("preprocess_landmarks", "preprocess_template", "preprocess_alignment_modes", "preprocess_strip_129"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
 
 
 @pytest.mark.notebook
