@@ -33,17 +33,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_npz(path: str | os.PathLike, **arrays) -> None:
-    """Like ``np.savez_compressed`` but deterministic (fixed zip timestamps, sorted entries)."""
+def save_npz(path: str | os.PathLike, level: int = 6, **arrays) -> None:
+    """Like ``np.savez_compressed`` but deterministic (fixed zip timestamps, sorted entries);
+    ``level`` is the deflate level (1 fast … 9 small)."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
         for key in sorted(arrays):
             arr = np.asarray(arrays[key])
             if arr.dtype == object:
                 raise TypeError(f"save_npz: array {key!r} has dtype object; convert it first")
             member = io.BytesIO()
             np.lib.format.write_array(member, arr, allow_pickle=False)
-            zf.writestr(_zip_entry(key + ".npy"), member.getvalue())
+            zf.writestr(_zip_entry(key + ".npy"), member.getvalue(), compresslevel=level)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -5,6 +5,7 @@ Commands
 synth      write a synthetic CASME II / CASME I dataset
 info       clip counts of one or more dataset roots beside the paper's Table 3
 preprocess detect, align, crop and interpolate every clip into runs/<name>/ (cached, resumable)
+flow       optical flow + Munsell colour coding of every pre-processed clip of a run (cached)
 reproduce  run the notebook series with papermill into runs/<name>/
 """
 
@@ -81,6 +82,23 @@ def _cmd_preprocess(args) -> int:
     return 0
 
 
+def _cmd_flow(args) -> int:
+    from mexpr import flow
+
+    params = {}
+    for item in args.param or []:
+        k, _, v = item.partition("=")
+        params[k] = float(v) if any(c in v for c in ".e") else int(v)
+    normalize = args.normalize if args.normalize in ("frame", "clip") else float(args.normalize)
+    out = flow.run(args.run, args.method, normalize=normalize, raw=args.raw, jobs=args.jobs, progress=not args.quiet, force=args.force, **params)
+    s = out.attrs["summary"]
+    print(
+        f"{s['processed']} clip(s) with flow ({s['computed']} computed, {s['processed'] - s['computed']} from cache), "
+        f"{s['skipped']} skipped, {s['fields']} fields each, in {s['seconds']:.1f} s; method {s['method']}"
+    )
+    return 0
+
+
 def _cmd_reproduce(args) -> int:
     from mexpr import series
 
@@ -128,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--force", action="store_true", help="recompute clips found in the cache")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
     pre.set_defaults(func=_cmd_preprocess)
+
+    fl = sub.add_parser("flow", help="optical flow + Munsell coding of a run's pre-processed clips (cached, resumable)")
+    fl.add_argument("--run", required=True, help="run folder holding a pre-processing manifest")
+    fl.add_argument("--method", default="dis", choices=["dis", "tvl1", "farneback", "deepflow"])
+    fl.add_argument("--param", action="append", metavar="NAME=VALUE", help="override a method parameter (repeatable)")
+    fl.add_argument("--normalize", default="frame", help="frame (default), clip, or a fixed scale in px")
+    fl.add_argument("--raw", action="store_true", help="also store the raw flow (float16)")
+    fl.add_argument("--jobs", type=int, default=None)
+    fl.add_argument("--force", action="store_true")
+    fl.add_argument("--quiet", action="store_true")
+    fl.set_defaults(func=_cmd_flow)
 
     r = sub.add_parser("reproduce", help="run the notebook series with papermill into runs/<name>")
     r.add_argument("--run", default="runs/default")

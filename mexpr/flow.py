@@ -278,3 +278,241 @@ def colour_key(size: int = 151) -> np.ndarray:
     img = to_munsell(flow, normalize=1.0)
     img[np.hypot(flow[..., 0], flow[..., 1]) > 1] = 255
     return img
+
+
+# --------------------------------------------------------------------------------------------
+# batch runner over a run's pre-processed clips
+
+FLOW_VERSION = 1
+
+
+def _flow_key(method: str, params: dict, normalize, lengths, raw: bool) -> str:
+    d = {"method": method, "params": params, "normalize": normalize, "lengths": list(lengths), "raw": raw, "version": FLOW_VERSION}
+    return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def _flow_clip(run_dir: str, row: dict, method: str, params: dict, normalize, lengths, raw: bool, target: str) -> dict:
+    import cv2
+
+    from mexpr import _io, preprocess
+
+    cv2.setNumThreads(1)
+    t0 = time.perf_counter()
+    arrays = {}
+    for L in lengths:
+        frames = preprocess.load_clip(run_dir, row, L)
+        fl = compute(frames, method, **params)
+        arrays[f"munsell{L - 1}"] = to_munsell(fl, normalize)
+        if raw:
+            arrays[f"flow{L - 1}"] = fl.astype(np.float16)
+        arrays[f"magnitude{L - 1}"] = np.sqrt((fl**2).sum(-1)).max(axis=(1, 2)).astype(np.float32)
+    _io.save_npz(target, level=1, **arrays)
+    return {"seconds": time.perf_counter() - t0}
+
+
+def run(
+    run_dir: str | os.PathLike,
+    method: str = DEFAULT_METHOD,
+    lengths: tuple[int, ...] | None = None,
+    normalize: str | float = "frame",
+    raw: bool = False,
+    jobs: int | None = None,
+    progress: bool = True,
+    force: bool = False,
+    **params,
+):
+    """Flow and Munsell coding of every pre-processed clip of ``run_dir`` at each temporal
+    length (default: the pre-processing's, 65 and 129 frames -> 64 and 128 fields).
+
+    Each clip's result is cached in ``<run_dir>/cache/flow/<method>-<key>/`` (``munsell64``,
+    ``munsell128`` uint8 and, with ``raw=True``, ``flow64``/``flow128`` float16; ``magnitude*``:
+    each field's peak magnitude in px, the scale that per-frame coding divides by) under the
+    pre-processed clip's content hash, so a re-run skips finished clips and an interrupted run
+    resumes.  Writes ``<run_dir>/flow_manifest.csv`` and ``<run_dir>/flow.json``.
+    """
+    import pandas as pd
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    from mexpr import preprocess
+
+    run_dir = Path(run_dir)
+    manifest = preprocess.load_manifest(run_dir)
+    p = _params(method, params)
+    if lengths is None:
+        pre = json.loads((run_dir / "preprocess.json").read_text()) if (run_dir / "preprocess.json").is_file() else {}
+        lengths = tuple(pre.get("config", {}).get("lengths", (65, 129)))
+    lengths = tuple(int(x) for x in lengths)
+    key = _flow_key(method, p, normalize, lengths, raw)
+    folder = run_dir / "cache" / "flow" / f"{method}-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, todo = [], []
+    for rec in manifest.to_dict("records"):
+        row = {k: rec[k] for k in ("subject_id", "clip", "dataset", "label")}
+        if rec["status"] != "processed":
+            row.update(status="skipped", reason=f"preprocessing skipped: {rec['reason']}", cache="", cached=False)
+        else:
+            name = Path(rec["cache"]).name
+            target = folder / name
+            row.update(status="processed", reason="", cache=str(target.relative_to(run_dir)), cached=target.is_file() and not force)
+            if not row["cached"]:
+                todo.append((len(rows), rec, str(target)))
+        rows.append(row)
+    jobs = jobs or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    tasks = [delayed(_flow_clip)(str(run_dir), rec, method, p, normalize, lengths, raw, target) for _, rec, target in todo]
+    bar = tqdm(total=len(tasks), desc=f"flow ({method})", unit="clip", disable=not progress)
+    for (i, _, _), res in zip(todo, Parallel(n_jobs=min(jobs, max(1, len(tasks))), return_as="generator")(tasks)):
+        rows[i]["seconds"] = round(res["seconds"], 3)
+        bar.update(1)
+    bar.close()
+    out = pd.DataFrame(rows)
+    out.to_csv(run_dir / "flow_manifest.csv", index=False)
+    summary = {
+        "method": method,
+        "params": p,
+        "normalize": normalize,
+        "lengths": list(lengths),
+        "fields": [L - 1 for L in lengths],
+        "raw": raw,
+        "folder": str(folder.relative_to(run_dir)),
+        "clips": len(out),
+        "processed": int((out["status"] == "processed").sum()),
+        "computed": len(todo),
+        "skipped": int((out["status"] == "skipped").sum()),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    (run_dir / "flow.json").write_text(json.dumps(summary, indent=2) + "\n")
+    out.attrs["summary"] = summary
+    return out
+
+
+def load_flow(run_dir: str | os.PathLike, row, fields: int = 64, kind: str = "munsell") -> np.ndarray:
+    """One clip's cached Munsell images ``uint8 (fields, 112, 96, 3)`` (``kind="munsell"``) or
+    raw flow ``float16 (fields, 112, 96, 2)`` (``kind="flow"``, if the run stored it)."""
+    run_dir = Path(run_dir)
+    if row["status"] != "processed":
+        raise FlowError(f"{row['subject_id']}/{row['clip']} has no flow: {row['reason']}")
+    with np.load(run_dir / row["cache"]) as z:
+        name = f"{kind}{fields}"
+        if name not in z.files:
+            raise FlowError(f"{run_dir / row['cache']} has no {name!r} (has {sorted(z.files)}); run `python -m mexpr flow` with matching options")
+        return z[name]
+
+
+def load_manifest(run_dir: str | os.PathLike):
+    """``<run_dir>/flow_manifest.csv`` (a clear error if the flow stage has not run)."""
+    import pandas as pd
+
+    path = Path(run_dir) / "flow_manifest.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m mexpr flow --run {run_dir}` first")
+    return pd.read_csv(path, keep_default_na=False)
+
+
+# --------------------------------------------------------------------------------------------
+# scoring against the synthetic ground truth
+
+
+def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.5, 1.0, 2.0), noise: float = 1.5, seed: int = 0):
+    """Frame pairs with exactly known flow, at chosen micro-motion amplitudes, from a run's
+    pre-processed synthetic clips.
+
+    For each clip (rows of the pre-processing manifest) and amplitude ``a``: the clip's true
+    apex expression field (from ``motion.npz``), scaled so that its peak is ``a`` px at the crop
+    scale, is applied to the clip's first full-size frame; both frames get independent sensor
+    noise (``noise`` grey levels at 640 x 480) and go through the same crop as the clip (its
+    first frame's alignment map).  The true flow in crop px is the field mapped through that
+    crop.  Yields dicts: ``frames (2, 112, 96, 3) uint8``, ``flow (112, 96, 2) float32``,
+    ``face``/``au`` masks, ``amplitude``, ``clip``.
+    """
+    import cv2
+
+    from mexpr import datasets, preprocess, synth
+
+    run_dir = Path(run_dir)
+    rng = np.random.default_rng(seed)
+    pre = json.loads((run_dir / "preprocess.json").read_text())["config"]
+    clip_table = {f"{r['subject_id']}/{r['clip']}": r for r in datasets.load(json.loads((run_dir / "dataset.json").read_text())["roots"]).to_dict("records")}
+    for _, row in clips.iterrows():
+        info = clip_table[f"{row['subject_id']}/{row['clip']}"]
+        motion = synth.Motion.load(info["clip_dir"])
+        with np.load(run_dir / row["cache"]) as z:
+            lms = z["landmarks"]
+        maps = preprocess.alignment_maps(lms[:1], pre["align"], pre["lwm_n"], pre["lwm_fallback"], pre["lwm_anchors"])[0]
+        frame0 = cv2.imread(str(info["frames"][0]))
+        idx0 = datasets.frame_number(info["frames"][0]) - int(motion.frame_numbers[0])
+        A = motion.rigid[idx0]
+        Ainv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
+        E = motion.expression(int(motion.apex_index))  # reference coords, frame px
+        h, w = frame0.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        ref = np.stack([xx, yy], -1) @ Ainv[:, :2].T.astype(np.float32) + Ainv[:, 2].astype(np.float32)
+        D = cv2.remap(E, ref[..., 0], ref[..., 1], cv2.INTER_LINEAR) @ A[:, :2].T.astype(np.float32)  # frame coords
+        # the field in crop px at each crop pixel: J^-1 D(q0(p))
+        Dq = cv2.remap(D, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
+        gy, gx = np.gradient(maps.astype(np.float64), axis=(0, 1))
+        J = np.stack([gx, gy], -1)
+        crop_flow = np.linalg.solve(J, Dq[..., None].astype(np.float64))[..., 0].astype(np.float32)
+        _, mask = motion._upsampled()
+        face = cv2.remap(mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR) > 0.99
+        mag = np.hypot(crop_flow[..., 0], crop_flow[..., 1])
+        peak = float(mag[face].max()) if face.any() else 0.0
+        if peak <= 0:
+            continue
+        for a in amplitudes:
+            k = a / peak
+            Dk = D * np.float32(k)
+            inv = synth._inverse_map(Dk)
+            frame1 = cv2.remap(frame0, inv[..., 0], inv[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            pair = []
+            for f in (frame0, frame1):
+                noisy = np.clip(f.astype(np.float32) + rng.normal(0, noise, f.shape).astype(np.float32), 0, 255).astype(np.uint8)
+                pair.append(preprocess.warp(noisy, maps)[..., ::-1])
+            gt = crop_flow * np.float32(k)
+            yield {
+                "clip": f"{row['subject_id']}/{row['clip']}",
+                "amplitude": a,
+                "frames": np.stack(pair),
+                "flow": gt,
+                "face": face,
+                "au": face & (mag * k >= 0.25 * a),
+            }
+
+
+def flow_errors(est: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict:
+    """End-point error (px) and angular error (degrees; Barron et al.'s, between (u, v, 1)
+    vectors) of ``est`` against ``gt`` over ``region``."""
+    e, g = est[region].astype(np.float64), gt[region].astype(np.float64)
+    epe = np.hypot(*(e - g).T)
+    num = (e * g).sum(1) + 1.0
+    den = np.sqrt(((e**2).sum(1) + 1.0) * ((g**2).sum(1) + 1.0))
+    ae = np.degrees(np.arccos(np.clip(num / den, -1.0, 1.0)))
+    return {"epe": float(epe.mean()), "ae": float(ae.mean())}
+
+
+def score(pairs, methods: dict[str, dict] | None = None, progress: bool = False):
+    """EPE and angular error (over the face and inside the AU regions) and milliseconds per
+    pair of each method (``{name: {"method": ..., **params}}``; default: every method with its
+    defaults) on :func:`synthetic_pairs`.  One row per (pair, method)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    methods = methods or {m: {"method": m} for m in METHODS}
+    rows = []
+    pairs = list(pairs)
+    for pair in tqdm(pairs, desc="flow vs ground truth", unit="pair", disable=not progress):
+        for name, spec in methods.items():
+            spec = dict(spec)
+            m = spec.pop("method", name)
+            t0 = time.perf_counter()
+            est = compute(pair["frames"], m, **spec)[0]
+            ms = (time.perf_counter() - t0) * 1e3
+            face = flow_errors(est, pair["flow"], pair["face"])
+            au = flow_errors(est, pair["flow"], pair["au"])
+            zero = flow_errors(np.zeros_like(est), pair["flow"], pair["au"])
+            rows.append({
+                "clip": pair["clip"], "amplitude": pair["amplitude"], "method": name, "ms": ms,
+                "epe_face": face["epe"], "ae_face": face["ae"], "epe_au": au["epe"], "ae_au": au["ae"], "epe_au_zero_flow": zero["epe"],
+            })
+    return pd.DataFrame(rows)

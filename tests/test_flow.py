@@ -1,0 +1,179 @@
+"""mexpr.flow: Munsell coding against the Middlebury reference, estimators, batch runner, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mexpr import datasets, flow, preprocess
+from mexpr.flow import FlowError
+
+RNG = np.random.default_rng(0)
+
+
+def _reference_colour(u: float, v: float) -> tuple[int, int, int]:
+    """Baker et al.'s computeColor for one (already normalised) vector, straight from the
+    reference code (0-based indices)."""
+    wheel = []
+    for n, full, ramp, up in [(15, 0, 1, True), (6, 1, 0, False), (4, 1, 2, True), (11, 2, 1, False), (13, 2, 0, True), (6, 0, 2, False)]:
+        for i in range(n):
+            c = [0.0, 0.0, 0.0]
+            c[full] = 255.0
+            c[ramp] = math.floor(255 * i / n) if up else 255 - math.floor(255 * i / n)
+            wheel.append(c)
+    ncols = len(wheel)
+    rad = math.sqrt(u * u + v * v)
+    a = math.atan2(-v, -u) / math.pi
+    fk = (a + 1) / 2 * (ncols - 1)
+    k0 = int(math.floor(fk))
+    k1 = 0 if k0 + 1 == ncols else k0 + 1
+    f = fk - k0
+    out = []
+    for ch in range(3):
+        col = (1 - f) * wheel[k0][ch] / 255 + f * wheel[k1][ch] / 255
+        col = 1 - rad * (1 - col) if rad <= 1 else col * 0.75
+        out.append(int(math.floor(255 * col)))
+    return tuple(out)
+
+
+def _at_wheel_index(fk: float, r: float = 1.0) -> np.ndarray:
+    theta = (2 * fk / 54 - 1) * np.pi  # = atan2(-v, -u)
+    return np.array([-np.cos(theta) * r, -np.sin(theta) * r], np.float32)
+
+
+def test_wheel_layout_and_the_six_primary_hues():
+    w = flow.colour_wheel()
+    assert w.shape == (55, 3)
+    primaries = {0: (255, 0, 0), 15: (255, 255, 0), 21: (0, 255, 0), 25: (0, 255, 255), 36: (0, 0, 255), 49: (255, 0, 255)}
+    for k, rgb in primaries.items():
+        assert tuple(w[k]) == rgb
+        got = flow.to_munsell(_at_wheel_index(k)[None, None], normalize=1.0)[0, 0]
+        assert np.abs(got.astype(int) - rgb).max() <= 1, (k, got)
+    # the reference's conventions: right = red, zero motion = white, beyond the scale = 75 %
+    assert tuple(flow.to_munsell(np.array([[[1.0, 0.0]]], np.float32), normalize=1.0)[0, 0]) == (255, 0, 0)
+    assert tuple(flow.to_munsell(np.zeros((4, 4, 2), np.float32))[0, 0]) == (255, 255, 255)
+    assert tuple(flow.to_munsell(np.array([[[2.0, 0.0]]], np.float32), normalize=1.0)[0, 0]) == (191, 0, 0)
+
+
+def test_saturation_ramp_along_red():
+    r = np.linspace(0, 1, 11, dtype=np.float32)
+    img = flow.to_munsell(np.stack([r, np.zeros_like(r)], -1)[None], normalize=1.0)[0]
+    expect = np.floor(255 * (1 - r.astype(np.float64)))
+    assert (img[:, 0] == 255).all()
+    assert np.abs(img[:, 1].astype(int) - expect).max() <= 1 and np.abs(img[:, 2].astype(int) - expect).max() <= 1
+
+
+def test_coding_matches_the_reference_everywhere():
+    f = RNG.normal(0, 1, (3, 20, 20, 2)).astype(np.float32)
+    for norm in ("frame", "clip", 1.5):
+        img = flow.to_munsell(f, normalize=norm)
+        for t in range(3):
+            s = {"frame": np.hypot(*f[t].reshape(-1, 2).T).max(), "clip": np.hypot(*f.reshape(-1, 2).T).max()}.get(norm, norm)
+            for y, x in RNG.integers(0, 20, (40, 2)):
+                ref = _reference_colour(f[t, y, x, 0] / s, f[t, y, x, 1] / s)
+                assert np.abs(img[t, y, x].astype(int) - ref).max() <= 1, (norm, t, y, x)
+    # per-frame normalisation: every frame reaches full saturation somewhere
+    assert all((img_t.min(-1) == 0).any() for img_t in flow.to_munsell(f))
+    assert flow.to_munsell(f[0]).shape == (20, 20, 3)
+
+
+def test_decoding_inverts_the_coding():
+    f = RNG.normal(0, 1, (2, 40, 40, 2)).astype(np.float32)
+    back = flow.from_munsell(flow.to_munsell(f))
+    n = f / np.hypot(f[..., 0], f[..., 1]).max(axis=(1, 2))[:, None, None, None]
+    r = np.hypot(n[..., 0], n[..., 1])
+    err = np.degrees(np.abs(np.angle(np.exp(1j * (np.arctan2(back[..., 1], back[..., 0]) - np.arctan2(n[..., 1], n[..., 0]))))))
+    assert np.median(err[r > 0.3]) < 0.5 and np.percentile(err[r > 0.3], 95) < 3
+    assert np.abs(np.hypot(back[..., 0], back[..., 1]) - r).max() < 1.5 / 255
+    assert flow.colour_key(51).shape == (51, 51, 3)
+
+
+def test_bad_flow_and_normalisation_are_refused():
+    f = np.zeros((2, 8, 8, 2), np.float32)
+    f[1, 3, 4, 0] = np.nan
+    with pytest.raises(FlowError, match=r"NaN/inf .*index \[1, 3, 4\]"):
+        flow.to_munsell(f)
+    with pytest.raises(FlowError, match="normalize"):
+        flow.to_munsell(np.zeros((2, 8, 8, 2), np.float32), normalize="max")
+    with pytest.raises(FlowError, match="2 channels"):
+        flow.to_munsell(np.zeros((8, 8, 3), np.float32))
+
+
+def _sinusoids(shift: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:112, 0:96].astype(np.float64)
+    x = xx - shift
+    img = 128 + 40 * np.sin(0.31 * x + 0.21 * yy) + 30 * np.sin(0.17 * x - 0.26 * yy + 1) + 20 * np.cos(0.45 * x + 0.05 * yy)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("method", list(flow.METHODS))
+def test_every_method_recovers_a_subpixel_translation(method):
+    frames = np.stack([_sinusoids(0.0), _sinusoids(0.5), _sinusoids(1.0)])
+    out = flow.compute(frames, method)
+    assert out.shape == (2, 112, 96, 2) and out.dtype == np.float32
+    inner = out[:, 16:-16, 16:-16]
+    assert abs(np.median(inner[..., 0]) - 0.5) < 0.1 and abs(np.median(inner[..., 1])) < 0.1
+    rgb = np.repeat(frames[..., None], 3, -1)
+    assert np.allclose(flow.compute(rgb, method), out)  # RGB is converted to grey
+
+
+def test_bad_frames_are_refused():
+    a = np.zeros((112, 96), np.uint8)
+    with pytest.raises(FlowError, match="different shapes"):
+        flow.compute([a, np.zeros((100, 96), np.uint8)])
+    with pytest.raises(FlowError, match="at least 2 frames"):
+        flow.compute(a[None])
+    with pytest.raises(FlowError, match=r"uint8, got float64 \(with NaN\)"):
+        flow.compute(np.full((2, 112, 96), np.nan))
+    with pytest.raises(FlowError, match="unknown flow method 'pwc'; valid: tvl1, dis, farneback, deepflow"):
+        flow.compute(np.zeros((2, 112, 96), np.uint8), "pwc")
+    with pytest.raises(FlowError, match="no parameter"):
+        flow.compute(np.zeros((2, 112, 96), np.uint8), "dis", winsize=3)
+
+
+@pytest.fixture(scope="module")
+def prerun(casme1_root, tmp_path_factory):
+    run = tmp_path_factory.mktemp("flowrun")
+    df = datasets.load(casme1_root)
+    (run / "dataset.json").write_text(json.dumps({"roots": [str(casme1_root)], "synthetic": True}))
+    preprocess.run(df.iloc[:4], run, jobs=2, progress=False)
+    return run
+
+
+def test_batch_flow_is_cached_and_resumable(prerun):
+    m = flow.run(prerun, "dis", jobs=2, progress=False, raw=True)
+    assert len(m) == 4 and (m["status"] == "processed").all() and m.attrs["summary"]["computed"] == 4
+    row = m.iloc[0]
+    assert flow.load_flow(prerun, row, 64).shape == (64, 112, 96, 3)
+    assert flow.load_flow(prerun, row, 128).dtype == np.uint8
+    raw = flow.load_flow(prerun, row, 128, kind="flow")
+    assert raw.shape == (128, 112, 96, 2) and raw.dtype == np.float16
+    again = flow.run(prerun, "dis", jobs=2, progress=False, raw=True)
+    assert again.attrs["summary"]["computed"] == 0 and again["cached"].all()
+    (prerun / row["cache"]).unlink()
+    third = flow.run(prerun, "dis", jobs=1, progress=False, raw=True)
+    assert third.attrs["summary"]["computed"] == 1
+    assert json.loads((prerun / "flow.json").read_text())["fields"] == [64, 128]
+
+
+def test_flow_scores_against_synthetic_ground_truth(prerun):
+    man = preprocess.load_manifest(prerun)
+    pairs = list(flow.synthetic_pairs(prerun, man.iloc[:2], amplitudes=(0.5, 1.0)))
+    assert len(pairs) == 4 and pairs[0]["frames"].shape == (2, 112, 96, 3)
+    assert abs(np.hypot(*pairs[0]["flow"][pairs[0]["face"]].T).max() - 0.5) < 1e-3
+    res = flow.score(pairs, {"dis": {"method": "dis"}})
+    # the estimate is far closer to the truth than "no motion" is
+    assert (res["epe_au"] < 0.6 * res["epe_au_zero_flow"]).all()
+
+
+def test_cli_flow(prerun):
+    out = subprocess.run(
+        [sys.executable, "-m", "mexpr", "flow", "--run", str(prerun), "--method", "farneback", "--quiet", "--jobs", "1"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "4 clip(s) with flow (4 computed, 0 from cache)" in out and "[64, 128] fields" in out
