@@ -26,16 +26,22 @@ import numpy as np
 # estimators
 
 #: Each method's tunable parameters and their defaults, tuned for sub-pixel facial motion on
-#: 96 x 112 crops (benchmarks/flow.py; docs/benchmarks.md has the search and its numbers).
+#: 96 x 112 crops: ``benchmarks/flow.py`` scores a grid of settings per method against the
+#: synthetic ground truth (peak motions 0.25-2 px, on clips kept out of the evaluation); the
+#: defaults below are each method's most accurate setting, except DIS, whose default is the point
+#: of its error/time trade-off chosen in docs/benchmarks.md.
 METHODS: dict[str, dict] = {
-    # Zach et al. 2007 / Wedel et al. 2009 (OpenCV optflow.DualTVL1OpticalFlow).  Motion is
-    # below ~2 px, so 3 pyramid levels are enough (OpenCV's default is 5).
-    "tvl1": {"tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 3, "warps": 5, "epsilon": 0.01, "scale_step": 0.5, "median_filtering": 5},
-    # Kroeger et al. 2016 (cv2.DISOpticalFlow): dense inverse search + variational refinement.
-    "dis": {"finest_scale": 0, "patch_size": 8, "patch_stride": 3, "grad_descent_iterations": 25, "variational_iterations": 5, "alpha": 20.0, "delta": 5.0, "gamma": 10.0},
-    # Farneback 2003 (cv2.calcOpticalFlowFarneback): polynomial expansion.
-    "farneback": {"pyr_scale": 0.5, "levels": 2, "winsize": 9, "iterations": 3, "poly_n": 5, "poly_sigma": 1.1},
-    # Weinzaepfel et al. 2013 (OpenCV optflow DeepFlow): variational with deep matching; OpenCV
+    # Zach et al. 2007 (OpenCV optflow.DualTVL1OpticalFlow).  Tuned: one warp per level (OpenCV's
+    # default, 5, adds interpolation noise to motions this small); 3 pyramid levels suffice for
+    # motions under ~2 px.
+    "tvl1": {"tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 3, "warps": 1, "epsilon": 0.01, "scale_step": 0.5, "median_filtering": 5},
+    # Kroeger et al. 2016 (cv2.DISOpticalFlow): dense inverse search, coarse to fine down to full
+    # resolution (finest_scale 0), then variational refinement.
+    "dis": {"finest_scale": 0, "patch_size": 8, "patch_stride": 6, "grad_descent_iterations": 12, "variational_iterations": 1, "alpha": 20.0, "delta": 5.0, "gamma": 10.0},
+    # Farneback 2003 (cv2.calcOpticalFlowFarneback): polynomial expansion.  Tuned: a single
+    # level (levels=0; the pyramid only adds error at these amplitudes), one iteration.
+    "farneback": {"pyr_scale": 0.5, "levels": 0, "winsize": 9, "iterations": 1, "poly_n": 5, "poly_sigma": 0.9},
+    # Weinzaepfel et al. 2013 (OpenCV optflow DeepFlow): variational, guided by matching; OpenCV
     # exposes no parameters.
     "deepflow": {},
 }
@@ -414,7 +420,7 @@ def load_manifest(run_dir: str | os.PathLike):
 # scoring against the synthetic ground truth
 
 
-def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.5, 1.0, 2.0), noise: float = 1.5, seed: int = 0):
+def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.5, 1.0, 2.0), noise: float = 1.5, seed: int = 0, table=None):
     """Frame pairs with exactly known flow, at chosen micro-motion amplitudes, from a run's
     pre-processed synthetic clips.
 
@@ -424,7 +430,8 @@ def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.
     noise (``noise`` grey levels at 640 x 480) and go through the same crop as the clip (its
     first frame's alignment map).  The true flow in crop px is the field mapped through that
     crop.  Yields dicts: ``frames (2, 112, 96, 3) uint8``, ``flow (112, 96, 2) float32``,
-    ``face``/``au`` masks, ``amplitude``, ``clip``.
+    ``face``/``au`` masks, ``amplitude``, ``clip``.  ``table``: the clips' dataset table
+    (default: loaded from the roots in ``<run_dir>/dataset.json``).
     """
     import cv2
 
@@ -433,7 +440,9 @@ def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.
     run_dir = Path(run_dir)
     rng = np.random.default_rng(seed)
     pre = json.loads((run_dir / "preprocess.json").read_text())["config"]
-    clip_table = {f"{r['subject_id']}/{r['clip']}": r for r in datasets.load(json.loads((run_dir / "dataset.json").read_text())["roots"]).to_dict("records")}
+    if table is None:
+        table = datasets.load(json.loads((run_dir / "dataset.json").read_text())["roots"])
+    clip_table = {f"{r['subject_id']}/{r['clip']}": r for r in table.to_dict("records")}
     for _, row in clips.iterrows():
         info = clip_table[f"{row['subject_id']}/{row['clip']}"]
         motion = synth.Motion.load(info["clip_dir"])

@@ -15,14 +15,15 @@ import time
 from pathlib import Path
 
 #: The series, in order.  Later issues add their notebooks here.
-SERIES = ["00_dataset.ipynb", "01_preprocessing.ipynb"]
+SERIES = ["00_dataset.ipynb", "01_preprocessing.ipynb", "02_munsell_flow.ipynb"]
 
 #: Profiles: what ``make reproduce PROFILE=...`` means for each stage.
 PROFILES = {
-    # synth_scale: Table 3 counts x scale; align_clips: clips scored per alignment mode (notebook 01)
-    "quick": {"synth_scale": 0.02, "align_clips": 4},  # tests: every emotion at its minimum of 2 clips
-    "default": {"synth_scale": 1.0, "align_clips": 40},  # make reproduce on 2 cores: Table 3 counts
-    "paper": {"synth_scale": 1.0, "align_clips": 120},  # full scale everywhere (GPU recommended for training)
+    # synth_scale: Table 3 counts x scale; align_clips: clips scored per alignment mode (notebook 01);
+    # flow_bench_clips: clips for the live flow accuracy check (notebook 02)
+    "quick": {"synth_scale": 0.02, "align_clips": 4, "flow_bench_clips": 2},  # tests: 2 clips per emotion
+    "default": {"synth_scale": 1.0, "align_clips": 40, "flow_bench_clips": 10},  # make reproduce on 2 cores
+    "paper": {"synth_scale": 1.0, "align_clips": 120, "flow_bench_clips": 30},  # full scale (GPU for training)
 }
 
 

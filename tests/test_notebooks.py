@@ -85,6 +85,22 @@ def test_preprocessing_notebook_hands_off_to_the_next(quick_run):
 
 
 @pytest.mark.notebook
+def test_flow_notebook_hands_off_to_the_next(quick_run):
+    from mexpr import flow
+
+    run, _ = quick_run
+    fm = flow.load_manifest(run)
+    assert len(fm) == 30 and (fm["status"] == "processed").all()
+    info = json.loads((run / "flow.json").read_text())
+    assert info["fields"] == [64, 128] and info["method"] == flow.DEFAULT_METHOD
+    assert flow.load_flow(run, fm.iloc[0], 128).shape == (128, 112, 96, 3)
+    live = pd.read_csv(run / "tables" / "flow_accuracy_live.csv")
+    assert set(live["method"]) == set(flow.METHODS)
+    for fig in ("flow_colour_key", "flow_figure2", "flow_benchmark"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
+
+
+@pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run):
     run, _ = quick_run
     params = json.loads(json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")}))
