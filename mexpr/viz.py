@@ -155,24 +155,27 @@ def apex_difference(clips: dict, apex_index: int, run_dir=None, name: str = "pre
 
 
 def alignment_modes_plot(results, run_dir=None, name: str = "preprocess_alignment_modes", readme: bool = False):
-    """Box plots per alignment mode of :func:`mexpr.preprocess.compare_alignments` results."""
+    """Box plots per alignment variant of :func:`mexpr.preprocess.compare_alignments` results."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     panels = [
         ("residual_head_rms", "residual head motion\n(RMS px at 96×112; lower is better)"),
+        ("jitter_rms", "frame-to-frame residual motion\n(RMS px; lower is better)"),
         ("expression_kept", "expression motion kept at apex\n(1 = all; higher is better)"),
-        ("noise_rms", "motion added by alignment\n(RMS px; lower is better)"),
+        ("noise_rms", "non-rigid motion added\n(RMS px; lower is better)"),
     ]
-    order = list(dict.fromkeys(results["align"]))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    order = list(dict.fromkeys(results["variant"]))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
     for ax, (col, label) in zip(axes, panels):
-        sns.boxplot(data=results, x="align", y=col, order=order, ax=ax, showfliers=False, color="#9ecae1")
+        sns.boxplot(data=results, x="variant", y=col, order=order, ax=ax, showfliers=False, color="#9ecae1")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.tick_params(axis="x", rotation=30, labelsize=8)
-    axes[1].axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.tick_params(axis="x", rotation=45, labelsize=7)
+        for t in ax.get_xticklabels():
+            t.set_ha("right")
+    axes[2].axhline(1.0, color="k", lw=0.8, ls="--")
     fig.tight_layout()
     if run_dir is not None:
         save_fig(fig, name, run_dir, readme=readme)

@@ -77,9 +77,9 @@ def test_preprocessing_notebook_hands_off_to_the_next(quick_run):
     assert len(manifest) == 30 and (manifest["status"] == "processed").all()
     x = preprocess.load_clip(run, manifest.iloc[0], 129)
     assert x.shape == (129, 112, 96, 3) and x.dtype == "uint8"
-    modes = pd.read_csv(run / "tables" / "preprocess_alignment_modes.csv", index_col="align")
-    assert set(modes.index) == set(preprocess.ALIGN_MODES)
-    assert modes.loc["lwm-similarity", "residual_head_rms"] < modes.loc["none", "residual_head_rms"]
+    modes = pd.read_csv(run / "tables" / "preprocess_alignment_modes.csv", index_col="variant")
+    assert set(modes["align"]) == set(preprocess.ALIGN_MODES)
+    assert modes.loc["lwm-similarity, smooth 2", "residual_head_rms"] < modes.loc["none", "residual_head_rms"]
     for fig in ("preprocess_landmarks", "preprocess_template", "preprocess_alignment_modes", "preprocess_strip_129"):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
 

@@ -177,6 +177,9 @@ def test_default_alignment_removes_head_motion_and_keeps_the_expression(c2):
     assert d["residual_head_rms"] < 0.45 and d["residual_head_rms"] < 0.7 * d["head_rms"]
     assert 0.7 < d["expression_kept"] < 1.3 and d["noise_rms"] < 0.1
     assert acc.loc["lwm-first", "residual_head_rms"] > d["residual_head_rms"]
+    assert d["jitter_rms"] < acc.loc["lwm-first", "jitter_rms"]  # smoothed registration adds no jitter
+    raw = preprocess.alignment_error(preprocess.alignment_maps(clip.landmarks, "lwm-similarity"), clip.times, motion, row["apex"])
+    assert raw["jitter_rms"] > 2 * d["jitter_rms"]  # unsmoothed per-frame landmarks do
     assert acc.loc["lwm-per-frame", "noise_rms"] > 3 * d["noise_rms"]  # per-frame landmark jitter warped in
 
 
