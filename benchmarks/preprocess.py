@@ -121,7 +121,7 @@ def main(argv=None):
     print(f"\nfull set: {res['clips']} clips / {res['frames']} frames on {args.jobs} cores in {res['full_set_s']} s "
           f"({res['full_set_frames_per_s']} frames/s), peak RSS {res['full_set_peak_rss_gb']} GB, "
           f"cache {res['cache_mb']} MB; cached re-run {res['cached_rerun_s']} s; skipped {len(res['skipped'])}")
-    print(f"\nalignment accuracy, median over {acc.groupby(["subject_id", "clip"]).ngroups} clips:\n")
+    print(f"\nalignment accuracy, median over {acc.groupby(['subject_id', 'clip']).ngroups} clips:\n")
     print(summary.to_string())
 
 
