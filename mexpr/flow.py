@@ -139,16 +139,16 @@ def compute(frames, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
 # Munsell (Middlebury) colour coding
 
 
+#: The wheel's segments, R->Y->G->C->B->M->R: (colours, channel at 255, ramping channel, rising).
+_WHEEL_SEGMENTS = [(15, 0, 1, True), (6, 1, 0, False), (4, 1, 2, True), (11, 2, 1, False), (13, 2, 0, True), (6, 0, 2, False)]
+
+
 @functools.lru_cache(maxsize=1)
 def colour_wheel() -> np.ndarray:
     """The Middlebury colour wheel, ``(55, 3)`` float32 RGB 0..255: RY 15, YG 6, GC 4, CB 11,
     BM 13, MR 6 hues (``makeColorwheel`` of Baker et al.'s reference code)."""
-    segments = [(15, (0, 1)), (6, (1, 0)), (4, (1, 2)), (11, (2, 1)), (13, (2, 0)), (6, (0, 2))]
-    # (n, (full channel, ramping channel)); the ramp rises when the ramping channel comes next in
-    # R->Y->G->C->B->M->R, and falls otherwise.
     wheel = []
-    rising = [True, False, True, False, True, False]
-    for (n, (full, ramp)), up in zip(segments, rising):
+    for n, full, ramp, up in _WHEEL_SEGMENTS:
         block = np.zeros((n, 3))
         block[:, full] = 255
         r = np.floor(255 * np.arange(n) / n)
@@ -259,17 +259,13 @@ def from_munsell(rgb: np.ndarray) -> np.ndarray:
     zero = np.argmin(w, -1)
     ramp = 3 - full - zero
     level = w[np.arange(len(w)), ramp]
-    # (full, ramp) -> (segment start, length, rising)
-    starts = np.cumsum([0, 15, 6, 4, 11, 13])
-    table = {(0, 1): (0, True), (1, 0): (1, False), (1, 2): (2, True), (2, 1): (3, False), (2, 0): (4, True), (0, 2): (5, False)}
-    lengths = np.array([15, 6, 4, 11, 13, 6])
-    seg = np.zeros(len(w), int)
-    rising = np.zeros(len(w), bool)
-    for (fc, rc), (sg, up) in table.items():
+    # (channel at 255, ramping channel) -> the wheel segment, its start and length
+    fk = np.zeros(len(w))
+    start = 0
+    for n, fc, rc, up in _WHEEL_SEGMENTS:
         sel = (full == fc) & (ramp == rc)
-        seg[sel], rising[sel] = sg, up
-    pos = np.where(rising, level, 1.0 - level) * lengths[seg]
-    fk = starts[seg] + pos
+        fk[sel] = start + (level[sel] if up else 1.0 - level[sel]) * n
+        start += n
     theta = fk / (len(colour_wheel()) - 1) * 2 * np.pi - np.pi  # = atan2(-v, -u)
     flow = np.stack([-np.cos(theta), -np.sin(theta)], -1) * rad[:, None]
     return flow.reshape(rgb.shape[:-1] + (2,)).astype(np.float32)
@@ -460,9 +456,7 @@ def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.
         D = cv2.remap(E, ref[..., 0], ref[..., 1], cv2.INTER_LINEAR) @ A[:, :2].T.astype(np.float32)  # frame coords
         # the field in crop px at each crop pixel: J^-1 D(q0(p))
         Dq = cv2.remap(D, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
-        gy, gx = np.gradient(maps.astype(np.float64), axis=(0, 1))
-        J = np.stack([gx, gy], -1)
-        crop_flow = np.linalg.solve(J, Dq[..., None].astype(np.float64))[..., 0].astype(np.float32)
+        crop_flow = preprocess.frame_to_crop(preprocess.map_jacobian(maps), Dq).astype(np.float32)
         _, mask = motion._upsampled()
         face = cv2.remap(mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR) > 0.99
         mag = np.hypot(crop_flow[..., 0], crop_flow[..., 1])

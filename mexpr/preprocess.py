@@ -870,6 +870,19 @@ def _rigid_part(e: np.ndarray, xy: np.ndarray, sel: np.ndarray) -> np.ndarray:
     return np.stack([a * X - bb * Y + tx, bb * X + a * Y + ty], -1)
 
 
+def map_jacobian(backward: np.ndarray) -> np.ndarray:
+    """Jacobian ``(h, w, 2, 2)`` of a backward map ``(h, w, 2)``: ``J[..., c, k]`` is
+    d map_c / d (x, y)_k, frame px per crop px (central differences)."""
+    gy, gx = np.gradient(np.asarray(backward, np.float64), axis=(0, 1))
+    return np.stack([gx, gy], -1)
+
+
+def frame_to_crop(J: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """Vectors ``(h, w, 2)`` in frame px at each crop pixel, expressed in crop px through the
+    map's Jacobian ``J`` (:func:`map_jacobian`)."""
+    return np.linalg.solve(J, np.asarray(vec, np.float64)[..., None])[..., 0]
+
+
 def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | None = None) -> dict:
     """How well the backward ``maps`` of one clip align it, against its synthetic ground truth.
 
@@ -898,12 +911,7 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
     r = _apply(A0i, q0.reshape(-1, 2)).reshape(q0.shape)
     _, mask = motion._upsampled()
     face = _sample(mask, r) > 0.99
-    crop_xy = np.stack(np.meshgrid(np.arange(CROP_W), np.arange(CROP_H)), -1).astype(np.float64)
-
-    def to_crop(t: int, vec: np.ndarray) -> np.ndarray:
-        gy, gx = np.gradient(maps[t], axis=(0, 1))  # d map / dy, d map / dx
-        J = np.stack([gx, gy], -1)  # J[..., c, k]: d map_c / d (x, y)_k
-        return np.linalg.solve(J, vec[..., None])[..., 0]
+    crop_xy = _grid(CROP_H, CROP_W).reshape(CROP_H, CROP_W, 2)
 
     def head(t: int) -> np.ndarray:
         return _apply(motion.rigid[idx[t]], r.reshape(-1, 2)).reshape(r.shape)
@@ -914,16 +922,17 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
     Ea = motion.expression(int(idx[apex_t]))
     E_r = _sample(Ea, r)
     A_a = motion.rigid[idx[apex_t]]
-    true_expr = to_crop(apex_t, E_r @ A_a[:, :2].T)
+    true_expr = frame_to_crop(map_jacobian(maps[apex_t]), E_r @ A_a[:, :2].T)
     mag = np.hypot(true_expr[..., 0], true_expr[..., 1])
     au = face & (mag >= 0.25 * mag[face].max()) if mag[face].max() > 0 else np.zeros_like(face)
     quiet = face & (mag < 0.05 * max(mag[face].max(), 1e-9))
     out = {}
     for t in range(1, T):
         h_t = head(t)
-        drift = to_crop(t, h_t - q0)
+        J = map_jacobian(maps[t])
+        drift = frame_to_crop(J, h_t - q0)
         head_sq.append((drift[face] ** 2).sum(-1).mean())
-        e = to_crop(t, h_t - maps[t])
+        e = frame_to_crop(J, h_t - maps[t])
         rigid = _rigid_part(e, crop_xy, face)
         res_sq.append((rigid[face] ** 2).sum(-1).mean())
         jit_sq.append(((rigid - prev_rigid)[face] ** 2).sum(-1).mean())
@@ -931,7 +940,7 @@ def alignment_error(maps: np.ndarray, times: Sequence[int], motion, apex: int | 
         if quiet.any():
             noise_sq.append(((e - rigid)[quiet] ** 2).sum(-1).mean())
         if t == apex_t and au.any():
-            d = to_crop(t, _apply(A_a, (r + E_r).reshape(-1, 2)).reshape(r.shape) - maps[t]) - rigid
+            d = frame_to_crop(J, _apply(A_a, (r + E_r).reshape(-1, 2)).reshape(r.shape) - maps[t]) - rigid
             ts = true_expr[au]
             out["expression_kept"] = float((d[au] * ts).sum() / (ts**2).sum())
             out["magnitude_ratio"] = float(np.hypot(*d[au].T).mean() / np.hypot(*ts.T).mean())
