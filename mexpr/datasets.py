@@ -653,3 +653,76 @@ def class_table(df: pd.DataFrame) -> pd.DataFrame:
         row["table3"] = sum(n for d in TABLE3.values() for e, n in d.items() if EMOTION_TO_CLASS[e] == cls)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation splits (DESIGN.md §3, §7)
+
+PROTOCOLS = ("paper", "subject3", "loso")
+
+
+def splits(df: pd.DataFrame, protocol: str = "paper", seed: int = 0, folds: int = 3, test_fraction: float = 0.25) -> list[dict]:
+    """Train/test folds of the clip table ``df`` (one row per clip; needs ``label`` and, for the
+    subject-independent protocols, ``subject_id``).  Returns one ``{"fold", "train", "test"}`` per
+    fold, ``train``/``test`` being positional index arrays into ``df``.
+
+    - ``"paper"``: what Table 4 and Figure 7 imply (DESIGN.md §3): ``folds`` stratified random
+      splits, each test set holding ``floor(test_fraction * n)`` (at least 1) clips of every class,
+      the test sets disjoint.  For the paper's counts this gives N31 O58 P10 S11 = 110 clips per
+      test set, as its accuracies (k/110) and Figure 7 (k/93, k/30, k/33) require.  Subjects are not
+      kept apart, as in the paper.
+    - ``"subject3"``: subject-grouped ``folds``-fold; no subject is in both sets.  Subjects are
+      shuffled by ``seed`` and dealt to the fold with the fewest clips so far.
+    - ``"loso"``: leave one subject out, one fold per subject (sorted by subject).
+
+    The same ``seed`` gives the same folds.
+    """
+    import numpy as np
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    n = len(df)
+    if n == 0:
+        raise ValueError("no clips to split")
+    labels = df["label"].to_numpy()
+    rng = np.random.default_rng([int(seed), PROTOCOLS.index(protocol)])
+    tests: list[np.ndarray] = []
+    if protocol == "paper":
+        if not 0 < test_fraction * folds <= 1:
+            raise ValueError(f"{folds} disjoint test sets of {test_fraction:.0%} each do not fit in the data")
+        parts: list[list[int]] = [[] for _ in range(folds)]
+        for cls in CLASSES:
+            idx = np.flatnonzero(labels == cls)
+            if len(idx) == 0:
+                continue
+            q = max(1, int(math.floor(test_fraction * len(idx))))
+            if q * folds > len(idx):
+                raise ValueError(f"class {cls!r} has {len(idx)} clip(s): too few for {folds} disjoint test sets")
+            idx = rng.permutation(idx)
+            for k in range(folds):
+                parts[k].extend(idx[k * q : (k + 1) * q].tolist())
+        tests = [np.sort(np.array(p, dtype=int)) for p in parts]
+    else:
+        if "subject_id" not in df.columns:
+            raise ValueError(f"protocol {protocol!r} needs a subject_id column")
+        subjects = df["subject_id"].astype(str).to_numpy()
+        uniq = sorted(set(subjects))
+        if protocol == "loso":
+            tests = [np.flatnonzero(subjects == s) for s in uniq]
+        else:
+            if len(uniq) < folds:
+                raise ValueError(f"{len(uniq)} subject(s): too few for {folds} subject-grouped folds")
+            sizes = {s: int((subjects == s).sum()) for s in uniq}
+            groups: list[list[str]] = [[] for _ in range(folds)]
+            load = [0] * folds
+            for s in rng.permutation(uniq):
+                k = int(np.argmin(load))
+                groups[k].append(str(s))
+                load[k] += sizes[s]
+            tests = [np.flatnonzero(np.isin(subjects, g)) for g in groups]
+    out = []
+    for k, test in enumerate(tests):
+        mask = np.ones(n, bool)
+        mask[test] = False
+        out.append({"fold": k, "train": np.flatnonzero(mask), "test": np.asarray(test, dtype=int)})
+    return out

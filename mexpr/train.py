@@ -1,0 +1,401 @@
+"""Training each DTSCNN stream on the balanced augmented clips of one fold (Peng et al. 2017,
+"Experimental Results": SGD with momentum 0.9, batch 10, learning rate 1e-4 divided by 10 every
+10 epochs, dropout 0.5; the two streams trained separately).
+
+``train_stream(run_dir, fields=64, fold=0, config=...)`` does, for one stream and one fold:
+
+1. the fold's split of the run's clips (:func:`mexpr.datasets.splits`),
+2. the augmentation plan of its training clips only (:func:`mexpr.augment.plan`, Figure 6) and
+   the augmented Munsell clips on disk (:func:`mexpr.augment.build`, cached and resumable),
+3. training from a stream of those files (never all in memory), with a checkpoint at every epoch
+   (``BackupAndRestore``: an interrupted run resumes at its last finished epoch and ends with the
+   same weights), CSV and TensorBoard logs, and the fold's test clips as a *monitor* only
+   (nothing is chosen on them: the model kept is the last epoch's),
+4. ``model.keras`` and ``history.csv`` in ``<run_dir>/train/<protocol>-s<seed>[-<tag>]/fold<k>/dtscnn<fields>/``.
+
+One ``seed`` fixes the split, the augmentation, the weight initialisation, dropout and the order
+of the batches; on CPU the same seed gives the same weights (TensorFlow's op determinism is on).
+
+Schedules (:data:`SCHEDULES`): ``"paper"`` is the paper's; ``"tuned"`` is ours, labelled as such
+everywhere it is used, for when the paper's rate cannot learn in the epochs a profile allows
+(notebook 04 shows both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from mexpr.datasets import CLASSES
+
+#: Learning-rate schedules: initial rate, and the factor applied every ``decay_every`` epochs.
+SCHEDULES = {
+    "paper": {"lr": 1e-4, "decay_every": 10, "decay": 0.1},  # the paper's text
+    "tuned": {"lr": 1e-3, "decay_every": 10, "decay": 0.1},  # ours: see notebook 04 and docs/benchmarks.md
+}
+
+#: Profiles: samples per class, epochs and folds trained per stream.
+PROFILES = {
+    "quick": {"per_class": 3, "epochs": 2, "folds": [0]},  # tests: seconds
+    "default": {"per_class": 100, "epochs": 20, "folds": [0, 1, 2]},  # make reproduce on 2 cores
+    "paper": {"per_class": 500, "epochs": 30, "folds": [0, 1, 2]},  # 2,000 clips per fold; GPU recommended
+}
+
+TRAIN_VERSION = 1
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or resume (e.g. a corrupt or mismatched checkpoint)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides a stream's training; part of its checkpoint's fingerprint."""
+
+    protocol: str = "paper"
+    seed: int = 0
+    per_class: int = 500
+    mode: str = "frame"  # augmentation: "frame" (paper), "clip" (one crop per clip), "none"
+    epochs: int = 30
+    batch_size: int = 10
+    schedule: str = "paper"
+    momentum: float = 0.9
+    dropout: float = 0.5
+    mixed_precision: bool = False  # GPU only: float16 compute, float32 softmax + loss scaling
+    jit_compile: bool = False  # XLA
+    tag: str = ""  # a suffix for the experiment folder, e.g. "tuned"
+
+    def __post_init__(self):
+        from mexpr import augment, datasets
+
+        if self.protocol not in datasets.PROTOCOLS:
+            raise ValueError(f"protocol must be one of {datasets.PROTOCOLS}, not {self.protocol!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, not {self.schedule!r}")
+        if self.mode not in augment.MODES:
+            raise ValueError(f"mode must be one of {augment.MODES}, not {self.mode!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.per_class < 1:
+            raise ValueError("epochs, batch_size and per_class must be >= 1")
+
+    @property
+    def rates(self) -> dict:
+        return SCHEDULES[self.schedule]
+
+    def fingerprint(self, fields: int, fold: int) -> dict:
+        """What a checkpoint must match to be resumed (``epochs`` may grow)."""
+        d = asdict(self)
+        d.pop("epochs")
+        return d | {"fields": int(fields), "fold": int(fold), "rates": self.rates, "version": TRAIN_VERSION}
+
+
+def config_for(profile: str = "default", **overrides) -> Config:
+    """The :class:`Config` of a profile (``quick``, ``default``, ``paper``) with overrides."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    p = {k: v for k, v in PROFILES[profile].items() if k != "folds"}
+    return replace(Config(), **(p | overrides))
+
+
+def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
+    """``<run_dir>/train/<protocol>-s<seed>[-<tag>]``."""
+    name = f"{config.protocol}-s{config.seed}" + (f"-{config.tag}" if config.tag else "")
+    return Path(run_dir) / "train" / name
+
+
+def stream_dir(run_dir, config: Config, fields: int, fold: int) -> Path:
+    return experiment_dir(run_dir, config) / f"fold{int(fold)}" / f"dtscnn{int(fields)}"
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def clips_table(run_dir: str | os.PathLike):
+    """The run's clips that have flow (pre-processing manifest joined with the flow manifest;
+    ``flow_cache`` is the clip's Munsell file)."""
+    from mexpr import flow, preprocess
+
+    pre = preprocess.load_manifest(run_dir)
+    fl = flow.load_manifest(run_dir)[["subject_id", "clip", "status", "cache"]].rename(columns={"status": "flow_status", "cache": "flow_cache"})
+    df = pre.merge(fl, on=["subject_id", "clip"], how="left")
+    ok = (df["status"] == "processed") & (df["flow_status"] == "processed")
+    return df[ok].reset_index(drop=True)
+
+
+def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
+    """``(train, test)`` clip tables of ``fold`` under the config's protocol and seed."""
+    from mexpr import datasets
+
+    df = clips_table(run_dir)
+    folds = datasets.splits(df, config.protocol, config.seed)
+    if not 0 <= fold < len(folds):
+        raise ValueError(f"fold {fold} does not exist: protocol {config.protocol!r} has {len(folds)} fold(s) (0..{len(folds) - 1})")
+    f = folds[fold]
+    return df.iloc[f["train"]].reset_index(drop=True), df.iloc[f["test"]].reset_index(drop=True)
+
+
+def load_test(run_dir: str | os.PathLike, test, fields: int):
+    """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` and labels ``(N,)``."""
+    from mexpr import flow
+
+    x = np.stack([flow.load_flow(run_dir, {"status": "processed", "cache": c, "subject_id": s, "clip": k, "reason": ""}, fields)
+                  for c, s, k in zip(test["flow_cache"], test["subject_id"], test["clip"])])
+    y = np.array([CLASSES.index(c) for c in test["label"]], dtype=np.int32)
+    return x, y
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the ``n`` training samples in ``epoch``: a function of (seed, epoch) only, so a
+    resumed run sees the same batches as an uninterrupted one."""
+    return np.random.default_rng([int(seed), 7, int(epoch)]).permutation(n)
+
+
+def stream_dataset(paths, labels, fields: int, batch_size: int, seed: int, first_epoch: int, epochs: int):
+    """A ``tf.data`` pipeline reading the augmented clips from disk, batch by batch, in the
+    order of :func:`epoch_order`, for epochs ``first_epoch .. epochs-1`` (prefetching one batch
+    ahead while the model trains).  Memory holds a few batches, whatever the number of clips."""
+    import tensorflow as tf
+
+    from mexpr.models import input_shape
+
+    paths = list(paths)
+    labels = np.asarray(labels, dtype=np.int32)
+    n = len(paths)
+    steps = int(np.ceil(n / batch_size))
+    shape = input_shape(fields)
+
+    def gen():
+        for e in range(first_epoch, epochs):
+            order = epoch_order(n, seed, e)
+            for s in range(steps):
+                idx = order[s * batch_size : (s + 1) * batch_size]
+                x = np.empty((len(idx),) + shape, np.uint8)
+                for j, i in enumerate(idx):
+                    x[j] = np.load(paths[i])
+                yield x, labels[idx]
+
+    sig = (tf.TensorSpec((None,) + shape, tf.uint8), tf.TensorSpec((None,), tf.int32))
+    return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(2), steps
+
+
+# --------------------------------------------------------------------------------------------
+# model + optimiser
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow/Keras from ``seed`` and turn on op determinism."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()
+
+
+def build(fields: int, config: Config, steps_per_epoch: int, seed: int):
+    """A compiled DTSCNN stream: SGD(momentum) with the config's step schedule."""
+    import keras
+
+    from mexpr import models
+
+    dtype = "mixed_float16" if config.mixed_precision else None
+    model = models.dtscnn(fields, dropout=config.dropout, dtype=dtype, seed=seed)
+    r = config.rates
+    lr = keras.optimizers.schedules.ExponentialDecay(r["lr"], decay_steps=r["decay_every"] * steps_per_epoch, decay_rate=r["decay"], staircase=True)
+    opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum)
+    if config.mixed_precision:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=config.jit_compile)
+    return model
+
+
+def _lr_logger():
+    import keras
+
+    class LearningRateLog(keras.callbacks.Callback):
+        """Adds the current learning rate to each epoch's logs (for history.csv)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                opt = self.model.optimizer
+                opt = getattr(opt, "inner_optimizer", opt)
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(opt._get_current_learning_rate()))
+
+    return LearningRateLog()
+
+
+def _epoch_seeds():
+    import keras
+
+    class EpochSeeds(keras.callbacks.Callback):
+        """Sets every random layer's (dropout's) generator to a state that depends on the epoch
+        only: the masks of epoch e are the same whether or not the run was resumed before it
+        (Keras' weight checkpoints do not hold generator states)."""
+
+        def on_train_begin(self, logs=None):
+            self.gens = [layer.seed_generator for layer in self.model.layers if getattr(layer, "seed_generator", None) is not None]
+            self.first = [np.asarray(g.state.numpy()) for g in self.gens]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            for g, s0 in zip(self.gens, self.first):
+                g.state.assign(np.array([s0[0], s0[1] + (epoch << 24)], dtype=s0.dtype))
+
+    return EpochSeeds()
+
+
+def _check_resume(out: Path, fingerprint: dict, model) -> int:
+    """The epoch to resume from (0: fresh), after checking the backup matches this training."""
+    backup = out / "backup"
+    meta, weights = backup / "training_metadata.json", backup / "latest.weights.h5"
+    if not weights.exists() and not meta.exists():
+        return 0
+    saved = out / "config.json"
+    if saved.is_file():
+        old = json.loads(saved.read_text())
+        if old != fingerprint:
+            diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+            raise TrainError(
+                f"the checkpoint in {backup} was made with other settings ({', '.join(diff)} differ); "
+                "delete that folder, pass force=True (CLI: --force), or use another tag"
+            )
+    try:
+        epoch = int(json.loads(meta.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TrainError(f"{meta} is unreadable ({e}); delete {backup} to start this stream again") from e
+    try:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(weights)
+    except Exception as e:  # h5py/ValueError: corrupt file, or weights of another model
+        raise TrainError(f"cannot resume from {weights}: {type(e).__name__}: {e}; delete {backup} to start this stream again") from e
+    return epoch
+
+
+def train_stream(
+    run_dir: str | os.PathLike,
+    fields: int = 64,
+    fold: int = 0,
+    config: Config | None = None,
+    jobs: int | None = None,
+    verbose: int | str = "auto",
+    force: bool = False,
+    callbacks: list | None = None,
+    monitor_test: bool = True,
+) -> dict:
+    """Train the ``fields`` stream (64 or 128) on ``fold`` of ``run_dir``; see the module text.
+
+    Returns ``{"dir", "model", "history" (DataFrame), "seconds", "train_clips_per_s", ...}``.  A
+    stream that finished with the same settings is not trained again (its saved results are
+    returned); ``force=True`` starts it afresh.  ``callbacks`` are added after the built-in ones.
+    """
+    import keras
+    import pandas as pd
+
+    from mexpr import augment
+
+    config = config or Config()
+    run_dir = Path(run_dir)
+    out = stream_dir(run_dir, config, fields, fold)
+    fingerprint = config.fingerprint(fields, fold)
+    done = out / "done.json"
+    if force and out.exists():
+        shutil.rmtree(out)
+    if done.is_file():
+        info = json.loads(done.read_text())
+        if info.get("fingerprint") == fingerprint and info.get("epochs") == config.epochs and (out / "model.keras").is_file():
+            return info | {"dir": str(out), "model": str(out / "model.keras"), "history": pd.read_csv(out / "history.csv"), "cached": True}
+        done.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+    train, test = fold_split(run_dir, config, fold)
+    stream_seed = int(config.seed) * 1000 + int(fold) * 10 + (1 if fields == 128 else 0)
+    samples = augment.plan(train, config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test)
+    samples.to_csv(out / "plan.csv", index=False)
+    t_aug = time.perf_counter()
+    paths = augment.build(run_dir, samples, fields, jobs=jobs, progress=verbose != 0, desc=f"augment fold {fold} f{fields}")
+    t_aug = time.perf_counter() - t_aug
+    labels = np.array([CLASSES.index(c) for c in samples["label"]], dtype=np.int32)
+
+    set_determinism(stream_seed)
+    steps = int(np.ceil(len(paths) / config.batch_size))
+    model = build(fields, config, steps, stream_seed)
+    first = _check_resume(out, fingerprint, model)
+    (out / "config.json").write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    if first >= config.epochs:
+        first = config.epochs  # nothing left but saving
+    data, steps = stream_dataset(paths, labels, fields, config.batch_size, stream_seed, first, config.epochs)
+    val = load_test(run_dir, test, fields) if monitor_test and len(test) else None
+    cbs = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        _epoch_seeds(),
+        _lr_logger(),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=first > 0),
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch"),
+    ] + list(callbacks or [])
+    t0 = time.perf_counter()
+    if first < config.epochs:
+        model.fit(
+            data,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            validation_data=val,
+            validation_batch_size=config.batch_size,
+            callbacks=cbs,
+            shuffle=False,  # the order is epoch_order's
+            verbose=verbose,
+        )
+    seconds = time.perf_counter() - t0
+    from mexpr import models
+
+    models.save(model, out / "model.keras")
+    history = pd.read_csv(out / "history.csv")
+    info = {
+        "fingerprint": fingerprint,
+        "epochs": config.epochs,
+        "resumed_from": first,
+        "train_clips": len(paths),
+        "test_clips": len(test),
+        "augment_seconds": round(t_aug, 2),
+        "seconds": round(seconds, 2),
+        "train_clips_per_s": round(len(paths) * (config.epochs - first) / seconds, 2) if seconds > 0 and first < config.epochs else None,
+        "final": {k: float(v) for k, v in history.iloc[-1].items() if k != "epoch"} if len(history) else {},
+    }
+    done.write_text(json.dumps(info, indent=2) + "\n")
+    return info | {"dir": str(out), "model": str(out / "model.keras"), "history": history, "cached": False}
+
+
+def run(run_dir, config: Config, folds=None, streams=(64, 128), jobs: int | None = None, verbose: int | str = "auto", force: bool = False):
+    """Train ``streams`` on ``folds`` (default: all of the protocol's); writes
+    ``<experiment>/train.json`` with one entry per stream and fold, and returns it as a DataFrame."""
+    import pandas as pd
+
+    from mexpr import datasets
+
+    if folds is None:
+        folds = range(len(datasets.splits(clips_table(run_dir), config.protocol, config.seed)))
+    rows = []
+    for fold in folds:
+        for fields in streams:
+            r = train_stream(run_dir, fields, fold, config, jobs=jobs, verbose=verbose, force=force)
+            rows.append({"fold": fold, "stream": f"DTSCNN{fields}", "cached": r["cached"], "augment_s": r["augment_seconds"], "train_s": r["seconds"],
+                         "clips_per_s": r["train_clips_per_s"], **{k: round(v, 4) for k, v in r["final"].items()}})
+    table = pd.DataFrame(rows)
+    exp = experiment_dir(run_dir, config)
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "train.json").write_text(json.dumps({"config": asdict(config), "streams": rows}, indent=2, default=str) + "\n")
+    return table
+
+
+def history(run_dir, config: Config, fields: int, fold: int):
+    """A finished (or interrupted) stream's per-epoch log as a DataFrame."""
+    import pandas as pd
+
+    path = stream_dir(run_dir, config, fields, fold) / "history.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: train fold {fold} of DTSCNN{fields} first")
+    return pd.read_csv(path)

@@ -1,0 +1,98 @@
+"""The paper's balanced augmentation (Figure 6): the nine crops, the per-class plan, the cache,
+and that no test clip ever reaches it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mexpr import augment, datasets, train
+from mexpr.augment import AugmentError, LeakError
+
+
+def ramp():
+    y = np.arange(112, dtype=np.float32)[:, None].repeat(96, 1)
+    x = np.arange(96, dtype=np.float32)[None, :].repeat(112, 0)
+    return y, x
+
+
+def test_nine_crops_cut_two_pixel_slices_and_resize_back():
+    y, x = ramp()
+    img = np.stack([y, x, np.zeros_like(y)], -1)
+    crops = augment.nine_crops(img)
+    assert crops.shape == (9, 112, 96, 3)
+    rows, cols = np.arange(112), np.arange(96)
+    # cv2.resize's pixel-centre convention: out p samples the slice at (p + 0.5) * kept / size - 0.5
+    def expect(offset, kept, size, p):
+        return offset + np.clip((p + 0.5) * kept / size - 0.5, 0, kept - 1)
+
+    for name, (t, b, l, r) in augment.CROPS.items():
+        c = augment.crop(img, name)
+        assert np.allclose(c[:, 40, 0], expect(t, 112 - t - b, 112, rows), atol=1e-3), name
+        assert np.allclose(c[50, :, 1], expect(l, 96 - l - r, 96, cols), atol=1e-3), name
+    assert sum(t + b + l + r for t, b, l, r in augment.CROPS.values()) == 4 * 2 + 4 * 4 + 4  # 2-px slices; corners cut both ways
+    assert len({augment.crop(img, n).tobytes() for n in augment.CROPS}) == 9  # nine different frames
+
+
+@pytest.fixture(scope="module")
+def table():
+    rows = []
+    for cls, n in zip(datasets.CLASSES, (4, 6, 2, 3)):
+        for i in range(n):
+            rows.append({"subject_id": f"s{i % 2}", "clip": f"{cls}{i}", "label": cls, "status": "processed", "n_used": 10 + i, "cache": f"c/{cls}{i}.npz"})
+    return pd.DataFrame(rows)
+
+
+def test_plan_is_balanced_reproducible_and_per_frame(table):
+    p = augment.plan(table, per_class=25, seed=3)
+    assert p.groupby("label").size().to_dict() == dict.fromkeys(datasets.CLASSES, 25)
+    assert set(p["source"]) <= set(table["subject_id"] + "/" + table["clip"])
+    n_used = dict(zip(table["subject_id"] + "/" + table["clip"], table["n_used"]))
+    assert all(len(c) == n_used[s] for s, c in zip(p["source"], p["crops"]))  # one crop per native frame
+    assert len({c for s in p["crops"] for c in s}) == 9
+    assert p.equals(augment.plan(table, per_class=25, seed=3))
+    assert not p["crops"].equals(augment.plan(table, per_class=25, seed=4)["crops"])
+    one = augment.plan(table, per_class=25, seed=3, mode="clip")
+    assert all(len(set(c)) == 1 for c in one["crops"])  # DESIGN.md §3 variant: one crop per clip
+    assert len({c[0] for c in one["crops"]}) > 1
+
+
+def test_test_clips_and_empty_classes_are_refused(table):
+    with pytest.raises(LeakError, match=r"1 clip\(s\) are in both"):
+        augment.plan(table, 5, test=table.iloc[[3]])
+    no_positive = table[table["label"] != "Positive"]
+    with pytest.raises(AugmentError, match="class 'Positive' has no training clip"):
+        augment.plan(no_positive, 5)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        augment.plan(table, 5, mode="jitter")
+
+
+def test_samples_are_built_once_and_coded_like_real_clips(flowrun, monkeypatch):
+    clips = train.clips_table(flowrun)
+    samples = augment.plan(clips, per_class=2, seed=0)
+    calls = []
+    real = augment.sample_munsell
+    monkeypatch.setattr(augment, "sample_munsell", lambda *a, **k: calls.append(a[1]["source"]) or real(*a, **k))
+    paths = augment.build(flowrun, samples, 64, jobs=1, progress=False)
+    assert len(paths) == 8 and len(calls) == len(set(paths))
+    x = np.load(paths[0])
+    assert x.shape == (64, 112, 96, 3) and x.dtype == np.uint8
+    again = augment.build(flowrun, samples, 64, jobs=1, progress=False)
+    assert again == paths and len(calls) == len(set(paths))  # all from the cache
+    # mode "none" with the centre crop skipped reproduces the flow stage's own coding of the clip
+    plain = samples.iloc[[0]].assign(mode="none")
+    row = clips[clips["subject_id"] + "/" + clips["clip"] == plain["source"].iloc[0]].iloc[0]
+    from mexpr import flow
+
+    ref = flow.load_flow(flowrun, {"status": "processed", "cache": row["flow_cache"], "subject_id": "", "clip": "", "reason": ""}, 64)
+    assert np.array_equal(real(flowrun, plain.iloc[0], 64), ref)
+
+
+def test_crop_jitter_adds_motion_that_one_crop_per_clip_does_not(flowrun):
+    clips = train.clips_table(flowrun)
+    per_frame = augment.plan(clips, 1, seed=0, mode="frame").iloc[0]
+    per_clip = augment.plan(clips, 1, seed=0, mode="clip").iloc[0]
+    a, b = augment.jitter_energy(flowrun, per_frame, 64), augment.jitter_energy(flowrun, per_clip, 64)
+    assert a["augmented_px"] > 5 * a["plain_px"]  # shifts of up to 2 px between frames
+    assert b["augmented_px"] < 2 * b["plain_px"] + 0.02

@@ -1,0 +1,126 @@
+"""Training a stream on one fold: the paper's optimiser, streaming input, no test clip in
+training, one seed for everything, resume after an interrupt, bad checkpoints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+
+from mexpr import augment, models, train
+from mexpr.train import TrainError
+
+QUICK = train.config_for("quick", per_class=2, epochs=2)
+
+
+def weights(path):
+    return models.load(path).get_weights()
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_paper_optimiser_and_schedule():
+    m = train.build(64, replace(QUICK, schedule="paper"), steps_per_epoch=7, seed=0)
+    opt = m.optimizer
+    assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.9
+    sched = opt._learning_rate  # the schedule object
+    assert [float(sched(s)) for s in (0, 69, 70, 139, 140)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6])
+
+
+def test_no_test_clip_reaches_the_generator(flowrun, monkeypatch):
+    seen = []
+    real = augment.sample_munsell
+    monkeypatch.setattr(augment, "sample_munsell", lambda *a, **k: seen.append(a[1]["source"]) or real(*a, **k))
+    cfg = replace(QUICK, epochs=1, tag="leak")
+    r = train.train_stream(flowrun, 64, 1, cfg, jobs=1, verbose=0)
+    tr, te = train.fold_split(flowrun, cfg, 1)
+    keys = lambda d: set(d["subject_id"] + "/" + d["clip"])  # noqa: E731
+    assert seen and set(seen) <= keys(tr) and not set(seen) & keys(te)
+    plan = __import__("pandas").read_csv(f"{r['dir']}/plan.csv")
+    assert not set(plan["source"]) & keys(te) and len(plan) == 4 * cfg.per_class
+    assert r["test_clips"] == len(te) > 0
+
+
+def test_same_seed_same_weights_and_resume_after_an_interrupt(flowrun):
+    cfg = replace(QUICK, epochs=3, tag="det")
+    a = train.train_stream(flowrun, 64, 0, cfg, verbose=0)
+    assert list(a["history"]["epoch"]) == [0, 1, 2] and {"loss", "accuracy", "val_accuracy", "learning_rate"} <= set(a["history"])
+    first = weights(a["model"])
+    b = train.train_stream(flowrun, 64, 0, cfg, verbose=0, force=True)
+    assert same(first, weights(b["model"]))  # same seed => same weights (CPU)
+    assert not b["cached"] and train.train_stream(flowrun, 64, 0, cfg, verbose=0)["cached"]
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("power cut")
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train_stream(flowrun, 64, 0, cfg, verbose=0, force=True, callbacks=[Crash()])
+    out = train.stream_dir(flowrun, cfg, 64, 0)
+    assert json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+    c = train.train_stream(flowrun, 64, 0, cfg, verbose=0)
+    assert c["resumed_from"] == 2 and list(c["history"]["epoch"]) == [0, 1, 2]
+    assert same(first, weights(c["model"]))  # resumed == uninterrupted
+    other = train.train_stream(flowrun, 64, 0, replace(cfg, seed=1), verbose=0)
+    assert not same(first, weights(other["model"]))
+
+
+def test_corrupt_or_mismatched_checkpoints_are_refused(flowrun):
+    cfg = replace(QUICK, epochs=2, tag="ckpt")
+    out = train.stream_dir(flowrun, cfg, 64, 0)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train_stream(flowrun, 64, 0, cfg, verbose=0, callbacks=[Crash()])
+    weights_file = out / "backup" / "latest.weights.h5"
+    good = weights_file.read_bytes()
+    with pytest.raises(TrainError, match="other settings.*per_class"):
+        train.train_stream(flowrun, 64, 0, replace(cfg, per_class=3), verbose=0)
+    weights_file.write_bytes(good[: len(good) // 3])
+    with pytest.raises(TrainError, match=r"cannot resume from .*latest\.weights\.h5"):
+        train.train_stream(flowrun, 64, 0, cfg, verbose=0)
+    # weights of the other stream in this stream's folder
+    m128 = models.dtscnn128()
+    m128.save_weights(weights_file)
+    with pytest.raises(TrainError, match="cannot resume from"):
+        train.train_stream(flowrun, 64, 0, cfg, verbose=0)
+    (out / "backup" / "training_metadata.json").write_text("{not json")
+    with pytest.raises(TrainError, match="training_metadata.json is unreadable"):
+        train.train_stream(flowrun, 64, 0, cfg, verbose=0)
+    r = train.train_stream(flowrun, 64, 0, cfg, verbose=0, force=True)  # --force starts afresh
+    assert r["resumed_from"] == 0 and len(r["history"]) == 2
+
+
+def test_a_fold_without_a_class_in_training_is_a_clear_error(flowrun, monkeypatch):
+    from mexpr import datasets
+
+    df = train.clips_table(flowrun)
+    pos = np.flatnonzero(df["label"].to_numpy() == "Positive")
+    rest = np.setdiff1d(np.arange(len(df)), pos)
+    # a fold like a leave-one-subject-out fold whose subject holds every Positive clip
+    monkeypatch.setattr(datasets, "splits", lambda *a, **k: [{"fold": 0, "train": rest, "test": pos}])
+    with pytest.raises(augment.AugmentError, match="class 'Positive' has no training clip"):
+        train.train_stream(flowrun, 64, 0, replace(QUICK, tag="nopos"), verbose=0)
+
+
+def test_cli_train(flowrun):
+    cmd = [sys.executable, "-m", "mexpr", "train", "--run", str(flowrun), "--stream", "128", "--fold", "2",
+           "--profile", "quick", "--per-class", "1", "--epochs", "1", "--quiet"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "DTSCNN128 fold 2" in out.stdout
+    folder = train.stream_dir(flowrun, replace(train.config_for("quick"), per_class=1, epochs=1), 128, 2)
+    assert (folder / "model.keras").is_file() and (folder / "history.csv").is_file() and any((folder / "tensorboard").rglob("*"))
+    bad = subprocess.run(cmd[:-1] + ["--fold", "7"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "fold 7 does not exist" in bad.stderr
