@@ -64,9 +64,9 @@ def crop(frame: np.ndarray, which: int | str) -> np.ndarray:
     """One of the nine crops of ``frame`` (``(112, 96, ...)``), resized back to 96 x 112."""
     import cv2
 
-    t, b, l, r = CROPS[which] if isinstance(which, str) else CROPS[CROP_NAMES[which]]
+    top, bot, left, right = CROPS[which] if isinstance(which, str) else CROPS[CROP_NAMES[which]]
     h, w = frame.shape[:2]
-    roi = frame[t : h - b, l : w - r]
+    roi = frame[top : h - bot, left : w - right]
     return cv2.resize(roi, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -79,7 +79,7 @@ def nine_crops(frame: np.ndarray) -> np.ndarray:
 # planning
 
 
-def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=None, classes=CLASSES) -> "pd.DataFrame":  # noqa: F821
+def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=None, classes=CLASSES) -> pd.DataFrame:  # noqa: F821
     """Figure 6, steps 4-8, as a table: ``per_class`` samples for each class, each a random
     training clip of that class (``source``: its ``subject_id/clip``) and one crop index per
     native frame (``crops``, a string of digits 0-8).

@@ -27,11 +27,11 @@ def test_nine_crops_cut_two_pixel_slices_and_resize_back():
     def expect(offset, kept, size, p):
         return offset + np.clip((p + 0.5) * kept / size - 0.5, 0, kept - 1)
 
-    for name, (t, b, l, r) in augment.CROPS.items():
+    for name, (t, b, lft, r) in augment.CROPS.items():
         c = augment.crop(img, name)
         assert np.allclose(c[:, 40, 0], expect(t, 112 - t - b, 112, rows), atol=1e-3), name
-        assert np.allclose(c[50, :, 1], expect(l, 96 - l - r, 96, cols), atol=1e-3), name
-    assert sum(t + b + l + r for t, b, l, r in augment.CROPS.values()) == 4 * 2 + 4 * 4 + 4  # 2-px slices; corners cut both ways
+        assert np.allclose(c[50, :, 1], expect(lft, 96 - lft - r, 96, cols), atol=1e-3), name
+    assert sum(sum(c) for c in augment.CROPS.values()) == 4 * 2 + 4 * 4 + 4  # 2-px slices; corners cut both ways
     assert len({augment.crop(img, n).tobytes() for n in augment.CROPS}) == 9  # nine different frames
 
 
