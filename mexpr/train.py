@@ -11,7 +11,8 @@
    (``BackupAndRestore``: an interrupted run resumes at its last finished epoch and ends with the
    same weights), CSV and TensorBoard logs, and the fold's test clips as a *monitor* only
    (nothing is chosen on them: the model kept is the last epoch's),
-4. ``model.keras`` and ``history.csv`` in ``<run_dir>/train/<protocol>-s<seed>[-<tag>]/fold<k>/dtscnn<fields>/``.
+4. ``model.keras`` and ``history.csv`` in ``<run_dir>/train/<experiment>/fold<k>/dtscnn<fields>/``
+   (:func:`experiment_dir`).
 
 One ``seed`` fixes the split, the augmentation, the weight initialisation, dropout and the order
 of the batches; on CPU the same seed gives the same weights (TensorFlow's op determinism is on).
@@ -42,9 +43,9 @@ SCHEDULES = {
 
 #: Profiles: samples per class, epochs and folds trained per stream.
 PROFILES = {
-    "quick": {"per_class": 3, "epochs": 2, "folds": [0]},  # tests: seconds
-    "default": {"per_class": 100, "epochs": 20, "folds": [0, 1, 2]},  # make reproduce on 2 cores
-    "paper": {"per_class": 500, "epochs": 30, "folds": [0, 1, 2]},  # 2,000 clips per fold; GPU recommended
+    "quick": {"per_class": 3, "epochs": 2, "folds": [0], "schedule": "tuned"},  # tests: seconds
+    "default": {"per_class": 100, "epochs": 20, "folds": [0, 1, 2], "schedule": "tuned"},  # make reproduce, 2 cores
+    "paper": {"per_class": 500, "epochs": 30, "folds": [0, 1, 2], "schedule": "paper"},  # 2,000 clips per fold; GPU
 }
 
 TRAIN_VERSION = 1
@@ -103,8 +104,9 @@ def config_for(profile: str = "default", **overrides) -> Config:
 
 
 def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
-    """``<run_dir>/train/<protocol>-s<seed>[-<tag>]``."""
-    name = f"{config.protocol}-s{config.seed}" + (f"-{config.tag}" if config.tag else "")
+    """``<run_dir>/train/<protocol>-s<seed>-<schedule>[-<mode>][-<tag>]`` (mode when not "frame")."""
+    name = f"{config.protocol}-s{config.seed}-{config.schedule}"
+    name += (f"-{config.mode}" if config.mode != "frame" else "") + (f"-{config.tag}" if config.tag else "")
     return Path(run_dir) / "train" / name
 
 

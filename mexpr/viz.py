@@ -130,6 +130,58 @@ def frame_strip(frames: np.ndarray, n: int = 8, title: str = "", run_dir=None, n
     return fig
 
 
+def strip_rows(rows: dict, n: int = 8, title: str = "", run_dir=None, name: str | None = None, readme: bool = False):
+    """Several clips (``{label: (T, H, W, 3)}``, same T) as rows of ``n`` evenly spaced frames."""
+    import matplotlib.pyplot as plt
+
+    first = next(iter(rows.values()))
+    idx = np.linspace(0, len(first) - 1, n).round().astype(int)
+    h = first.shape[1] / first.shape[2]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 1.2, 1.2 * h * len(rows) + 0.5), squeeze=False)
+    for r, (label, clip) in enumerate(rows.items()):
+        for ax, i in zip(axes[r], idx):
+            ax.imshow(clip[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{i}", fontsize=8)
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if run_dir is not None and name:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig
+
+
+def training_curves(histories: dict, run_dir=None, name: str = "training_curves", readme: bool = False, title: str = ""):
+    """Loss and accuracy per epoch: ``histories`` maps a stream name to ``{fold: DataFrame}``
+    (Keras' CSV log).  Solid: the augmented training clips; dashed: the fold's test clips
+    (monitored only, never used for a choice)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(histories), figsize=(4.6 * len(histories), 6), squeeze=False, sharex="col")
+    for c, (stream, folds) in enumerate(histories.items()):
+        for k, (fold, h) in enumerate(sorted(folds.items())):
+            colour = f"C{k}"
+            for r, metric in enumerate(("loss", "accuracy")):
+                ax = axes[r, c]
+                ax.plot(h["epoch"] + 1, h[metric], c=colour, lw=1.5, label=f"fold {fold} train")
+                if f"val_{metric}" in h:
+                    ax.plot(h["epoch"] + 1, h[f"val_{metric}"], c=colour, lw=1.2, ls="--", label=f"fold {fold} test (monitor)")
+                ax.set_ylabel(metric)
+                ax.grid(alpha=0.3)
+        axes[0, c].set_title(stream, fontsize=10)
+        axes[1, c].set_xlabel("epoch")
+        axes[1, c].axhline(0.25, c="grey", lw=0.8, ls=":")
+    axes[0, -1].legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig
+
+
 def apex_difference(clips: dict, apex_index: int, run_dir=None, name: str = "preprocess_alignment_difference", gain: float = 6.0):
     """Per alignment mode: the crop at onset, and |apex − onset| amplified ``gain`` times.  Head
     motion that alignment leaves shows as bright edges everywhere; the expression stays local."""

@@ -101,6 +101,33 @@ def test_flow_notebook_hands_off_to_the_next(quick_run):
 
 
 @pytest.mark.notebook
+def test_model_and_training_notebooks_hand_off_to_the_next(quick_run):
+    from mexpr import models, train
+
+    run, _ = quick_run
+    layers = pd.read_csv(run / "tables" / "model_layers_dtscnn128.csv")
+    assert layers["params"].sum() == 375_796
+    config = train.config_for("quick")
+    exp = train.experiment_dir(run, config)
+    streams = json.loads((exp / "train.json").read_text())["streams"]
+    assert {(s["fold"], s["stream"]) for s in streams} == {(0, "DTSCNN64"), (0, "DTSCNN128")}
+    for fields in (64, 128):
+        m = models.load(train.stream_dir(run, config, fields, 0) / "model.keras")
+        assert models.fields_of(m) == fields
+        assert len(train.history(run, config, fields, 0)) == config.epochs
+    # the comparisons: the paper's schedule and one crop per clip, DTSCNN64 fold 0
+    from dataclasses import replace
+
+    assert (train.stream_dir(run, replace(config, schedule="paper"), 64, 0) / "model.keras").is_file()
+    assert (train.stream_dir(run, replace(config, mode="clip"), 64, 0) / "model.keras").is_file()
+    jitter = pd.read_csv(run / "tables" / "augment_jitter.csv")
+    med = jitter.groupby("mode")["ratio"].median()
+    assert med["frame"] > 2 and med["clip"] < 1.5
+    for fig in ("model_figure5_conv1_time", "augment_nine_crops", "augment_flow_strips", "training_curves", "training_paper_vs_tuned_lr"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
+
+
+@pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run):
     run, _ = quick_run
     params = json.loads(json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")}))
