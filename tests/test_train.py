@@ -124,3 +124,12 @@ def test_cli_train(flowrun):
     assert (folder / "model.keras").is_file() and (folder / "history.csv").is_file() and any((folder / "tensorboard").rglob("*"))
     bad = subprocess.run(cmd[:-1] + ["--fold", "7"], capture_output=True, text=True)
     assert bad.returncode == 2 and "fold 7 does not exist" in bad.stderr
+
+
+def test_mixed_precision_and_xla_are_opt_in():
+    assert not QUICK.mixed_precision and not QUICK.jit_compile
+    m = train.build(64, replace(QUICK, mixed_precision=True, jit_compile=True), steps_per_epoch=1, seed=0)
+    assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert m.get_layer("conv1").compute_dtype == "float16" and m.get_layer("conv1").variable_dtype == "float32"
+    assert m.output.dtype == "float32"  # the softmax stays float32
+    assert m.jit_compile
