@@ -142,12 +142,16 @@ def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
     return df.iloc[f["train"]].reset_index(drop=True), df.iloc[f["test"]].reset_index(drop=True)
 
 
-def load_test(run_dir: str | os.PathLike, test, fields: int):
-    """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` and labels ``(N,)``."""
+def clip_munsell(run_dir: str | os.PathLike, row, fields: int) -> np.ndarray:
+    """One clip's Munsell images (a :func:`clips_table` row), as the flow stage coded them."""
     from mexpr import flow
 
-    x = np.stack([flow.load_flow(run_dir, {"status": "processed", "cache": c, "subject_id": s, "clip": k, "reason": ""}, fields)
-                  for c, s, k in zip(test["flow_cache"], test["subject_id"], test["clip"])])
+    return flow.load_flow(run_dir, {"status": "processed", "cache": row["flow_cache"], "subject_id": row["subject_id"], "clip": row["clip"], "reason": ""}, fields)
+
+
+def load_test(run_dir: str | os.PathLike, test, fields: int):
+    """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` and labels ``(N,)``."""
+    x = np.stack([clip_munsell(run_dir, row, fields) for _, row in test.iterrows()])
     y = np.array([CLASSES.index(c) for c in test["label"]], dtype=np.int32)
     return x, y
 

@@ -83,9 +83,7 @@ def test_samples_are_built_once_and_coded_like_real_clips(flowrun, monkeypatch):
     # mode "none" with the centre crop skipped reproduces the flow stage's own coding of the clip
     plain = samples.iloc[[0]].assign(mode="none")
     row = clips[clips["subject_id"] + "/" + clips["clip"] == plain["source"].iloc[0]].iloc[0]
-    from mexpr import flow
-
-    ref = flow.load_flow(flowrun, {"status": "processed", "cache": row["flow_cache"], "subject_id": "", "clip": "", "reason": ""}, 64)
+    ref = train.clip_munsell(flowrun, row, 64)
     assert np.array_equal(real(flowrun, plain.iloc[0], 64), ref)
 
 
