@@ -69,7 +69,7 @@ class Config:
     momentum: float = 0.9
     dropout: float = 0.5
     mixed_precision: bool = False  # GPU only: float16 compute, float32 softmax + loss scaling
-    jit_compile: bool = False  # XLA
+    jit_compile: bool = False  # XLA (turns off op determinism: same seed, not bit-identical weights)
     tag: str = ""  # a suffix for the experiment folder, e.g. "tuned"
 
     def __post_init__(self):
@@ -204,11 +204,17 @@ def set_determinism(seed: int) -> None:
 
 
 def build(fields: int, config: Config, steps_per_epoch: int, seed: int):
-    """A compiled DTSCNN stream: SGD(momentum) with the config's step schedule."""
+    """A compiled DTSCNN stream: SGD(momentum) with the config's step schedule.  With
+    ``config.jit_compile`` TensorFlow's op determinism is turned off (Keras' XLA needs that)."""
     import keras
 
     from mexpr import models
 
+    if config.jit_compile:
+        # Keras refuses XLA while TensorFlow's op determinism is on: an XLA run is fast, not bit-reproducible
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
     dtype = "mixed_float16" if config.mixed_precision else None
     model = models.dtscnn(fields, dropout=config.dropout, dtype=dtype, seed=seed)
     r = config.rates
