@@ -1,4 +1,5 @@
-"""Small file-writing helpers whose output is byte-identical for identical content.
+"""Small file-writing helpers whose output is byte-identical for identical content, and the
+parallel loop with a progress bar that the batch stages share.
 
 ``zipfile`` stamps every entry with the current time, so ``np.savez`` and openpyxl's ``.xlsx``
 files differ from run to run.  These helpers fix the stamps so that the same seed writes the same
@@ -84,3 +85,22 @@ def _plain(v):
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+def parallel(tasks, jobs: int | None = None, desc: str = "", progress: bool = True, unit: str = "clip", postfix=None):
+    """Run joblib ``delayed`` ``tasks`` in ``jobs`` processes (default: all cores), yielding their
+    results in order while a tqdm bar counts them; ``postfix(results so far)`` returns a dict
+    shown beside the bar."""
+    from joblib import Parallel
+    from tqdm.auto import tqdm
+
+    tasks = list(tasks)
+    jobs = jobs or os.cpu_count() or 1
+    done: list = []
+    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar:
+        for res in Parallel(n_jobs=min(jobs, max(1, len(tasks))), return_as="generator")(tasks):
+            bar.update(1)
+            if postfix is not None:
+                done.append(res)
+                bar.set_postfix(postfix(done), refresh=False)
+            yield res

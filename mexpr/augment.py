@@ -195,8 +195,9 @@ def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = N
     """Compute (or find in the cache) every sample of the plan ``samples`` for the ``fields``
     stream; returns the ``.npy`` paths, one per row, in order.  Parallel over ``jobs`` processes,
     with a progress bar; finished samples are kept, so an interrupted build resumes."""
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from joblib import delayed
+
+    from mexpr import _io
 
     run_dir = Path(run_dir)
     cfg = flow_config(run_dir)
@@ -208,12 +209,8 @@ def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = N
         if not target.is_file() and str(target) not in todo:
             folder.mkdir(parents=True, exist_ok=True)
             todo[str(target)] = rec
-    jobs = jobs or os.cpu_count() or 1
     tasks = [delayed(_build_one)(str(run_dir), rec, fields, cfg, t) for t, rec in todo.items()]
-    bar = tqdm(total=len(tasks), desc=desc or f"augment f{fields}", unit="clip", disable=not progress or not tasks)
-    for _ in Parallel(n_jobs=min(jobs, max(1, len(tasks))), return_as="generator")(tasks):
-        bar.update(1)
-    bar.close()
+    list(_io.parallel(tasks, jobs, desc or f"augment f{fields}", progress and bool(tasks)))
     return paths
 
 

@@ -333,10 +333,9 @@ def run(
     resumes.  Writes ``<run_dir>/flow_manifest.csv`` and ``<run_dir>/flow.json``.
     """
     import pandas as pd
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from joblib import delayed
 
-    from mexpr import preprocess
+    from mexpr import _io, preprocess
 
     run_dir = Path(run_dir)
     manifest = preprocess.load_manifest(run_dir)
@@ -360,14 +359,10 @@ def run(
             if not row["cached"]:
                 todo.append((len(rows), rec, str(target)))
         rows.append(row)
-    jobs = jobs or os.cpu_count() or 1
     t0 = time.perf_counter()
     tasks = [delayed(_flow_clip)(str(run_dir), rec, method, p, normalize, lengths, raw, target) for _, rec, target in todo]
-    bar = tqdm(total=len(tasks), desc=f"flow ({method})", unit="clip", disable=not progress)
-    for (i, _, _), res in zip(todo, Parallel(n_jobs=min(jobs, max(1, len(tasks))), return_as="generator")(tasks)):
+    for (i, _, _), res in zip(todo, _io.parallel(tasks, jobs, f"flow ({method})", progress)):
         rows[i]["seconds"] = round(res["seconds"], 3)
-        bar.update(1)
-    bar.close()
     out = pd.DataFrame(rows)
     out.to_csv(run_dir / "flow_manifest.csv", index=False)
     summary = {

@@ -778,8 +778,9 @@ def run(
     manifest as a DataFrame.
     """
     import pandas as pd
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from joblib import delayed
+
+    from mexpr import _io
 
     config = config or Config()
     run_dir = Path(run_dir)
@@ -787,17 +788,10 @@ def run(
     cache_dir.mkdir(parents=True, exist_ok=True)
     config_key = json.dumps(config.key_dict(), sort_keys=True)
     recs = clips.to_dict("records")
-    jobs = jobs or os.cpu_count() or 1
     t0 = time.perf_counter()
     tasks = [delayed(_process_row)(r, config, config_key, str(cache_dir), force) for r in recs]
-    results: list[dict] = []
-    par = Parallel(n_jobs=min(jobs, max(1, len(recs))), return_as="generator")
-    bar = tqdm(total=len(recs), desc="preprocess", unit="clip", disable=not progress)
-    for res in par(tasks):
-        results.append(res)
-        bar.update(1)
-        bar.set_postfix(skipped=sum(r["status"] == "skipped" for r in results), refresh=False)
-    bar.close()
+    skipped = lambda rs: {"skipped": sum(r["status"] == "skipped" for r in rs)}  # noqa: E731
+    results = list(_io.parallel(tasks, jobs, "preprocess", progress, postfix=skipped))
     rows = []
     for rec, res in zip(recs, results):
         row = {c: rec.get(c, "") for c in MANIFEST_COLUMNS if c in rec}
