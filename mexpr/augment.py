@@ -130,9 +130,9 @@ def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=N
 
 
 def augmented_frames(frames: np.ndarray, crops, times=None, length: int = 65) -> np.ndarray:
-    """Steps 5-6 for one clip: each native frame replaced by its crop ``crops[i]`` (index or
-    name; ``mode="none"`` samples are passed through untouched), then linear interpolation to
-    ``length`` frames over the frames' time stamps."""
+    """Steps 5-6 for one clip: each native frame replaced by its crop ``crops[i]`` (an index into
+    :data:`CROP_NAMES`), then linear interpolation to ``length`` frames over the frames' time
+    stamps.  (:func:`sample_munsell` skips this for ``mode="none"`` samples.)"""
     from mexpr import preprocess
 
     crops = list(crops)
@@ -154,18 +154,14 @@ def flow_config(run_dir: str | os.PathLike) -> dict:
 
 def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict | None = None) -> np.ndarray:
     """Steps 5-6 and the flow stage for one planned sample: uint8 ``(fields, 112, 96, 3)``."""
-    from mexpr import flow
+    from mexpr import flow, preprocess
 
     cfg = flow_cfg or flow_config(run_dir)
-    with np.load(Path(run_dir) / row["cache"]) as z:
-        frames, times = z["frames"], z["times"]
-    crops = [int(c) for c in row["crops"]]
+    frames, times = preprocess.read_cache(run_dir, row["cache"])
     if row.get("mode") == "none":
-        from mexpr import preprocess
-
         clip = preprocess.interpolate(frames, fields + 1, times)
     else:
-        clip = augmented_frames(frames, crops, times, fields + 1)
+        clip = augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1)
     fl = flow.compute(clip, cfg["method"], **cfg["params"])
     return flow.to_munsell(fl, cfg["normalize"])
 
@@ -220,8 +216,7 @@ def jitter_energy(run_dir: str | os.PathLike, row, fields: int = 64, flow_cfg: d
     from mexpr import flow, preprocess
 
     cfg = flow_cfg or flow_config(run_dir)
-    with np.load(Path(run_dir) / row["cache"]) as z:
-        frames, times = z["frames"], z["times"]
+    frames, times = preprocess.read_cache(run_dir, row["cache"])
     plain = flow.compute(preprocess.interpolate(frames, fields + 1, times), cfg["method"], **cfg["params"])
     aug = flow.compute(augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1), cfg["method"], **cfg["params"])
     mag = lambda f: float(np.sqrt((f.astype(np.float64) ** 2).sum(-1)).mean())  # noqa: E731

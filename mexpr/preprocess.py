@@ -835,9 +835,15 @@ def load_clip(run_dir: str | os.PathLike, row, length: int | None = None) -> np.
         row = hit.iloc[0]
     if row["status"] != "processed":
         raise PreprocessError(f"{row['subject_id']}/{row['clip']} was skipped: {row['reason']}")
-    with np.load(run_dir / row["cache"]) as z:
-        frames, times = z["frames"], z["times"]
+    frames, times = read_cache(run_dir, row["cache"])
     return frames if length is None else interpolate(frames, length, times)
+
+
+def read_cache(run_dir: str | os.PathLike, cache: str) -> tuple[np.ndarray, np.ndarray]:
+    """A cached pre-processed clip's native-length frames ``uint8 (T, 112, 96, 3)`` and their
+    time stamps ``(T,)`` (``cache``: the manifest's path, relative to ``run_dir``)."""
+    with np.load(Path(run_dir) / cache) as z:
+        return z["frames"], z["times"]
 
 
 # --------------------------------------------------------------------------------------------
