@@ -101,14 +101,14 @@ def _cmd_flow(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from mexpr import datasets, train
+    from mexpr import train
 
     over = {k: v for k, v in {"epochs": args.epochs, "per_class": args.per_class, "schedule": args.schedule, "mode": args.mode}.items() if v is not None}
     config = train.config_for(
         args.profile, protocol=args.protocol, seed=args.seed, mixed_precision=args.mixed_precision, jit_compile=args.xla, tag=args.tag, **over
     )
     if args.fold == "all":
-        folds = range(len(datasets.splits(train.clips_table(args.run), config.protocol, config.seed)))
+        folds = range(train.fold_count(args.run, config))
     elif args.fold == "profile":
         folds = train.PROFILES[args.profile]["folds"]
     else:

@@ -142,6 +142,13 @@ def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
     return df.iloc[f["train"]].reset_index(drop=True), df.iloc[f["test"]].reset_index(drop=True)
 
 
+def fold_count(run_dir: str | os.PathLike, config: Config) -> int:
+    """How many folds the config's protocol makes of the run's clips."""
+    from mexpr import datasets
+
+    return len(datasets.splits(clips_table(run_dir), config.protocol, config.seed))
+
+
 def clip_munsell(run_dir: str | os.PathLike, row, fields: int) -> np.ndarray:
     """One clip's Munsell images (a :func:`clips_table` row), as the flow stage coded them."""
     from mexpr import flow
@@ -386,10 +393,8 @@ def run(run_dir, config: Config, folds=None, streams=(64, 128), jobs: int | None
     ``<experiment>/train.json`` with one entry per stream and fold, and returns it as a DataFrame."""
     import pandas as pd
 
-    from mexpr import datasets
-
     if folds is None:
-        folds = range(len(datasets.splits(clips_table(run_dir), config.protocol, config.seed)))
+        folds = range(fold_count(run_dir, config))
     rows = []
     for fold in folds:
         for fields in streams:
