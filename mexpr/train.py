@@ -315,7 +315,7 @@ def train_stream(
     import keras
     import pandas as pd
 
-    from mexpr import augment
+    from mexpr import augment, models
 
     config = config or Config()
     run_dir = Path(run_dir)
@@ -347,7 +347,7 @@ def train_stream(
     (out / "config.json").write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
     if first >= config.epochs:
         first = config.epochs  # nothing left but saving
-    data, steps = stream_dataset(paths, labels, fields, config.batch_size, stream_seed, first, config.epochs)
+    data, _ = stream_dataset(paths, labels, fields, config.batch_size, stream_seed, first, config.epochs)  # same steps
     val = load_test(run_dir, test, fields) if monitor_test and len(test) else None
     cbs = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -369,8 +369,6 @@ def train_stream(
             verbose=verbose,
         )
     seconds = time.perf_counter() - t0
-    from mexpr import models
-
     models.save(model, out / "model.keras")
     history = pd.read_csv(out / "history.csv")
     info = {
