@@ -38,8 +38,7 @@ from dataclasses import replace
 from mexpr import augment, train
 run, fields, per_class = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cfg = replace(train.config_for("default"), per_class=per_class, epochs=1, tag=f"bench{per_class}")
-tr, te = train.fold_split(run, cfg, 0)
-plan = augment.plan(tr, per_class, seed=cfg.seed * 1000, mode=cfg.mode, test=te)
+_, _, plan = train.fold_plan(run, cfg, 0)
 t = time.perf_counter(); augment.build(run, plan, fields, progress=False); t_aug = time.perf_counter() - t
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 r = train.train_stream(run, fields, 0, cfg, verbose=0, force=True)
@@ -56,8 +55,7 @@ def throughput(run: str, fields: int, clips: int, rounds: int) -> dict:
     from mexpr import augment, train
 
     cfg = train.config_for("default")
-    tr, te = train.fold_split(run, cfg, 0)
-    plan = augment.plan(tr, max(1, -(-clips // 4)), seed=cfg.seed * 1000, mode=cfg.mode, test=te)
+    _, _, plan = train.fold_plan(run, cfg, 0, per_class=max(1, -(-clips // 4)))
     paths = augment.build(run, plan, fields, progress=True)[:clips]
     labels = np.array([train.CLASSES.index(c) for c in plan["label"]][:clips], np.int32)
     x = np.stack([np.load(p) for p in paths])

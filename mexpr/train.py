@@ -142,6 +142,17 @@ def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
     return df.iloc[f["train"]].reset_index(drop=True), df.iloc[f["test"]].reset_index(drop=True)
 
 
+def fold_plan(run_dir: str | os.PathLike, config: Config, fold: int, per_class: int | None = None):
+    """``(train, test, plan)`` of ``fold``: its clip tables and the augmentation plan of its
+    training clips (``per_class`` overrides the config's; a smaller plan is the start of the
+    larger one, so its samples are shared in the cache)."""
+    from mexpr import augment
+
+    train, test = fold_split(run_dir, config, fold)
+    samples = augment.plan(train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test)
+    return train, test, samples
+
+
 def fold_count(run_dir: str | os.PathLike, config: Config) -> int:
     """How many folds the config's protocol makes of the run's clips."""
     from mexpr import datasets
@@ -331,9 +342,8 @@ def train_stream(
         done.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
-    train, test = fold_split(run_dir, config, fold)
+    _, test, samples = fold_plan(run_dir, config, fold)
     stream_seed = int(config.seed) * 1000 + int(fold) * 10 + (1 if fields == 128 else 0)
-    samples = augment.plan(train, config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test)
     samples.to_csv(out / "plan.csv", index=False)
     t_aug = time.perf_counter()
     paths = augment.build(run_dir, samples, fields, jobs=jobs, progress=verbose != 0, desc=f"augment fold {fold} f{fields}")
