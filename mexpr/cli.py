@@ -100,13 +100,20 @@ def _cmd_flow(args) -> int:
     return 0
 
 
-def _cmd_train(args) -> int:
+def _train_config(args):
+    """The training :class:`~mexpr.train.Config` named by the shared options (train, evaluate, predict)."""
     from mexpr import train
 
     over = {k: v for k, v in {"epochs": args.epochs, "per_class": args.per_class, "schedule": args.schedule, "mode": args.mode}.items() if v is not None}
-    config = train.config_for(
+    return train.config_for(
         args.profile, protocol=args.protocol, seed=args.seed, mixed_precision=args.mixed_precision, jit_compile=args.xla, tag=args.tag, **over
     )
+
+
+def _cmd_train(args) -> int:
+    from mexpr import train
+
+    config = _train_config(args)
     if args.fold == "all":
         folds = range(train.fold_count(args.run, config))
     elif args.fold == "profile":
@@ -126,6 +133,43 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from mexpr import evaluate, viz
+
+    config = _train_config(args)
+    folds = None if args.fold == "all" else [int(args.fold)]
+    ev = evaluate.evaluate(args.run, config, folds=folds, train_missing=not args.no_train, svm_train=args.svm_train, C=args.C,
+                           jobs=args.jobs, verbose=0 if args.quiet else "auto", progress=not args.quiet)
+    name = f"{config.protocol}" + (f"_{args.svm_train}" if args.svm_train != "augmented" else "")
+    t4 = evaluate.write_table4(ev, args.run, name=f"table4_{name}")
+    viz.confusion_matrices(ev.confusions(), args.run, name=f"figure7_{name}", title=f"protocol {config.protocol}: pooled over {len(ev.info['folds'])} fold(s)")
+    print(f"Table 4 ({config.protocol} protocol, {len(ev.info['folds'])} fold(s), SVMs on {args.svm_train} training clips), accuracy %:\n")
+    print(evaluate.table_markdown(t4))
+    s = ev.summary.set_index("method")[["accuracy", "uf1", "uar", "pooled_accuracy", "pooled_uf1", "pooled_uar"]] * 100
+    print(evaluate.table_markdown(s.round(2)))
+    t = ev.info["timings"]
+    print(f"training {t['train_s']:.0f} s, features {t['features_s']:.1f} s, SVMs + fusion {t['fusion_s']:.1f} s")
+    print(f"predictions, per-fold metrics -> {ev.info['dir']}; tables/table4_{name}.csv|md and figures/figure7_{name}.png|svg -> {args.run}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from mexpr import evaluate
+
+    config = _train_config(args)
+    df = evaluate.predict_clips(args.run, config, args.clips, fold=args.fold, svm_train=args.svm_train, progress=not args.quiet)
+    for r in df.to_dict("records"):
+        if r["status"] != "ok":
+            print(f"{r['clip_dir']}: error: {r['reason']}")
+            continue
+        p64, p128 = (" ".join(f"{s} {r[k]:.2f}" for s, k in zip(evaluate.SHORT, [f"p{f}_{s}" for s in evaluate.SHORT])) for f in (64, 128))
+        print(f"{r['clip_dir']}: {r['prediction']} (Eq. 11 took {r['from']}) | DTSCNN64 {r['DTSCNN64']}: {p64} | DTSCNN128 {r['DTSCNN128']}: {p128}")
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"-> {args.out}")
+    return 0 if (df["status"] == "ok").all() else 1
+
+
 def _cmd_reproduce(args) -> int:
     from mexpr import series
 
@@ -137,6 +181,22 @@ def _cmd_reproduce(args) -> int:
         print(f"refreshed {len(copied)} README figure(s) in figures/")
     print(f"\n{len(paths)} notebook(s) executed into {args.run}/notebooks")
     return 0
+
+
+def _config_options(p) -> None:
+    """The options that name a training experiment (shared by train, evaluate and predict)."""
+    from mexpr.datasets import PROTOCOLS
+
+    p.add_argument("--profile", default="default", choices=["quick", "default", "paper"], help="samples per class, epochs and folds")
+    p.add_argument("--protocol", default="paper", choices=list(PROTOCOLS), help="paper (3 stratified 75/25 splits), subject3, loso")
+    p.add_argument("--seed", type=int, default=0, help="one seed for the split, augmentation, initialisation and batch order")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--per-class", type=int, default=None, help="augmented clips per class (paper: 500)")
+    p.add_argument("--schedule", default=None, choices=["paper", "tuned"], help="learning rate: the paper's 1e-4, or our tuned one")
+    p.add_argument("--mode", default=None, choices=["frame", "clip", "none"], help="crop per frame (paper), one crop per clip, no crop")
+    p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
+    p.add_argument("--xla", action="store_true", help="compile the training step with XLA")
+    p.add_argument("--tag", default="", help="suffix of the experiment folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,20 +250,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run", required=True, help="run folder with pre-processing and flow done")
     t.add_argument("--stream", default="both", choices=["64", "128", "both"], help="which stream (default: both, one after the other)")
     t.add_argument("--fold", default="profile", help="fold index, 'all', or 'profile' (the profile's folds; default)")
-    t.add_argument("--profile", default="default", choices=["quick", "default", "paper"], help="samples per class, epochs and folds")
-    t.add_argument("--protocol", default="paper", choices=["paper", "subject3", "loso"])
-    t.add_argument("--seed", type=int, default=0, help="one seed for the split, augmentation, initialisation and batch order")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--per-class", type=int, default=None, help="augmented clips per class (paper: 500)")
-    t.add_argument("--schedule", default=None, choices=["paper", "tuned"], help="learning rate: the paper's 1e-4, or our tuned one")
-    t.add_argument("--mode", default=None, choices=["frame", "clip", "none"], help="crop per frame (paper), one crop per clip, no crop")
-    t.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
-    t.add_argument("--xla", action="store_true", help="compile the training step with XLA")
-    t.add_argument("--tag", default="", help="suffix of the experiment folder")
+    _config_options(t)
     t.add_argument("--jobs", type=int, default=None, help="processes for the augmentation")
     t.add_argument("--force", action="store_true", help="start afresh (discard checkpoints and results)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="SVMs on pool4 features, Eq. 11 fusion, metrics, Table 4 and Figure 7 over a protocol's folds")
+    e.add_argument("--run", required=True, help="run folder with pre-processing and flow done")
+    e.add_argument("--method", default="dtscnn", choices=["dtscnn"], help="what to evaluate (the baselines come with issue 8)")
+    e.add_argument("--fold", default="all", help="fold index or 'all' (default)")
+    _config_options(e)
+    e.add_argument("--svm-train", default="augmented", choices=["augmented", "original", "both"], help="the clips the SVMs are fitted on")
+    e.add_argument("--C", type=float, default=1.0, help="the linear SVMs' C")
+    e.add_argument("--no-train", action="store_true", help="fail (naming the command) instead of training a missing stream or fold")
+    e.add_argument("--jobs", type=int, default=None)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="classify raw clip folders with a run's trained streams, SVMs and Eq. 11")
+    pr.add_argument("--run", required=True, help="run folder with trained streams")
+    pr.add_argument("clips", nargs="+", help="folders of frames (onset..offset), e.g. CASME2_RAW_selected/sub01/EP02_01f")
+    pr.add_argument("--fold", type=int, default=0, help="whose models and SVMs (default 0)")
+    _config_options(pr)
+    pr.add_argument("--svm-train", default="augmented", choices=["augmented", "original", "both"])
+    pr.add_argument("--out", default=None, help="also write the table as CSV")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=_cmd_predict)
 
     r = sub.add_parser("reproduce", help="run the notebook series with papermill into runs/<name>")
     r.add_argument("--run", default="runs/default")

@@ -107,7 +107,7 @@ def pool4_features(model):
     flattened output of pool4, before dropout): the input of the paper's linear SVMs."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer("pool4_flat").output, name=f"{model.name}_pool4")
+    return keras.Model(model.inputs[0], model.get_layer("pool4_flat").output, name=f"{model.name}_pool4")
 
 
 def check_clips(x, fields: int, name: str = "clips") -> np.ndarray:

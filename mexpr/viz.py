@@ -23,6 +23,8 @@ def save_fig(fig, name: str, run_dir: str | os.PathLike, readme: bool = False, s
     if readme:
         (out / "readme").mkdir(exist_ok=True)
         fig.savefig(out / "readme" / f"{name}.png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+        if svg:
+            fig.savefig(out / "readme" / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
     return path
 
 
@@ -231,4 +233,40 @@ def alignment_modes_plot(results, run_dir=None, name: str = "preprocess_alignmen
     fig.tight_layout()
     if run_dir is not None:
         save_fig(fig, name, run_dir, readme=readme)
+    return fig
+
+
+def confusion_matrices(cms: dict, run_dir=None, name: str = "figure7_confusion_matrices", readme: bool = False, title: str = "", ncols: int = 3):
+    """Figure 7: one seaborn heatmap per method (``cms`` maps a method to its ``(4, 4)`` counts,
+    rows true, columns predicted, N/O/P/S order); cells show the row-normalised percentage and the
+    count; each row label gives the class's number of test clips.  PNG and SVG."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from mexpr.datasets import CLASSES
+
+    short = [c[0] for c in CLASSES]
+    n = len(cms)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.3 * nrows), squeeze=False)
+    for ax, (method, cm) in zip(axes.flat, cms.items()):
+        cm = np.asarray(cm, dtype=float)
+        support = cm.sum(1, keepdims=True)
+        pct = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0) * 100
+        annot = np.array([[f"{pct[i, j]:.1f}%\n({int(cm[i, j])})" for j in range(cm.shape[1])] for i in range(cm.shape[0])])
+        sns.heatmap(pct, annot=annot, fmt="", vmin=0, vmax=100, cmap="Blues", cbar=False, square=True, ax=ax,
+                    xticklabels=short, yticklabels=[f"{s} ({int(k)})" for s, k in zip(short, support[:, 0])], annot_kws={"fontsize": 8})
+        acc = np.trace(cm) / max(cm.sum(), 1) * 100
+        ax.set_title(f"{method}\naccuracy {acc:.1f}%", fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true (test clips)")
+        ax.tick_params(axis="y", rotation=0)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir, readme=readme, svg=True)
     return fig

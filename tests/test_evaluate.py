@@ -1,0 +1,132 @@
+"""Evaluation: protocols, metrics against known answers, the whole fold loop on a tiny run
+(features, SVMs, Eq. 11, Table 4, Figure 7), the CLI, prediction on raw folders, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mexpr import datasets, evaluate, train
+from mexpr.evaluate import EvaluateError
+
+QUICK = train.config_for("quick", per_class=3, epochs=1, tag="eval")
+
+
+def table3_clips():
+    """A clip table with Table 3's per-emotion counts (4 classes) and 45 subjects."""
+    counts = {"Negative": 124, "Others": 242, "Positive": 41, "Surprise": 45}
+    labels = [c for c, n in counts.items() for _ in range(n)]
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"label": labels, "subject_id": [f"s{k:02d}" for k in rng.integers(0, 45, len(labels))]})
+
+
+def test_splits_per_protocol():
+    df = table3_clips()
+    for protocol in evaluate.PROTOCOLS:
+        folds = evaluate.splits(df, protocol, seed=3)
+        again = evaluate.splits(df, protocol, seed=3)  # seeded
+        assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+        for tr, te in folds:
+            assert not set(tr) & set(te) and len(tr) + len(te) == len(df)
+            if protocol != "paper":
+                assert not set(df["subject_id"].iloc[tr]) & set(df["subject_id"].iloc[te])
+    paper = evaluate.splits(df, "paper", seed=3)
+    assert len(paper) == 3
+    for _, te in paper:  # a quarter of every class: N31 O60 P10 S11 (paper: O58, from its 234 Others)
+        assert df["label"].iloc[te].value_counts().to_dict() == {"Negative": 31, "Others": 60, "Positive": 10, "Surprise": 11}
+    assert len(evaluate.splits(df, "loso")) == df["subject_id"].nunique()
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        evaluate.splits(df, "lofo")
+
+
+def test_metrics_known_answer():
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 2, 3, 3])
+    p = np.array([0, 1, 1, 1, 1, 1, 0, 1, 3, 0])
+    m = evaluate.metrics(y, p)
+    assert m["accuracy"] == pytest.approx(0.5) and m["n"] == 10
+    # per class F1 = 2 TP / (support + predicted): N 2/(3+3), O 6/(4+6), P 0, S 2/(2+1)
+    assert m["uf1"] == pytest.approx((1 / 3 + 0.6 + 0 + 2 / 3) / 4)
+    assert m["uar"] == pytest.approx((1 / 3 + 3 / 4 + 0 + 1 / 2) / 4)
+    assert m["uf1"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert m["uar"] == pytest.approx(recall_score(y, p, average="macro"))
+    assert np.array_equal(evaluate.confusion(y, p), confusion_matrix(y, p, labels=range(4)))
+    # a class absent from a test set and never predicted is left out of both averages
+    assert evaluate.metrics([0, 1], [0, 1]) == {"accuracy": 1.0, "uf1": 1.0, "uar": 1.0, "n": 2}
+    with pytest.raises(ValueError, match="3 true labels but 2 predictions"):
+        evaluate.metrics([0, 1, 2], [0, 1])
+
+
+def test_evaluate_a_fold_end_to_end(flowrun, monkeypatch):
+    with pytest.raises(EvaluateError, match=r"DTSCNN64 fold 0, DTSCNN128 fold 0.*python -m mexpr train .*--stream both --fold 0"):
+        evaluate.evaluate(flowrun, QUICK, folds=[0], train_missing=False, progress=False)
+    ev = evaluate.evaluate(flowrun, QUICK, folds=[0], jobs=1, verbose=0, progress=False)
+    _, test = train.fold_split(flowrun, QUICK, 0)
+    pred = ev.predictions
+    assert len(pred) == len(test) and set(pred["subject_id"] + "/" + pred["clip"]) == set(test["subject_id"] + "/" + test["clip"])
+    # Eq. 11 re-derived from the saved probabilities
+    p64 = pred[[f"p64_{s}" for s in evaluate.SHORT]].to_numpy()
+    p128 = pred[[f"p128_{s}" for s in evaluate.SHORT]].to_numpy()
+    want = np.where(p64.max(1) >= p128.max(1), p64.argmax(1), p128.argmax(1))
+    assert pred["DTSCNN (fusion)"].tolist() == [datasets.CLASSES[k] for k in want]
+    assert set(ev.folds["method"]) == set(evaluate.METHODS) and ev.folds["accuracy"].between(0, 1).all()
+    t4 = evaluate.table4(ev)
+    assert list(t4.index) == evaluate.PAPER_METHODS and list(t4.columns) == ["Fold1", "Average", "paper Fold1", "paper Fold2", "paper Fold3", "paper Average"]
+    assert t4.loc["DTSCNN (fusion)", "paper Average"] == 66.67
+    cms = ev.confusions()
+    assert all(cm.sum() == len(test) for cm in cms.values())
+    back = evaluate.load(flowrun, QUICK)
+    pd.testing.assert_frame_equal(back.folds, ev.folds)
+    # a second evaluation trains nothing and reuses the cached features
+    monkeypatch.setattr(train, "train_stream", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(evaluate, "_extract", lambda *a, **k: pytest.fail("features extracted again"))
+    again = evaluate.evaluate(flowrun, QUICK, folds=[0], progress=False)
+    pd.testing.assert_frame_equal(again.predictions, ev.predictions)
+
+
+def test_missing_fold_and_mismatched_features(flowrun):
+    with pytest.raises(EvaluateError, match=r"fold\(s\) \[5\] do not exist"):
+        evaluate.evaluate(flowrun, QUICK, folds=[5], progress=False)
+    cfg = replace(QUICK, tag="eval-missing")
+    with pytest.raises(EvaluateError, match="DTSCNN128 fold 1 is not trained.*--stream 128 --fold 1"):
+        evaluate.stream_features(flowrun, cfg, 128, 1)
+    f = {"test": np.zeros((3, 8)), "test_y": np.array([0, 1, 2])}
+    g = {"test": np.zeros((2, 8)), "test_y": np.array([0, 1])}
+    with pytest.raises(EvaluateError, match="different test clips"):
+        evaluate.fuse_fold(f, g)
+
+
+def test_cli_evaluate_and_predict(flowrun, casme2_root, tmp_path):
+    import cv2
+
+    base = ["--run", str(flowrun), "--profile", "quick", "--per-class", "3", "--epochs", "1", "--tag", "eval"]
+    out = subprocess.run([sys.executable, "-m", "mexpr", "evaluate", *base, "--fold", "0", "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "DTSCNN (fusion)" in out.stdout and "66.67" in out.stdout  # ours beside the paper's
+    assert (flowrun / "tables" / "table4_paper.md").is_file()
+    assert (flowrun / "figures" / "figure7_paper.png").is_file() and (flowrun / "figures" / "figure7_paper.svg").is_file()
+    bad = subprocess.run([sys.executable, "-m", "mexpr", "evaluate", *base, "--protocol", "kfold"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'kfold'" in bad.stderr
+
+    clip = sorted(p for p in (casme2_root / "CASME2_RAW_selected").glob("sub*/EP*") if p.is_dir())[0]
+    noface = tmp_path / "noface"
+    noface.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(noface / f"img{i + 1}.jpg"), rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    csv = tmp_path / "pred.csv"
+    out = subprocess.run([sys.executable, "-m", "mexpr", "predict", *base, str(clip), str(noface), "--out", str(csv), "--quiet"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr[-2000:]  # one folder failed, the other was classified
+    df = pd.read_csv(csv)
+    ok, err = df.iloc[0], df.iloc[1]
+    assert ok["status"] == "ok" and ok["prediction"] in datasets.CLASSES
+    assert np.isclose(sum(ok[f"p64_{s}"] for s in evaluate.SHORT), 1, atol=1e-3)
+    assert err["status"] == "error" and "img1.jpg" in err["reason"] and "face" in err["reason"].lower()
+    assert f"{noface}: error:" in out.stdout
