@@ -15,7 +15,15 @@ import time
 from pathlib import Path
 
 #: The series, in order.  Later issues add their notebooks here.
-SERIES = ["00_dataset.ipynb", "01_preprocessing.ipynb", "02_munsell_flow.ipynb", "03_model_build.ipynb", "04_training.ipynb"]
+SERIES = [
+    "00_dataset.ipynb",
+    "01_preprocessing.ipynb",
+    "02_munsell_flow.ipynb",
+    "03_model_build.ipynb",
+    "04_training.ipynb",
+    "05_fusion.ipynb",
+    "06_confusion_matrices.ipynb",
+]
 
 #: Profiles: what ``make reproduce PROFILE=...`` means for each stage.
 PROFILES = {

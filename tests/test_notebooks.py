@@ -128,6 +128,28 @@ def test_model_and_training_notebooks_hand_off_to_the_next(quick_run):
 
 
 @pytest.mark.notebook
+def test_fusion_and_evaluation_notebooks_hand_off(quick_run):
+    from mexpr import evaluate, train
+
+    run, _ = quick_run
+    config = train.config_for("quick")
+    for fields in (64, 128):  # notebook 05's cached features, keyed by the trained model
+        assert (train.stream_dir(run, config, fields, 0) / "features.npz").is_file()
+    changes = pd.read_csv(run / "tables" / "fusion_changes.csv").iloc[0]
+    assert changes["Eq. 11 took DTSCNN128's answer"] <= changes["streams disagree"] <= changes["test clips"]
+    ev = evaluate.load(run, config)  # notebook 06's evaluation, read back as a user would
+    _, test = train.fold_split(run, config, 0)
+    assert len(ev.predictions) == len(test) and set(ev.folds["method"]) == set(evaluate.METHODS)
+    t4 = pd.read_csv(run / "tables" / "table4_paper.csv", index_col="method")
+    assert list(t4.index) == list(evaluate.PAPER_TABLE4.index) and t4.loc["DTSCNN (fusion)", "paper Average"] == 66.67
+    assert t4.loc["DTSCNN64", "Fold1"] == pytest.approx(100 * ev.folds.query("method == 'DTSCNN64'")["accuracy"].iloc[0], abs=0.01)
+    assert (run / "tables" / "table4_paper.md").read_text().startswith("| method | Fold1 |")
+    for ext in ("png", "svg"):
+        assert (run / "figures" / f"figure7_paper.{ext}").stat().st_size > 10_000
+        assert (run / "figures" / "readme" / f"figure7_paper.{ext}").is_file()
+
+
+@pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run):
     run, _ = quick_run
     params = json.loads(json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")}))
