@@ -73,6 +73,9 @@ PAPER_FIGURE7_QUOTED = {
 }
 
 
+FEATURES_VERSION = 2  # part of the feature cache's key
+
+
 class EvaluateError(RuntimeError):
     """An evaluation cannot run as asked (e.g. a stream or fold is not trained)."""
 
@@ -166,7 +169,8 @@ def _extract(model, loader, items, batch: int, progress, desc: str) -> tuple[np.
 
 def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch: int = 20, progress: bool = False) -> dict:
     """pool4 features of one trained stream on one fold: ``{"augmented", "augmented_y",
-    "original", "original_y", "test", "test_y", "test_softmax", "test_clips"}``.
+    "augmented_sources", "original", "original_y", "original_clips", "test", "test_y",
+    "test_softmax", "test_clips"}`` (``*_clips``/``*_sources``: ``subject_id/clip`` names).
 
     Cached as ``features.npz`` beside the model, keyed by the model's ``done.json``: retraining
     the stream recomputes them.  Only the fold's training side is ever augmented (the plan is
@@ -177,7 +181,7 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
     done = out / "done.json"
     if not done.is_file():
         raise EvaluateError(f"DTSCNN{fields} fold {fold} is not trained ({out}); run: {train_command(run_dir, config, fields, fold)}")
-    key = hashlib.blake2b(done.read_bytes(), digest_size=8).hexdigest()
+    key = hashlib.blake2b(done.read_bytes() + FEATURES_VERSION.to_bytes(2, "little"), digest_size=8).hexdigest()
     cache = out / "features.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
@@ -189,9 +193,11 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
     res = {}
     f, _ = _extract(model, lambda p: np.load(p), paths, batch, progress, f"features fold {fold} f{fields} augmented")
     res["augmented"], res["augmented_y"] = f, np.array([CLASSES.index(c) for c in samples["label"]], np.int64)
+    res["augmented_sources"] = samples["source"].to_numpy(dtype=str)  # the clip each sample was made from
     rows = [r for _, r in trainset.iterrows()]
     f, _ = _extract(model, lambda r: train.clip_munsell(run_dir, r, fields), rows, batch, progress, f"features fold {fold} f{fields} original")
     res["original"], res["original_y"] = f, np.array([CLASSES.index(c) for c in trainset["label"]], np.int64)
+    res["original_clips"] = np.array([f"{s}/{c}" for s, c in zip(trainset["subject_id"], trainset["clip"])])
     rows = [r for _, r in test.iterrows()]
     f, p = _extract(model, lambda r: train.clip_munsell(run_dir, r, fields), rows, batch, progress, f"features fold {fold} f{fields} test")
     res["test"], res["test_softmax"], res["test_y"] = f, p, np.array([CLASSES.index(c) for c in test["label"]], np.int64)

@@ -76,6 +76,10 @@ def test_evaluate_a_fold_end_to_end(flowrun, monkeypatch):
     want = np.where(p64.max(1) >= p128.max(1), p64.argmax(1), p128.argmax(1))
     assert pred["DTSCNN (fusion)"].tolist() == [datasets.CLASSES[k] for k in want]
     assert set(ev.folds["method"]) == set(evaluate.METHODS) and ev.folds["accuracy"].between(0, 1).all()
+    for fields in (64, 128):  # no test clip, nor an augmented crop of one, reaches an SVM
+        f = evaluate.stream_features(flowrun, QUICK, fields, 0)
+        assert len(f["augmented"]) == 4 * QUICK.per_class and len(f["original"]) + len(f["test"]) == len(train.clips_table(flowrun))
+        assert not (set(f["augmented_sources"]) | set(f["original_clips"])) & set(f["test_clips"])
     t4 = evaluate.table4(ev)
     assert list(t4.index) == evaluate.PAPER_METHODS and list(t4.columns) == ["Fold1", "Average", "paper Fold1", "paper Fold2", "paper Fold3", "paper Average"]
     assert t4.loc["DTSCNN (fusion)", "paper Average"] == 66.67
