@@ -1,0 +1,215 @@
+"""mexpr.baselines: MDMO, FDM and STCLQP on tiny synthetic inputs with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mexpr.baselines import fdm, mdmo, stclqp
+from mexpr.preprocess import TEMPLATE
+
+H, W = 112, 96
+
+
+def _uniform_flow(u: float, v: float, t: int = 3, h: int = H, w: int = W) -> np.ndarray:
+    flow = np.empty((t, h, w, 2), np.float32)
+    flow[..., 0], flow[..., 1] = u, v
+    return flow
+
+
+# --------------------------------------------------------------------------------------------
+# MDMO
+
+
+def test_mdmo_roi_masks_for_the_template():
+    masks = mdmo.roi_masks(TEMPLATE, (H, W))
+    assert masks.shape == (36, H, W) and masks.dtype == bool
+    assert masks.reshape(36, -1).sum(axis=1).min() > 20  # every ROI non-empty, inside the crop
+    assert masks.sum(axis=0).max() == 1  # the template's ROIs do not overlap
+    for k in range(17):  # ROIs 2k and 2k + 1 mirror each other about the face's midline
+        a, b = masks[2 * k], masks[2 * k + 1][:, ::-1]
+        assert (a & b).sum() / (a | b).sum() > 0.9, mdmo.ROI_NAMES[2 * k]
+    for eye in (range(36, 42), range(42, 48)):  # the eyes are left out (blinks)
+        x, y = TEMPLATE[list(eye)].mean(axis=0).round().astype(int)
+        assert not masks[:, y, x].any()
+    assert len(mdmo.ROIS) == len(mdmo.ROI_NAMES) == 36
+
+
+def test_mdmo_roi_outside_the_crop_is_a_clear_error():
+    lm = TEMPLATE.copy()
+    lm[[7, 8, 57, 58], 1] += 100  # drag the medial chin ROI (32) below the crop
+    with pytest.raises(ValueError, match=r"ROI 32 \(chin, medial"):
+        mdmo.roi_masks(lm, (H, W))
+    with pytest.raises(ValueError, match="68, 2"):
+        mdmo.roi_masks(TEMPLATE[:60])
+
+
+def test_mdmo_translation_right():
+    flow = _uniform_flow(0.5, 0.0)
+    per_field = mdmo.main_directions(flow[0])
+    np.testing.assert_allclose(per_field, np.tile([0.5, 0.0], (36, 1)), atol=1e-6)
+    assert mdmo.main_directions(flow).shape == (3, 36, 2)
+    x = mdmo.features(flow, normalize=False)
+    assert x.shape == (72,) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0::2], 0.5, atol=1e-6)  # magnitudes, pixels per frame
+    np.testing.assert_allclose(x[1::2], 0.0, atol=1e-6)  # angles: rightwards
+    np.testing.assert_allclose(mdmo.features(flow)[0::2], 1.0, atol=1e-6)  # normalised by the max
+
+
+def test_mdmo_translation_up_and_left():
+    x = mdmo.features(_uniform_flow(0.0, -0.3), normalize=False)
+    np.testing.assert_allclose(x[0::2], 0.3, atol=1e-6)
+    np.testing.assert_allclose(x[1::2], -np.pi / 2, atol=1e-6)  # upwards (image y points down)
+    x = mdmo.features(_uniform_flow(-0.2, 0.0), normalize=False)
+    np.testing.assert_allclose(np.abs(x[1::2]), np.pi, atol=1e-6)  # leftwards
+
+
+def test_mdmo_angles_average_on_the_circle():
+    flow = _uniform_flow(-1.0, 0.02, t=2)
+    flow[1, ..., 1] = -0.02  # just above and just below "left": the mean is left, not right
+    x = mdmo.features(flow, normalize=False)
+    np.testing.assert_allclose(np.abs(x[1::2]), np.pi, atol=1e-6)
+
+
+def test_mdmo_main_direction_is_the_fullest_bin():
+    flow = np.zeros((16, 16, 2), np.float32)
+    flow[:, :10] = (1.0, 0.0)  # 62.5 % of the vectors: right, 1 px
+    flow[:, 10:] = (0.0, 2.0)  # 37.5 %: down, 2 px (larger, but fewer)
+    got = mdmo.main_directions(flow, np.ones((1, 16, 16), bool))
+    np.testing.assert_allclose(got, [[1.0, 0.0]], atol=1e-6)
+
+
+def test_mdmo_static_clip_gives_zeros():
+    x = mdmo.features(np.zeros((3, H, W, 2), np.float32))
+    assert x.shape == (72,) and not x.any()
+
+
+def test_mdmo_reference_first_frame_accumulates():
+    flow = _uniform_flow(0.5, 0.0)
+    np.testing.assert_allclose(mdmo.accumulate(flow)[:, 50, 40, 0], [0.5, 1.0, 1.5])
+    x = mdmo.features(flow, normalize=False, reference="first")
+    np.testing.assert_allclose(x[0::2], 1.0, atol=1e-6)  # mean of 0.5, 1.0, 1.5
+
+
+def test_mdmo_nan_flow_names_the_field():
+    flow = _uniform_flow(0.5, 0.0)
+    flow[2, 10, 10, 0] = np.nan
+    flow[2, 11, 10, 1] = np.inf
+    with pytest.raises(ValueError, match=r"2 non-finite values.*field 2"):
+        mdmo.features(flow)
+    with pytest.raises(ValueError, match=r"\(T, H, W, 2\)"):
+        mdmo.features(np.zeros((3, H, W), np.float32))
+
+
+def test_mdmo_batch():
+    flows = [_uniform_flow(0.5, 0.0), _uniform_flow(0.0, -0.3)]
+    x = mdmo.features_batch(flows, normalize=False)
+    assert x.shape == (2, 72)
+    np.testing.assert_allclose(x[1, 1::2], -np.pi / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="flow sequence 2 has 4"):
+        mdmo.features_batch(flows + [_uniform_flow(0.5, 0.0, t=4)])
+
+
+# --------------------------------------------------------------------------------------------
+# FDM
+
+
+def test_fdm_length_formula():
+    assert fdm.feature_length((64, 112, 96)) == 2 * 8 * 14 * 12 == 2688
+    assert fdm.feature_length((128, 112, 96)) == 2 * 16 * 14 * 12
+    flow = np.zeros((10, 20, 13, 2), np.float32)  # uneven: 2 slabs (5 + 5), 2 rows (10 + 10), 1 column
+    assert fdm.grid_shape((10, 20, 13), block=8, frames=4) == (2, 2, 1)
+    assert fdm.features(flow, block=8, frames=4).shape == (2 * 2 * 2 * 1,)
+
+
+def test_fdm_static_gives_zeros():
+    x = fdm.features(np.zeros((16, 16, 16, 2), np.float32))
+    assert x.shape == (fdm.feature_length((16, 16, 16)),) and x.dtype == np.float32 and not x.any()
+
+
+def test_fdm_translation_gives_its_direction_everywhere():
+    flow = _uniform_flow(0.3, -0.4, t=16, h=16, w=24)
+    directions, strength = fdm.principal_directions(flow)
+    assert directions.shape == (2, 2, 3, 2)
+    np.testing.assert_allclose(directions.reshape(-1, 2), np.tile([0.6, -0.8], (12, 1)), atol=1e-6)
+    np.testing.assert_allclose(strength, 0.5, atol=1e-6)
+    np.testing.assert_allclose(fdm.features(flow).reshape(-1, 2), np.tile([0.3, -0.4], (12, 1)), atol=1e-6)
+    np.testing.assert_allclose(fdm.features(flow, weighting="unit").reshape(-1, 2), np.tile([0.6, -0.8], (12, 1)), atol=1e-6)
+
+
+def test_fdm_principal_direction_ignores_an_opposing_minority():
+    flow = np.zeros((8, 8, 8, 2), np.float32)
+    flow[:, :, :5] = (1.0, 0.0)  # 5/8 of the vectors move right
+    flow[:, :, 5:] = (-0.5, 0.5)  # 3/8 move up-left, which would tilt the mean flow
+    directions, strength = fdm.principal_directions(flow)
+    np.testing.assert_allclose(directions[0, 0, 0], [1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(strength[0, 0, 0], 5 / 8, atol=1e-6)
+
+
+def test_fdm_bad_input():
+    flow = np.zeros((8, 8, 8, 2), np.float32)
+    flow[5, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="field 5"):
+        fdm.features(flow)
+    with pytest.raises(ValueError, match="flow sequence 1 has 4"):
+        fdm.features_batch([np.zeros((8, 8, 8, 2), np.float32), np.zeros((4, 8, 8, 2), np.float32)])
+    assert fdm.features_batch([np.zeros((8, 8, 8, 2), np.float32)] * 2).shape == (2, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# STCLQP
+
+RNG = np.random.default_rng(0)
+TRAIN = [RNG.integers(0, 256, (7, 18, 14), dtype=np.uint8) for _ in range(3)]
+
+
+def test_stclqp_transform_before_fit_raises():
+    with pytest.raises(ValueError, match="fit"):
+        stclqp.STCLQP().transform(TRAIN[0])
+
+
+def test_stclqp_constant_clip_is_one_code():
+    codes = stclqp.raw_patterns(np.full((5, 8, 8), 90, np.uint8))
+    assert codes.shape == (3, 3, 3, 6, 6) and (codes == 255).all()
+    desc = stclqp.STCLQP(n_codewords=8, blocks=(2, 2)).fit(TRAIN)
+    hist = desc.transform(np.full((7, 18, 14, 3), 90, np.uint8)).reshape(3, 3, 4, 8)  # RGB works too
+    assert ((hist > 0).sum(axis=3) == 1).all()  # one bin per (plane, component, block) ...
+    np.testing.assert_allclose(hist.max(axis=3), 1.0)  # ... holding all the mass
+
+
+def test_stclqp_ramp_has_the_expected_patterns():
+    ramp = np.broadcast_to(np.arange(10, dtype=np.float32), (5, 6, 10))  # grey = x
+    codes = stclqp.raw_patterns(ramp)
+    right_half = 1 + 2 + 4 + 64 + 128  # neighbours 0, 1, 2, 6, 7 have dx >= 0
+    assert (codes[0, 0] == right_half).all() and (codes[1, 0] == right_half).all()  # XY, XT sign
+    assert (codes[2, 0] == 255).all()  # YT: nothing changes along y or t
+    assert (codes[0, 1] == 1 + 2 + 8 + 16 + 32 + 128).all()  # XY magnitude: |d| = 1 >= mean 0.75 where dx != 0
+    assert (codes[0, 2] == 255).all()  # one gradient orientation everywhere
+
+
+def test_stclqp_length_and_histograms():
+    desc = stclqp.STCLQP(n_codewords=8, blocks=(2, 2))
+    assert desc.fit(TRAIN) is desc
+    assert desc.n_features == 3 * 3 * 2 * 2 * 8
+    x = desc.transform(TRAIN[0])
+    assert x.shape == (desc.n_features,) and x.dtype == np.float32
+    np.testing.assert_allclose(x.reshape(3, 3, 4, 8).sum(axis=3), 1.0, atol=1e-6)
+    assert desc.lut_.shape == (3, 3, 256) and desc.lut_.min() >= 0 and desc.lut_.max() < 8
+    frequent = stclqp.STCLQP(n_codewords=8, blocks=(2, 2), codebook="frequent").fit(TRAIN)
+    assert frequent.transform(TRAIN[1]).shape == (desc.n_features,)
+    longer = RNG.integers(0, 256, (9, 20, 16), dtype=np.uint8)  # the length does not depend on the clip's size
+    assert desc.transform(longer).shape == (desc.n_features,)
+
+
+def test_stclqp_batches_check_lengths():
+    desc = stclqp.STCLQP(n_codewords=8, blocks=(2, 2)).fit(TRAIN)
+    assert desc.transform_many(TRAIN[:2]).shape == (2, desc.n_features)
+    odd = RNG.integers(0, 256, (9, 18, 14), dtype=np.uint8)
+    with pytest.raises(ValueError, match="clip 2 has 9"):
+        desc.transform_many(TRAIN[:2] + [odd])
+    with pytest.raises(ValueError, match="clip 1 has 9"):
+        stclqp.STCLQP().fit([TRAIN[0], odd])
+    with pytest.raises(ValueError, match="frame 3"):
+        bad = TRAIN[0].astype(np.float32)
+        bad[3, 2, 2] = np.nan
+        desc.transform(bad)
