@@ -120,8 +120,11 @@ def main() -> int:
 
     path = ROOT / "docs" / "results" / "train_benchmark.json"
     out = {"run": args.run, "throughput": [], "rss": []}
-    if args.skip_throughput and path.is_file():  # keep the earlier throughput rows
-        out["throughput"] = json.loads(path.read_text()).get("throughput", [])
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if args.skip_throughput:  # keep the earlier throughput rows
+        out["throughput"] = earlier.get("throughput", [])
+    if args.skip_rss:  # keep the earlier memory rows and estimate
+        out |= {k: v for k, v in earlier.items() if k in ("rss", "rss_note", "augment_cache_gb", "paper_profile_estimate_h")}
     if not args.skip_rss:  # first, while this process is small (children are separate processes anyway)
         for f in args.streams:
             for pc in args.per_class:

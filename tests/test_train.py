@@ -134,3 +134,22 @@ def test_mixed_precision_and_xla_are_opt_in():
     assert m.output.dtype == "float32"  # the softmax stays float32
     assert m.jit_compile
     train.set_determinism(0)  # back to deterministic ops for the other tests
+
+
+def test_a_damaged_augmentation_file_is_named(tmp_path):
+    x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    good = tmp_path / "good.npy"
+    np.save(good, x)
+    out = np.empty_like(x)
+    train.read_npy_into(good, out)
+    assert np.array_equal(out, x)
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"cut\.npy: truncated \(19 of 24 bytes\)"):
+        train.read_npy_into(cut, out)
+    with pytest.raises(ValueError, match=r"good\.npy: holds uint8 \(2, 3, 4\), expected uint8 \(3, 3, 4\)"):
+        train.read_npy_into(good, np.empty((3, 3, 4), np.uint8))
+    junk = tmp_path / "junk.npy"
+    junk.write_bytes(b"not an array")
+    with pytest.raises(ValueError, match=r"junk\.npy: not a readable \.npy file"):
+        train.read_npy_into(junk, out)
