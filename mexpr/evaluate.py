@@ -466,7 +466,7 @@ def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_tra
     from mexpr import models, preprocess
 
     svms = fold_svms(run_dir, config, fold, svm_train, C)
-    nets = {f: models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras") for f in (64, 128)}
+    extractors = {f: models.pool4_features(models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras")) for f in (64, 128)}
     rows = []
     for folder in tqdm(list(folders), desc="predict", unit="clip", disable=not progress):
         row = {"clip_dir": str(folder), "status": "ok", "reason": ""}
@@ -477,7 +477,7 @@ def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_tra
             continue
         p = {}
         for f in (64, 128):
-            feats = models.features(nets[f], x[f])
+            feats = extractors[f].predict(models.check_clips(x[f], f, name=str(folder)), verbose=0)
             p[f] = fusion.proba(svms[f], feats)
         fused = int(fusion.decision_fusion(p[64], p[128])[0])
         row |= {"prediction": CLASSES[fused], "from": "DTSCNN64" if p[64].max() >= p[128].max() else "DTSCNN128",
