@@ -270,3 +270,38 @@ def confusion_matrices(cms: dict, run_dir=None, name: str = "figure7_confusion_m
     if run_dir is not None:
         save_fig(fig, name, run_dir, readme=readme, svg=True)
     return fig
+
+
+def mdmo_panel(ax, frame: np.ndarray, masks: np.ndarray, directions: np.ndarray, gain: float = 12.0, title: str = ""):
+    """MDMO on one face (notebook 07): the 36 ROIs (``bool (36, H, W)``) tinted over ``frame``
+    (``(H, W, 3)`` uint8) and each ROI's main direction (``(36, 2)``: magnitude in pixels per frame,
+    angle in radians, image coordinates) drawn from its centroid, ``gain`` x longer."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.get_cmap("tab20")(np.arange(len(masks)) % 20)[:, :3]
+    tint = (np.tensordot(masks.astype(float).transpose(1, 2, 0), colours, axes=1)).clip(0, 1)
+    covered = masks.any(0)[..., None]
+    ax.imshow(np.where(covered, 0.55 * frame / 255 + 0.45 * tint, frame / 255))
+    roi, pix = np.nonzero(masks.reshape(len(masks), -1))
+    ys, xs = np.divmod(pix, masks.shape[2])
+    n = np.bincount(roi, minlength=len(masks))
+    cx, cy = (np.bincount(roi, weights=c, minlength=len(masks)) / n for c in (xs, ys))
+    mag, ang = directions[:, 0], directions[:, 1]
+    ax.quiver(cx, cy, gain * mag * np.cos(ang), gain * mag * np.sin(ang), angles="xy", scale_units="xy", scale=1, color="k", width=0.006)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def fdm_panel(ax, frame: np.ndarray, directions: np.ndarray, strength: np.ndarray, gain: float = 12.0, title: str = ""):
+    """FDM of one temporal slab (notebook 07): each cuboid's principal direction (``(n_y, n_x, 2)``
+    unit vectors) times its strength (``(n_y, n_x)``, pixels per frame), ``gain`` x longer, at the
+    cuboid centres over ``frame``."""
+    h, w = frame.shape[:2]
+    ny, nx = strength.shape
+    cy = (np.arange(ny) + 0.5) * h / ny
+    cx = (np.arange(nx) + 0.5) * w / nx
+    X, Y = np.meshgrid(cx, cy)
+    ax.imshow(frame, alpha=0.6)
+    ax.quiver(X, Y, gain * directions[..., 0] * strength, gain * directions[..., 1] * strength, angles="xy", scale_units="xy", scale=1, color="C3", width=0.006)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
