@@ -213,3 +213,196 @@ def test_stclqp_batches_check_lengths():
         bad = TRAIN[0].astype(np.float32)
         bad[3, 2, 2] = np.nan
         desc.transform(bad)
+
+
+def test_stclqp_histogram_path_equals_the_clip_path():
+    clips = TRAIN + [RNG.integers(0, 256, (7, 18, 14, 3), dtype=np.uint8)]  # grey and RGB
+    for codebook in ("kmeans", "frequent"):
+        from_clips = stclqp.STCLQP(n_codewords=8, blocks=(2, 3), codebook=codebook).fit(TRAIN)
+        raws = [from_clips.raw_histograms(c) for c in clips]
+        assert raws[0].shape == (3, 3, 6, 256) and raws[0].dtype == np.int32
+        assert (raws[0].sum(axis=(2, 3)) == 5 * 16 * 12).all()  # every interior voxel counted once per plane and component
+        from_hists = stclqp.STCLQP(n_codewords=8, blocks=(2, 3), codebook=codebook).fit_histograms(raws[:3])
+        np.testing.assert_array_equal(from_hists.pattern_counts_, from_clips.pattern_counts_)
+        np.testing.assert_array_equal(from_hists.lut_, from_clips.lut_)
+        np.testing.assert_array_equal(from_hists.codebooks_, from_clips.codebooks_)  # NaN rows (unused words) match too
+        expected = from_clips.transform_many(clips[:3])
+        np.testing.assert_array_equal(from_hists.transform_histograms(np.stack(raws[:3])), expected)  # exactly
+        flat = np.stack(raws[:3]).reshape(3, -1).astype(np.float32)  # as the extraction cache returns them
+        np.testing.assert_array_equal(from_hists.transform_histograms(flat), expected)
+        np.testing.assert_array_equal(from_clips.transform_histograms(raws[3]), from_clips.transform(clips[3]))
+    with pytest.raises(ValueError, match=r"\(2, 2\) blocks"):
+        stclqp.STCLQP(n_codewords=8, blocks=(2, 2)).fit_histograms(raws)
+    bad = flat.copy()
+    bad[1, 5] = np.nan
+    with pytest.raises(ValueError, match="first: clip 1"):
+        from_hists.transform_histograms(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# run-level extraction (mexpr.baselines.extract) on the tiny flow run
+
+
+def test_stclqp_fold_features_fit_on_training_rows_only():
+    from mexpr.baselines import extract
+
+    clips = TRAIN + [RNG.integers(0, 256, (7, 18, 14), dtype=np.uint8)]
+    raw = np.stack([stclqp.raw_histograms(c, blocks=(2, 2)) for c in clips]).reshape(4, -1).astype(np.float32)
+    raw = np.vstack([raw, np.full((1, raw.shape[1]), np.nan, np.float32)])  # a skipped clip
+    got = extract.stclqp_fold_features(raw, [0, 2], blocks=(2, 2), n_codewords=8)
+    expected = stclqp.STCLQP(n_codewords=8, blocks=(2, 2)).fit([clips[0], clips[2]]).transform_many(clips)
+    np.testing.assert_array_equal(got[:4], expected)
+    assert np.isnan(got[4]).all()
+    with pytest.raises(ValueError, match="first: row 4"):
+        extract.stclqp_fold_features(raw, [0, 4], blocks=(2, 2), n_codewords=8)
+    with pytest.raises(ValueError, match="blocks"):
+        extract.stclqp_fold_features(raw, [0, 1])  # extracted with (2, 2) blocks, not the default (4, 4)
+
+
+def test_extract_shapes_per_method_and_length(flowrun):
+    from mexpr import train
+    from mexpr.baselines import extract
+
+    clips = train.clips_table(flowrun).head(2)
+    expected = {"mdmo": (72, 72), "fdm": (fdm.feature_length((64, H, W)), fdm.feature_length((128, H, W))), "stclqp": (3 * 3 * 16 * 256,) * 2}
+    assert expected["fdm"] == (2688, 5376)
+    for method, dims in expected.items():
+        for fields, dim in zip((64, 128), dims):
+            X, table = extract.features(flowrun, method, fields, clips=clips, jobs=2, progress=False)
+            assert X.shape == (2, dim) == (2, extract.feature_length(method, fields)) and X.dtype == np.float32, (method, fields)
+            assert np.isfinite(X).all() and list(table["status"]) == ["processed"] * 2
+            assert list(table["clip"]) == list(clips["clip"]) and list(table["label"]) == list(clips["label"])
+    # MDMO magnitudes are normalised by the largest; STCLQP rows count every interior voxel once per plane/component
+    assert X.reshape(2, 9, -1).sum(axis=2).std() == 0  # (last: stclqp f128)
+    mdmo_x, _ = extract.features(flowrun, "mdmo", 64, clips=clips, progress=False)
+    assert mdmo_x[:, 0::2].max() == pytest.approx(1.0)
+
+
+def test_extract_is_cached_and_stclqp_matches_the_descriptor(flowrun, monkeypatch):
+    from mexpr import preprocess, train
+    from mexpr.baselines import extract
+
+    clips = train.clips_table(flowrun).head(3)
+    extract.features(flowrun, "stclqp", 64, clips=clips.head(2), jobs=1, progress=False)  # "interrupted" after 2 clips
+    X, table = extract.features(flowrun, "stclqp", 64, clips=clips, jobs=1, progress=False)
+    assert table.attrs["summary"]["computed"] == 1 and list(table["cached"]) == [True, True, False]  # resumed
+    folder = extract.method_dir(flowrun, "stclqp") / "f64"
+    assert sorted(p.name for p in folder.glob("*.npz")) == sorted(p.split("/")[-1] for p in clips["cache"])
+    assert (folder / "manifest.csv").is_file() and (folder.parent / "params.json").is_file()
+
+    def boom(*a, **k):
+        raise AssertionError("a cached clip was recomputed")
+
+    monkeypatch.setattr(stclqp, "raw_histograms", boom)
+    again, table2 = extract.features(flowrun, "stclqp", 64, clips=clips, jobs=1, progress=False)
+    assert table2["cached"].all() and table2.attrs["summary"]["computed"] == 0
+    np.testing.assert_array_equal(again, X)
+    monkeypatch.undo()
+
+    frames = [preprocess.load_clip(flowrun, row, 65) for _, row in clips.iterrows()]
+    got = extract.stclqp_fold_features(X, [0, 1])
+    np.testing.assert_array_equal(got, stclqp.STCLQP().fit(frames[:2]).transform_many(frames))  # real clips, exactly
+
+
+def test_extract_records_failing_clips(flowrun, monkeypatch):
+    from mexpr import flow, train
+    from mexpr.baselines import extract
+
+    clips = train.clips_table(flowrun).head(3).copy()
+    clips.loc[1, "cache"] = "cache/preprocess/missing__clip.npz"  # an unreadable pre-processed clip
+    real, calls = flow.compute, []
+
+    def nan_once(frames, method, **params):  # the first clip's flow comes back with NaNs
+        fl = real(frames, method, **params)
+        calls.append(1)
+        if len(calls) == 1:
+            fl[3, 10, 10] = np.nan
+        return fl
+
+    monkeypatch.setattr(flow, "compute", nan_once)
+    X, table = extract.features(flowrun, "mdmo", 64, clips=clips, jobs=1, progress=False, n_bins=4)  # n_bins=4: a fresh cache
+    assert list(table["status"]) == ["skipped", "skipped", "processed"]
+    assert "non-finite" in table.loc[0, "reason"] and "field 3" in table.loc[0, "reason"]
+    assert "FileNotFoundError" in table.loc[1, "reason"]
+    assert np.isnan(X[:2]).all() and np.isfinite(X[2]).all()
+    assert table.attrs["summary"]["skipped"] == 2
+    manifest = __import__("pandas").read_csv(extract.method_dir(flowrun, "mdmo", n_bins=4) / "f64" / "manifest.csv", keep_default_na=False)
+    assert sorted(manifest["status"]) == ["processed", "skipped", "skipped"]
+
+
+def test_extract_bad_arguments(flowrun):
+    from mexpr.baselines import extract
+
+    with pytest.raises(ValueError, match="unknown baseline"):
+        extract.features(flowrun, "lbptop", 64)
+    with pytest.raises(ValueError, match="fields must be one of"):
+        extract.features(flowrun, "mdmo", 32)
+    with pytest.raises(ValueError, match="stclqp_fold_features"):
+        extract.features(flowrun, "stclqp", 64, n_codewords=16)
+    with pytest.raises(ValueError, match="not among the run's usable clips"):
+        extract.features(flowrun, "mdmo", 64, clips=["nobody/nothing"])
+
+
+# --------------------------------------------------------------------------------------------
+# the baselines' SVMs (mexpr.baselines.classify)
+
+
+def _blobs(n_per_class: int = 20, dim: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = 4.0 * np.eye(4, dim)
+    y = np.repeat(np.arange(4), n_per_class)
+    return (centres[y] + rng.normal(size=(len(y), dim))).astype(np.float32), y
+
+
+@pytest.mark.parametrize("method", ["stclqp", "mdmo", "fdm"])
+def test_classifiers_separate_blobs(method):
+    from mexpr.baselines import classify
+
+    X, y = _blobs()
+    Xt, yt = _blobs(seed=1)
+    est = classify.fit(method, X, y, seed=0)
+    p = classify.proba(est, Xt)
+    assert p.shape == (len(Xt), 4)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    assert (p.argmax(1) == yt).mean() > 0.9
+    assert est.best_params_["kernel"] == classify.KERNELS[method] and est.best_params_ in classify.param_grid(method, X.shape[1])
+    assert len(est.cv_results_) == len(classify.param_grid(method, X.shape[1])) and 0.9 < est.best_score_ <= 1
+    np.testing.assert_array_equal(classify.proba(classify.fit(method, X, y, seed=0), Xt), p)  # seeded
+    names = np.array(["Negative", "Others", "Positive", "Surprise"])[y]  # class names work too
+    assert classify.fit(method, X, names, seed=0).best_params_ == est.best_params_
+
+
+def test_classify_kernels_match_scikit_learn():
+    from sklearn.metrics.pairwise import polynomial_kernel, rbf_kernel
+
+    from mexpr.baselines import classify
+
+    a, b = RNG.normal(size=(5, 7)), RNG.normal(size=(4, 7))
+    poly = {"kernel": "poly", "C": 1.0, "gamma": 0.3, "degree": 3, "coef0": 1.0}
+    rbf = {"kernel": "rbf", "C": 1.0, "gamma": 0.3}
+    sq_a, sq_b = (a * a).sum(1), (b * b).sum(1)
+    np.testing.assert_allclose(classify.kernel_matrix(a @ b.T, sq_a, sq_b, poly), polynomial_kernel(a, b, degree=3, gamma=0.3, coef0=1.0))
+    np.testing.assert_allclose(classify.kernel_matrix(a @ b.T, sq_a, sq_b, rbf), rbf_kernel(a, b, gamma=0.3))
+
+
+def test_classify_bad_input():
+    from mexpr.baselines import classify
+
+    X, y = _blobs(n_per_class=4)
+    with pytest.raises(ValueError, match="16 feature rows but 15 labels"):
+        classify.fit("mdmo", X, y[:-1])
+    bad = X.copy()
+    bad[[5, 9], 2] = np.nan
+    with pytest.raises(ValueError, match=r"2 of 16 rows have NaN.*first: row 5"):
+        classify.fit("mdmo", bad, y)
+    with pytest.raises(ValueError, match="no training sample of class.*Surprise"):
+        classify.fit("fdm", X[y < 3], y[y < 3])
+    with pytest.raises(ValueError, match="Positive have a single training sample"):
+        classify.fit("fdm", X[[0, 1, 4, 5, 8, 12, 13]], y[[0, 1, 4, 5, 8, 12, 13]])
+    with pytest.raises(ValueError, match="unknown baseline"):
+        classify.fit("lbptop", X, y)
+    with pytest.raises(ValueError, match="unknown class label"):
+        classify.fit("fdm", X, ["Happy"] * 16)
+    est = classify.fit("fdm", X, y)
+    with pytest.raises(ValueError, match="fitted on 12"):
+        classify.proba(est, X[:, :5])

@@ -11,6 +11,16 @@
 Each module works on one clip (``features``/``transform``) and on a batch of clips of equal length
 (``features_batch``/``transform_many``); all are pure NumPy/OpenCV, no learning except STCLQP's
 codebooks.  The two input checks they share live here.
+
+For a whole run:
+
+* :mod:`mexpr.baselines.extract`: ``features(run_dir, method, fields)`` computes one descriptor
+  at TIM64 or TIM128 for every clip of a run, in parallel, cached per clip and resumable; a clip
+  that fails is recorded with its reason.  STCLQP is cached as raw-pattern histograms, so that
+  ``stclqp_fold_features`` can learn each fold's codebooks on its training clips in seconds.
+* :mod:`mexpr.baselines.classify`: the paper's SVM for each baseline (polynomial for STCLQP,
+  Gaussian for MDMO, linear for FDM), grid-searched on the training clips only, with calibrated
+  class probabilities for Eq. 11's fusion.
 """
 
 from __future__ import annotations

@@ -33,6 +33,14 @@ The descriptor, as implemented here, on a grey clip ``V`` of shape (T, H, W):
    (each spanning all frames); per block, plane and component a histogram of codewords, L1
    normalised (sums to 1).  Feature: ``(plane, component, block, codeword)`` flattened, C order,
    length ``3 * 3 * rows * cols * n_codewords`` (4608 with the defaults), whatever T, H, W.
+5. **The same, from raw-pattern histograms** (for cross-validation: codebooks are learned per
+   fold, the patterns are not): :func:`raw_histograms` counts every block's *raw* 8-bit patterns,
+   ``(3, 3, rows * cols, 256)``, once per clip.  A codebook maps each raw pattern to one word, so a
+   block's codeword histogram is its raw histogram summed over the patterns of each word, then
+   L1-normalised: :meth:`STCLQP.transform_histograms` gives exactly :meth:`STCLQP.transform`'s
+   feature, and :meth:`STCLQP.fit_histograms` the same codebooks as :meth:`STCLQP.fit` (the
+   pattern counts are the histograms summed over blocks and clips).  A fold then costs a k-means
+   and a matrix product, not a pass over every clip's voxels.
 
 Departures from Huang et al. (deliberate, documented):
 
@@ -142,6 +150,37 @@ def raw_patterns(clip, radius: int = 1, temporal_radius: int = 1, n_orientations
     return out
 
 
+def block_index(shape: tuple[int, int], blocks: tuple[int, int]) -> np.ndarray:
+    """Each interior pixel's block: ``int (H', W')``, row-major over the ``blocks`` = (rows, cols)
+    grid, blocks split as evenly as possible (``floor(i * rows / H')``)."""
+    h, w = shape
+    rows, cols = blocks
+    if h < rows or w < cols:
+        raise ValueError(f"the clip's interior ({h} x {w}) is smaller than the block grid {tuple(blocks)}")
+    return ((np.arange(h) * rows) // h)[:, None] * cols + ((np.arange(w) * cols) // w)[None, :]
+
+
+def raw_histograms(clip, radius: int = 1, temporal_radius: int = 1, n_orientations: int = 8, blocks: tuple[int, int] = (4, 4)) -> np.ndarray:
+    """How often each raw 8-bit pattern occurs in each block: ``int32 (3, 3, rows * cols, 256)``,
+    indexed by plane (:data:`PLANES`), component (:data:`COMPONENTS`), block (row-major, as in
+    :meth:`STCLQP.transform`) and pattern; counts, not normalised (every voxel of the interior
+    counted once per plane and component).
+
+    Independent of any codebook, so it can be computed once per clip and cached;
+    :meth:`STCLQP.fit_histograms` and :meth:`STCLQP.transform_histograms` turn it into the
+    STCLQP feature for any codebook (see the module docstring, step 5).
+    """
+    if len(blocks) != 2 or min(blocks) < 1:
+        raise ValueError(f"blocks must be (rows, cols) >= 1, got {blocks}")
+    codes = raw_patterns(clip, radius, temporal_radius, n_orientations)  # (3, 3, T', H', W')
+    n_blocks = int(blocks[0]) * int(blocks[1])
+    block = block_index(codes.shape[3:], (int(blocks[0]), int(blocks[1])))
+    slot = (block[None, None, None].astype(np.intp) << 8) | codes  # block * 256 + pattern
+    offset = (np.arange(9, dtype=np.intp) * n_blocks * 256).reshape(3, 3, 1, 1, 1)
+    counts = np.bincount((slot + offset).ravel(), minlength=9 * n_blocks * 256)
+    return counts.reshape(len(PLANES), len(COMPONENTS), n_blocks, 256).astype(np.int32)
+
+
 def _bits() -> np.ndarray:
     """All 256 patterns as 0/1 vectors: ``float64 (256, 8)``, bit p of pattern n in column p."""
     return ((np.arange(256)[:, None] >> np.arange(P)) & 1).astype(np.float64)
@@ -153,6 +192,11 @@ class STCLQP:
     >>> desc = STCLQP().fit(train_clips)            # training clips only
     >>> x = desc.transform(test_clip)               # float32 (desc.n_features,)
     >>> X = desc.transform_many(test_clips)         # float32 (N, desc.n_features)
+
+    or, from cached raw-pattern histograms (:func:`raw_histograms`), with identical results:
+
+    >>> desc = STCLQP().fit_histograms([desc.raw_histograms(c) for c in train_clips])
+    >>> X = desc.transform_histograms(np.stack([desc.raw_histograms(c) for c in test_clips]))
 
     Parameters: ``n_codewords`` per plane and component; ``blocks`` = (rows, cols) of the XY
     block grid; ``radius`` (pixels) and ``temporal_radius`` (frames) of the neighbourhoods;
@@ -200,6 +244,45 @@ class STCLQP:
         """:func:`raw_patterns` with this descriptor's radii: ``uint8 (3, 3, T', H', W')``."""
         return raw_patterns(clip, self.radius, self.temporal_radius, self.n_orientations)
 
+    def raw_histograms(self, clip) -> np.ndarray:
+        """:func:`raw_histograms` with this descriptor's radii and blocks:
+        ``int32 (3, 3, rows * cols, 256)``."""
+        return raw_histograms(clip, self.radius, self.temporal_radius, self.n_orientations, self.blocks)
+
+    @property
+    def raw_length(self) -> int:
+        """Length of a flattened :meth:`raw_histograms`: 3 x 3 x rows x cols x 256."""
+        return len(PLANES) * len(COMPONENTS) * self.blocks[0] * self.blocks[1] * 256
+
+    def _as_histograms(self, raw, what: str = "raw histograms") -> tuple[np.ndarray, bool]:
+        """Raw histograms as ``(N, 3, 3, rows * cols, 256)`` (a view when possible) and whether one
+        clip's was given: ``(3, 3, B, 256)`` or its flattened ``(D,)`` for one clip, ``(N, 3, 3, B,
+        256)`` or ``(N, D)`` for N.  ``ValueError`` for another size (e.g. other blocks), or
+        negative or non-finite counts (naming the first bad clip)."""
+        arr = np.asarray(raw)
+        shape = (len(PLANES), len(COMPONENTS), self.blocks[0] * self.blocks[1], 256)
+        if arr.ndim in (1, 4):
+            single, arr = True, arr[None]
+        elif arr.ndim in (2, 5):
+            single = False
+        else:
+            raise ValueError(f"{what} must be (3, 3, blocks, 256), (N, 3, 3, blocks, 256) or flattened (D,) / (N, D), got shape {arr.shape}")
+        if arr[0].size != self.raw_length:
+            raise ValueError(
+                f"{what} of {arr[0].size} values per clip do not fit this STCLQP's {self.blocks} blocks (3 x 3 x {shape[2]} x 256 = {self.raw_length}); compute them with the same blocks"
+            )
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"{what} must be numeric counts, got dtype {arr.dtype}")
+        arr = arr.reshape(len(arr), *shape)
+        if arr.dtype.kind == "f":
+            bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
+            if bad.any():
+                raise ValueError(f"{what}: {int(bad.sum())} clip(s) have NaN/inf counts (first: clip {int(np.flatnonzero(bad)[0])}); leave out clips whose extraction failed")
+        neg = (arr < 0).reshape(len(arr), -1).any(axis=1)
+        if neg.any():
+            raise ValueError(f"{what}: clip {int(np.flatnonzero(neg)[0])} has negative counts")
+        return arr, single
+
     # ---------------------------------------------------------------- codebooks
 
     def fit(self, clips: Sequence, y=None) -> STCLQP:
@@ -216,6 +299,30 @@ class STCLQP:
             for a in range(len(PLANES)):
                 for b in range(len(COMPONENTS)):
                     counts[a, b] += np.bincount(codes[a, b].ravel(), minlength=256)
+        return self._fit_counts(counts)
+
+    def fit_histograms(self, histograms, y=None) -> STCLQP:
+        """Learn the codebooks from the **training clips'** :meth:`raw_histograms` (a list of
+        ``(3, 3, B, 256)``, or an array ``(N, 3, 3, B, 256)`` or ``(N, D)`` flattened; integer
+        counts, any numeric dtype).  Identical to :meth:`fit` on those clips: the pattern counts
+        are the histograms summed over clips and blocks.  Returns ``self``."""
+        if isinstance(histograms, (list, tuple)):
+            if len(histograms) == 0:
+                raise ValueError("no raw histograms given")
+            histograms = np.stack([np.asarray(h) for h in histograms])
+        arr, single = self._as_histograms(histograms, "training raw histograms")
+        if single:
+            raise ValueError("fit_histograms needs a batch of clips' raw histograms, (N, 3, 3, blocks, 256) or (N, D); got one clip's")
+        if len(arr) == 0:
+            raise ValueError("no raw histograms given")
+        counts = np.zeros((len(PLANES), len(COMPONENTS), 256), np.int64)
+        for a in range(len(PLANES)):  # per plane: a (N, B, 256) slice, not the whole batch in int64
+            part = np.rint(arr[:, a]).astype(np.int64) if arr.dtype.kind == "f" else arr[:, a].astype(np.int64)
+            counts[a] = part.sum(axis=(0, 2))
+        return self._fit_counts(counts)
+
+    def _fit_counts(self, counts: np.ndarray) -> STCLQP:
+        """The nine codebooks from the training pattern counts ``int64 (3, 3, 256)``."""
         lut = np.zeros((len(PLANES), len(COMPONENTS), 256), np.int16)
         books = np.full((len(PLANES), len(COMPONENTS), self.n_codewords, P), np.nan)
         for a in range(len(PLANES)):
@@ -277,9 +384,7 @@ class STCLQP:
         words = self.codeword_maps(clip)  # (3, 3, T', H', W')
         _, _, _, h, w = words.shape
         rows, cols = self.blocks
-        if h < rows or w < cols:
-            raise ValueError(f"the clip's interior ({h} x {w}) is smaller than the block grid {self.blocks}")
-        block = ((np.arange(h) * rows) // h)[:, None] * cols + ((np.arange(w) * cols) // w)[None, :]  # (H', W')
+        block = block_index((h, w), self.blocks)  # (H', W')
         n_blocks, k = rows * cols, self.n_codewords
         slot = block[None, None, None] * k + words  # (3, 3, T', H', W')
         offset = (np.arange(9) * n_blocks * k).reshape(3, 3, 1, 1, 1)
@@ -299,3 +404,23 @@ class STCLQP:
             except ValueError as e:
                 raise ValueError(f"clip {i}: {e}") from e
         return out
+
+    def transform_histograms(self, raw) -> np.ndarray:
+        """The STCLQP feature from raw-pattern histograms (:meth:`raw_histograms`): one clip's
+        ``(3, 3, B, 256)`` or ``(D,)`` -> ``float32 (n_features,)``; N clips' ``(N, 3, 3, B, 256)``
+        or ``(N, D)`` -> ``float32 (N, n_features)``.  Equal to :meth:`transform` on the same
+        clips: each word's count is the sum of its patterns' counts (exact in float64), then each
+        (plane, component, block) histogram is L1-normalised."""
+        self._check_fitted()
+        arr, single = self._as_histograms(raw)
+        n, k = len(arr), self.n_codewords
+        onehot = np.zeros((len(PLANES), len(COMPONENTS), 256, k))  # raw pattern -> its word
+        a, b, p = np.meshgrid(np.arange(len(PLANES)), np.arange(len(COMPONENTS)), np.arange(256), indexing="ij")
+        onehot[a, b, p, self.lut_[a, b, p]] = 1.0
+        hist = np.empty((n, len(PLANES), len(COMPONENTS), arr.shape[3], k))
+        for i in range(len(PLANES)):  # one (plane, component) at a time keeps the float64 copy small
+            for j in range(len(COMPONENTS)):
+                hist[:, i, j] = arr[:, i, j].astype(np.float64) @ onehot[i, j]  # integer sums: exact
+        hist /= hist.sum(axis=4, keepdims=True)
+        out = hist.reshape(n, -1).astype(np.float32)
+        return out[0] if single else out
