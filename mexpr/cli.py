@@ -138,18 +138,31 @@ def _cmd_evaluate(args) -> int:
 
     config = _train_config(args)
     folds = None if args.fold == "all" else [int(args.fold)]
-    ev = evaluate.evaluate(args.run, config, folds=folds, train_missing=not args.no_train, svm_train=args.svm_train, C=args.C,
-                           jobs=args.jobs, verbose=0 if args.quiet else "auto", progress=not args.quiet)
-    name = f"{config.protocol}" + (f"_{args.svm_train}" if args.svm_train != "augmented" else "")
+    methods = ["dtscnn", *evaluate.BASELINES] if args.method == "all" else [args.method]
+    evs = []
+    for m in methods:
+        if m == "dtscnn":
+            ev = evaluate.evaluate(args.run, config, folds=folds, train_missing=not args.no_train, svm_train=args.svm_train, C=args.C,
+                                   jobs=args.jobs, verbose=0 if args.quiet else "auto", progress=not args.quiet)
+        else:
+            ev = evaluate.evaluate_baseline(args.run, m, config.protocol, config.seed, folds=folds, jobs=args.jobs, progress=not args.quiet)
+            for line in ev.info["skipped"]:
+                print(f"skipped {line}")
+        t = ev.info["timings"]
+        print(f"{m}: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in t.items()) + f" -> {ev.info['dir']}")
+        evs.append(ev)
+    ev = evs[0] if len(evs) == 1 else evaluate.combine(evs)
+    name = (f"{config.protocol}" + (f"_{args.svm_train}" if args.svm_train != "augmented" else "")) if args.method == "dtscnn" else f"{config.protocol}_{args.method}"
     t4 = evaluate.write_table4(ev, args.run, name=f"table4_{name}")
-    viz.confusion_matrices(ev.confusions(), args.run, name=f"figure7_{name}", title=f"protocol {config.protocol}: pooled over {len(ev.info['folds'])} fold(s)")
-    print(f"Table 4 ({config.protocol} protocol, {len(ev.info['folds'])} fold(s), SVMs on {args.svm_train} training clips), accuracy %:\n")
-    print(evaluate.table_markdown(t4.loc[[m for m in t4.index if m in evaluate.METHODS]]))  # the baselines' rows are blank until evaluated
+    fused = [m for m in (ev.info.get("methods") or evaluate.PAPER_METHODS) if m.endswith("(fusion)")]
+    panels = fused if args.method == "all" else (ev.info.get("methods") or evaluate.PAPER_METHODS)
+    viz.confusion_matrices(ev.confusions(panels), args.run, name=f"figure7_{name}", ncols=4 if args.method == "all" else 3,
+                           title=f"protocol {config.protocol}: pooled over {len(ev.folds['fold'].unique())} fold(s)")
+    print(f"\nTable 4 ({config.protocol} protocol), accuracy %:\n")
+    print(evaluate.table_markdown(t4.loc[[m for m in t4.index if m in set(ev.folds["method"])]]))  # rows not evaluated are blank
     s = ev.summary.set_index("method")[["accuracy", "uf1", "uar", "pooled_accuracy", "pooled_uf1", "pooled_uar"]] * 100
     print(evaluate.table_markdown(s.round(2)))
-    t = ev.info["timings"]
-    print(f"training {t['train_s']:.0f} s, features {t['features_s']:.1f} s, SVMs + fusion {t['fusion_s']:.1f} s")
-    print(f"predictions, per-fold metrics -> {ev.info['dir']}; tables/table4_{name}.csv|md and figures/figure7_{name}.png|svg -> {args.run}")
+    print(f"tables/table4_{name}.csv|md and figures/figure7_{name}.png|svg -> {args.run}")
     return 0
 
 
@@ -258,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="SVMs on pool4 features, Eq. 11 fusion, metrics, Table 4 and Figure 7 over a protocol's folds")
     e.add_argument("--run", required=True, help="run folder with pre-processing and flow done")
-    e.add_argument("--method", default="dtscnn", choices=["dtscnn"], help="what to evaluate (the baselines come with issue 8)")
+    e.add_argument("--method", default="dtscnn", choices=["dtscnn", "stclqp", "mdmo", "fdm", "all"],
+                   help="DTSCNN (default), one of the paper's baselines, or all four (one Table 4, Figure 7 of the four fusions)")
     e.add_argument("--fold", default="all", help="fold index or 'all' (default)")
     _config_options(e)
     e.add_argument("--svm-train", default="augmented", choices=["augmented", "original", "both"], help="the clips the SVMs are fitted on")

@@ -266,23 +266,25 @@ class Evaluation:
     info: dict = field(default_factory=dict)  # protocol, config, timings, folder
 
     def confusions(self, methods=None) -> dict[str, np.ndarray]:
-        """Pooled confusion counts of each method over all folds."""
+        """Pooled confusion counts of each method over all folds (default: the paper's rows this
+        evaluation holds)."""
         y = self.predictions["y"].to_numpy()
-        return {m: confusion(y, self.predictions[m].map(CLASSES.index).to_numpy()) for m in (methods or PAPER_METHODS)}
+        methods = methods or self.info.get("methods") or PAPER_METHODS
+        return {m: confusion(y, self.predictions[m].map(CLASSES.index).to_numpy()) for m in methods}
 
 
 def evaluate_dir(run_dir, config: train.Config, svm_train: str = "augmented") -> Path:
     return train.experiment_dir(run_dir, config) / f"evaluate-{svm_train}"
 
 
-def _score(pred: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _score(pred: pd.DataFrame, methods=METHODS) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for fold, g in pred.groupby("fold", sort=True):
-        for m in METHODS:
+        for m in methods:
             rows.append({"method": m, "fold": int(fold)} | metrics(g["y"], g[m].map(CLASSES.index)))
     folds = pd.DataFrame(rows)
     summ = []
-    for m in METHODS:
+    for m in methods:
         mean = folds[folds["method"] == m][["accuracy", "uf1", "uar"]].mean()
         pooled = metrics(pred["y"], pred[m].map(CLASSES.index))
         summ.append({"method": m, "accuracy": mean["accuracy"], "uf1": mean["uf1"], "uar": mean["uar"],
@@ -486,3 +488,106 @@ def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_tra
             row |= {f"p{f}_{s}": round(float(v), 4) for s, v in zip(SHORT, p[f][0])}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# the baselines (Table 4's other rows)
+
+#: The paper's baselines and their Table 4 names.
+BASELINES = {"stclqp": "STCLQP", "mdmo": "MDMO", "fdm": "FDM"}
+
+
+def baseline_methods(method: str) -> list[str]:
+    """Table 4's three rows of a baseline: TIM64, TIM128 and their Eq. 11 fusion."""
+    name = BASELINES[method]
+    return [f"{name} TIM64", f"{name} TIM128", f"{name} (fusion)"]
+
+
+def baseline_dir(run_dir, method: str, protocol: str, seed: int) -> Path:
+    return Path(run_dir) / "baselines" / f"{method}-{protocol}-s{int(seed)}"
+
+
+def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int = 0, folds=None, jobs: int | None = None,
+                      progress: bool = True, inner_folds: int = 3) -> Evaluation:
+    """A baseline (``"stclqp"``, ``"mdmo"``, ``"fdm"``) through the same folds, metrics and Eq. 11 as
+    DTSCNN: its descriptor on every clip's TIM64 and TIM128 input (:mod:`mexpr.baselines.extract`,
+    cached), per fold the paper's SVM fitted on the training clips only (STCLQP's codebooks too),
+    class probabilities for the test clips, and their fusion.  Clips the extraction skipped (the
+    reason is in ``info["skipped"]``) are left out of every fold.  Writes
+    ``<run_dir>/baselines/<method>-<protocol>-s<seed>/`` like :func:`evaluate`."""
+    from mexpr import datasets
+    from mexpr.baselines import classify, extract
+
+    if method not in BASELINES:
+        raise ValueError(f"unknown baseline {method!r}; valid: {', '.join(BASELINES)}")
+    df = train.clips_table(run_dir)
+    all_folds = datasets.splits(df, protocol, seed)
+    folds = list(range(len(all_folds))) if folds is None else [int(k) for k in folds]
+    bad = [k for k in folds if not 0 <= k < len(all_folds)]
+    if bad:
+        raise EvaluateError(f"fold(s) {bad} do not exist: protocol {protocol!r} has {len(all_folds)} fold(s) (0..{len(all_folds) - 1})")
+    names = baseline_methods(method)
+    timings = {"extract_s": 0.0, "svm_s": 0.0}
+    t0 = time.perf_counter()
+    X, tables = {}, {}
+    for f in (64, 128):
+        X[f], tables[f] = extract.features(run_dir, method, f, clips=df, jobs=jobs, progress=progress)
+    timings["extract_s"] = time.perf_counter() - t0
+    ok = np.ones(len(df), bool)
+    skipped = []
+    for f, t in tables.items():
+        miss = (t["status"] != "processed").to_numpy()
+        skipped += [f"TIM{f} {r.subject_id}/{r.clip}: {r.reason}" for r in t[miss].itertuples()]
+        ok &= ~miss
+    y = np.array([CLASSES.index(c) for c in df["label"]], np.int64)
+    parts, chosen = [], []
+    for k in folds:
+        tr = np.array([i for i in all_folds[k]["train"] if ok[i]], int)
+        te = np.array([i for i in all_folds[k]["test"] if ok[i]], int)
+        t1 = time.perf_counter()
+        p = {}
+        for f in (64, 128):
+            Xf = extract.stclqp_fold_features(X[f], tr, seed=seed) if method == "stclqp" else X[f]
+            est = classify.fit(method, Xf[tr], y[tr], seed=seed, inner_folds=inner_folds)
+            p[f] = classify.proba(est, Xf[te])
+            chosen.append({"fold": k, "fields": f, **est.best_params_, "inner_cv_score": round(float(est.best_score_), 4)})
+        timings["svm_s"] += time.perf_counter() - t1
+        d = pd.DataFrame({"fold": k, "subject_id": df["subject_id"].to_numpy()[te], "clip": df["clip"].to_numpy()[te],
+                          "label": df["label"].to_numpy()[te], "y": y[te]})
+        for f in (64, 128):
+            for j, s_ in enumerate(SHORT):
+                d[f"p{f}_{s_}"] = np.round(p[f][:, j], 5)
+        for m, pred in zip(names, (p[64].argmax(1), p[128].argmax(1), fusion.decision_fusion(p[64], p[128]))):
+            d[m] = [CLASSES[i] for i in pred]
+        d["fusion_took"] = np.where(p[64].max(1) >= p[128].max(1), names[0], names[1])
+        parts.append(d)
+    pred = pd.concat(parts, ignore_index=True)
+    fold_table, summary = _score(pred, names)
+    out = baseline_dir(run_dir, method, protocol, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    pred.to_csv(out / "predictions.csv", index=False)
+    fold_table.to_csv(out / "folds.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    pd.DataFrame(chosen).to_csv(out / "svm_parameters.csv", index=False)
+    info = {"method": method, "methods": names, "protocol": protocol, "seed": seed, "folds": folds, "skipped": skipped,
+            "timings": {k: round(v, 2) for k, v in timings.items()}, "dir": str(out)}
+    (out / "evaluate.json").write_text(json.dumps(info, indent=2) + "\n")
+    return Evaluation(pred, fold_table, summary, info)
+
+
+def combine(evaluations) -> Evaluation:
+    """Several evaluations of one protocol (DTSCNN and baselines) as one, for a single Table 4
+    and Figure 7: folds and summaries stacked, predictions joined clip by clip (probability
+    columns dropped)."""
+    evaluations = list(evaluations)
+    keys = ["fold", "subject_id", "clip", "label", "y"]
+    pred = None
+    methods = []
+    for ev in evaluations:
+        ms = ev.info.get("methods") or METHODS
+        methods += ms
+        part = ev.predictions[keys + [m for m in ms if m in ev.predictions]]
+        pred = part if pred is None else pred.merge(part, on=keys, how="inner")
+    folds = pd.concat([ev.folds for ev in evaluations], ignore_index=True)
+    summary = pd.concat([ev.summary for ev in evaluations], ignore_index=True)
+    return Evaluation(pred, folds, summary, {"methods": methods, "parts": [ev.info.get("dir") for ev in evaluations]})
