@@ -134,3 +134,25 @@ def test_cli_evaluate_and_predict(flowrun, casme2_root, tmp_path):
     assert np.isclose(sum(ok[f"p64_{s}"] for s in evaluate.SHORT), 1, atol=1e-3)
     assert err["status"] == "error" and "img1.jpg" in err["reason"] and "face" in err["reason"].lower()
     assert f"{noface}: error:" in out.stdout
+
+
+def test_a_baseline_through_the_same_folds_and_fusion(flowrun):
+    ev = evaluate.evaluate_baseline(flowrun, "mdmo", "paper", seed=0, folds=[0], jobs=1, progress=False)
+    _, test = train.fold_split(flowrun, QUICK, 0)  # the same split as DTSCNN's
+    pred = ev.predictions
+    assert set(pred["subject_id"] + "/" + pred["clip"]) == set(test["subject_id"] + "/" + test["clip"]) and not ev.info["skipped"]
+    p64 = pred[[f"p64_{s}" for s in evaluate.SHORT]].to_numpy()
+    p128 = pred[[f"p128_{s}" for s in evaluate.SHORT]].to_numpy()
+    want = np.where(p64.max(1) >= p128.max(1), p64.argmax(1), p128.argmax(1))
+    assert pred["MDMO (fusion)"].tolist() == [datasets.CLASSES[k] for k in want]
+    assert ev.info["methods"] == ["MDMO TIM64", "MDMO TIM128", "MDMO (fusion)"]
+    params = pd.read_csv(evaluate.baseline_dir(flowrun, "mdmo", "paper", 0) / "svm_parameters.csv")
+    assert set(params["fields"]) == {64, 128} and (params["kernel"] == "rbf").all()  # the paper's Gaussian SVM
+    dt = evaluate.evaluate(flowrun, QUICK, folds=[0], progress=False, verbose=0)
+    both = evaluate.combine([dt, ev])
+    t4 = evaluate.table4(both, methods=list(evaluate.PAPER_TABLE4.index))
+    assert t4.loc["MDMO (fusion)", "Fold1"] == pytest.approx(100 * (pred["MDMO (fusion)"] == pred["label"]).mean(), abs=0.01)
+    assert np.isnan(t4.loc["FDM (fusion)", "Fold1"]) and t4.loc["FDM (fusion)", "paper Average"] == 56.97
+    assert set(both.confusions(["DTSCNN (fusion)", "MDMO (fusion)"])) == {"DTSCNN (fusion)", "MDMO (fusion)"}
+    with pytest.raises(ValueError, match="unknown baseline 'lbp'"):
+        evaluate.evaluate_baseline(flowrun, "lbp")
