@@ -23,6 +23,7 @@ SERIES = [
     "04_training.ipynb",
     "05_fusion.ipynb",
     "06_confusion_matrices.ipynb",
+    "07_baselines.ipynb",
 ]
 
 #: Profiles: what ``make reproduce PROFILE=...`` means for each stage.

@@ -150,6 +150,23 @@ def test_fusion_and_evaluation_notebooks_hand_off(quick_run):
 
 
 @pytest.mark.notebook
+def test_baselines_notebook_builds_one_table4_and_figure7(quick_run):
+    from mexpr import evaluate
+
+    run, _ = quick_run
+    t4 = pd.read_csv(run / "tables" / "table4_all_paper.csv", index_col="method")
+    assert list(t4.index) == list(evaluate.PAPER_TABLE4.index) and t4["Fold1"].notna().all()  # every row of the paper filled
+    for m in evaluate.BASELINES:
+        folds = pd.read_csv(evaluate.baseline_dir(run, m, "paper", 0) / "folds.csv")
+        assert set(folds["method"]) == set(evaluate.baseline_methods(m)) and list(folds["fold"].unique()) == [0]
+    timing = pd.read_csv(run / "tables" / "baselines_timing.csv")
+    assert (timing["clips skipped"] == 0).all()
+    for fig in ("baselines_mdmo", "baselines_fdm", "baselines_stclqp_patterns", "figure7_all_paper"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
+    assert (run / "figures" / "readme" / "figure7_all_paper.svg").is_file()
+
+
+@pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run):
     run, _ = quick_run
     params = json.loads(json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")}))
