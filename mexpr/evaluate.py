@@ -374,7 +374,7 @@ def table4(ev: Evaluation, methods=None, paper: bool = True, max_fold_columns: i
     f = ev.folds[ev.folds["method"].isin(methods)]
     wide = f.pivot(index="method", columns="fold", values="accuracy").reindex(methods) * 100
     n = wide.shape[1]
-    wide.columns = [f"Fold{k + 1}" for k in range(n)]
+    wide.columns = [f"Fold{int(k) + 1}" for k in wide.columns]  # the fold's own number, also when only some ran
     out = wide if n <= max_fold_columns else pd.DataFrame(index=wide.index)
     out = out.assign(Average=wide.mean(axis=1))
     pooled = ev.summary.set_index("method")["pooled_accuracy"].reindex(methods) * 100

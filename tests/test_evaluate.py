@@ -156,3 +156,12 @@ def test_a_baseline_through_the_same_folds_and_fusion(flowrun):
     assert set(both.confusions(["DTSCNN (fusion)", "MDMO (fusion)"])) == {"DTSCNN (fusion)", "MDMO (fusion)"}
     with pytest.raises(ValueError, match="unknown baseline 'lbp'"):
         evaluate.evaluate_baseline(flowrun, "lbp")
+
+
+def test_table4_names_the_folds_that_ran():
+    folds = pd.DataFrame([{"method": m, "fold": k, "accuracy": 0.5 + 0.1 * k, "uf1": 0.3, "uar": 0.3, "n": 10} for m in evaluate.PAPER_METHODS for k in (1, 2)])
+    summary = pd.DataFrame([{"method": m, "accuracy": 0.65, "uf1": 0.3, "uar": 0.3, "pooled_accuracy": 0.65, "pooled_uf1": 0.3, "pooled_uar": 0.3, "folds": 2}
+                            for m in evaluate.PAPER_METHODS])
+    t4 = evaluate.table4(evaluate.Evaluation(pd.DataFrame(), folds, summary), paper=False)
+    assert list(t4.columns) == ["Fold2", "Fold3", "Average"]
+    assert t4.loc["DTSCNN64"].tolist() == pytest.approx([60.0, 70.0, 65.0])
