@@ -120,14 +120,6 @@ def metrics(y_true, y_pred) -> dict:
 # features
 
 
-def _trained(run_dir, config: train.Config, fields: int, fold: int) -> bool:
-    done = train.stream_dir(run_dir, config, fields, fold) / "done.json"
-    if not done.is_file():
-        return False
-    info = json.loads(done.read_text())
-    return info.get("fingerprint") == config.fingerprint(fields, fold) and info.get("epochs") == config.epochs
-
-
 def train_command(run_dir, config: train.Config, fields: int | str, fold: int | str) -> str:
     """The CLI line that trains ``fields`` on ``fold`` with ``config``."""
     base = train.Config()
@@ -313,7 +305,7 @@ def evaluate(
     if bad:
         raise EvaluateError(f"fold(s) {bad} do not exist: protocol {config.protocol!r} has {n_folds} fold(s) (0..{n_folds - 1})")
     if not train_missing:
-        missing = [(f, k) for k in folds for f in (64, 128) if not _trained(run_dir, config, f, k)]
+        missing = [(f, k) for k in folds for f in (64, 128) if train.finished(run_dir, f, k, config) is None]
         if missing:
             what = ", ".join(f"DTSCNN{f} fold {k}" for f, k in missing)
             stream = "both" if len({f for f, _ in missing}) > 1 else missing[0][0]
@@ -325,7 +317,7 @@ def evaluate(
         feats = {}
         for fields in (64, 128):
             t0 = time.perf_counter()
-            if not _trained(run_dir, config, fields, k):
+            if train.finished(run_dir, fields, k, config) is None:
                 train.train_stream(run_dir, fields, k, config, jobs=jobs, verbose=verbose)
             t1 = time.perf_counter()
             feats[fields] = stream_features(run_dir, config, fields, k, progress=progress)

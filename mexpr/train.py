@@ -324,6 +324,18 @@ def _check_resume(out: Path, fingerprint: dict, model) -> int:
     return epoch
 
 
+def finished(run_dir: str | os.PathLike, fields: int, fold: int, config: Config) -> dict | None:
+    """The saved results (``done.json``) of a stream that finished training with exactly
+    ``config`` (same fingerprint and epochs, model saved), or None."""
+    out = stream_dir(run_dir, config, fields, fold)
+    done = out / "done.json"
+    if not done.is_file():
+        return None
+    info = json.loads(done.read_text())
+    ok = info.get("fingerprint") == config.fingerprint(fields, fold) and info.get("epochs") == config.epochs and (out / "model.keras").is_file()
+    return info if ok else None
+
+
 def train_stream(
     run_dir: str | os.PathLike,
     fields: int = 64,
@@ -353,11 +365,10 @@ def train_stream(
     done = out / "done.json"
     if force and out.exists():
         shutil.rmtree(out)
-    if done.is_file():
-        info = json.loads(done.read_text())
-        if info.get("fingerprint") == fingerprint and info.get("epochs") == config.epochs and (out / "model.keras").is_file():
-            return info | {"dir": str(out), "model": str(out / "model.keras"), "history": pd.read_csv(out / "history.csv"), "cached": True}
-        done.unlink()
+    info = finished(run_dir, fields, fold, config)
+    if info is not None:
+        return info | {"dir": str(out), "model": str(out / "model.keras"), "history": pd.read_csv(out / "history.csv"), "cached": True}
+    done.unlink(missing_ok=True)  # a stream finished with other settings is trained again
     out.mkdir(parents=True, exist_ok=True)
 
     _, test, samples = fold_plan(run_dir, config, fold)
