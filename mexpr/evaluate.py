@@ -244,7 +244,7 @@ def fuse_fold(f64: dict, f128: dict, svm_train: str = "augmented", C: float = 1.
     }
     for m, p in preds.items():
         df[m] = [CLASSES[i] for i in p]
-    df["fusion_took"] = np.where(p64.max(1) >= p128.max(1), "DTSCNN64", "DTSCNN128")
+    df["fusion_took"] = np.where(fusion.first_decides(p64, p128), "DTSCNN64", "DTSCNN128")
     return df
 
 
@@ -474,7 +474,7 @@ def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_tra
             feats = extractors[f].predict(models.check_clips(x[f], f, name=str(folder)), verbose=0)
             p[f] = fusion.proba(svms[f], feats)
         fused = int(fusion.decision_fusion(p[64], p[128])[0])
-        row |= {"prediction": CLASSES[fused], "from": "DTSCNN64" if p[64].max() >= p[128].max() else "DTSCNN128",
+        row |= {"prediction": CLASSES[fused], "from": "DTSCNN64" if fusion.first_decides(p[64], p[128])[0] else "DTSCNN128",
                 "DTSCNN64": CLASSES[int(p[64].argmax())], "DTSCNN128": CLASSES[int(p[128].argmax())]}
         for f in (64, 128):
             row |= {f"p{f}_{s}": round(float(v), 4) for s, v in zip(SHORT, p[f][0])}
@@ -551,7 +551,7 @@ def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int =
                 d[f"p{f}_{s_}"] = np.round(p[f][:, j], 5)
         for m, pred in zip(names, (p[64].argmax(1), p[128].argmax(1), fusion.decision_fusion(p[64], p[128]))):
             d[m] = [CLASSES[i] for i in pred]
-        d["fusion_took"] = np.where(p[64].max(1) >= p[128].max(1), names[0], names[1])
+        d["fusion_took"] = np.where(fusion.first_decides(p[64], p[128]), names[0], names[1])
         parts.append(d)
     pred = pd.concat(parts, ignore_index=True)
     fold_table, summary = _score(pred, names)

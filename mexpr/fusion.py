@@ -109,11 +109,18 @@ def _pair(p64, p128) -> tuple[np.ndarray, np.ndarray]:
     return p64, p128
 
 
+def first_decides(p64, p128) -> np.ndarray:
+    """Eq. 11's choice of stream: True where the first stream (DTSCNN64, TIM64) decides, i.e. its top
+    probability is at least the second's (``P1 >= P2``: ties go to it).  Boolean ``(N,)``."""
+    p64, p128 = _pair(p64, p128)
+    return p64.max(1) >= p128.max(1)
+
+
 def decision_fusion(p64, p128) -> np.ndarray:
     """Eq. 11: per sample, the class of the stream whose top probability is higher; a tie goes to
     the first stream (DTSCNN64), as the paper's ``P1 >= P2`` says.  Returns class indices ``(N,)``."""
     p64, p128 = _pair(p64, p128)
-    return np.where(p64.max(1) >= p128.max(1), p64.argmax(1), p128.argmax(1))
+    return np.where(first_decides(p64, p128), p64.argmax(1), p128.argmax(1))
 
 
 def average_fusion(p64, p128) -> np.ndarray:
@@ -125,4 +132,4 @@ def average_fusion(p64, p128) -> np.ndarray:
 def fusion_changes(p64, p128) -> np.ndarray:
     """Where Eq. 11 takes DTSCNN128's answer and the streams disagree: a boolean mask ``(N,)``."""
     p64, p128 = _pair(p64, p128)
-    return (p64.max(1) < p128.max(1)) & (p64.argmax(1) != p128.argmax(1))
+    return ~first_decides(p64, p128) & (p64.argmax(1) != p128.argmax(1))

@@ -21,6 +21,7 @@ def test_eq11_takes_the_more_confident_stream_and_ties_go_to_dtscnn64():
     p128 = np.array([[0.1, 0.2, 0.6, 0.1], [0.1, 0.1, 0.1, 0.7], [0.05, 0.5, 0.4, 0.05], [0.1, 0.1, 0.1, 0.7]])
     #                 64 wins (0.7>0.6)      128 wins (0.7>0.4)    tie 0.5=0.5 -> 64             128 wins
     assert fusion.decision_fusion(p64, p128).tolist() == [0, 3, 0, 3]
+    assert fusion.first_decides(p64, p128).tolist() == [True, False, True, False]
     assert fusion.fusion_changes(p64, p128).tolist() == [False, True, False, True]
     # averaging (ours) can pick a class neither stream ranks first: row 2 -> (.275, .275, .4, .05)
     assert fusion.average_fusion(p64, p128).tolist() == [0, 3, 2, 3]
