@@ -217,22 +217,16 @@ def fuse_fold(f64: dict, f128: dict, svm_train: str = "augmented", C: float = 1.
     one row per test clip with both streams' probabilities and every method's prediction."""
     if len(f64["test"]) != len(f128["test"]) or not np.array_equal(f64["test_y"], f128["test_y"]):
         raise EvaluateError("the two streams' features describe different test clips; re-extract them")
+    (X64, y64), (X128, y128) = svm_training_set(f64, svm_train), svm_training_set(f128, svm_train)
     probs = {}
-    for name, f in (("64", f64), ("128", f128)):
-        X, y = svm_training_set(f, svm_train)
+    for name, f, X, y in (("64", f64, X64, y64), ("128", f128, X128, y128)):
         svm = fusion.fit_svm(X, y, C=C, seed=seed, name=f"DTSCNN{name} {svm_train} training features")
         probs[name] = fusion.proba(svm, f["test"], name=f"DTSCNN{name} test features")
-    Xc = np.hstack([svm_training_set(f64, svm_train)[0], svm_training_set(f128, svm_train)[0]])
-    yc = svm_training_set(f64, svm_train)[1]
-    if not np.array_equal(yc, svm_training_set(f128, svm_train)[1]):
+    if not np.array_equal(y64, y128):
         raise EvaluateError("the two streams were trained on different labels; concatenation needs the same samples")
-    concat = fusion.proba(fusion.fit_svm(Xc, yc, C=C, seed=seed, name="concatenated features"), np.hstack([f64["test"], f128["test"]]))
+    concat = fusion.proba(fusion.fit_svm(np.hstack([X64, X128]), y64, C=C, seed=seed, name="concatenated features"), np.hstack([f64["test"], f128["test"]]))
     p64, p128 = probs["64"], probs["128"]
     subject, clip = zip(*(s.rsplit("/", 1) for s in f64["test_clips"])) if len(f64["test_clips"]) else ((), ())
-    df = pd.DataFrame({"subject_id": subject, "clip": clip, "label": [CLASSES[i] for i in f64["test_y"]], "y": f64["test_y"]})
-    for name, p in (("p64", p64), ("p128", p128)):
-        for k, s in enumerate(SHORT):
-            df[f"{name}_{s}"] = np.round(p[:, k], 5)
     preds = {
         "DTSCNN64": p64.argmax(1),
         "DTSCNN128": p128.argmax(1),
@@ -242,10 +236,42 @@ def fuse_fold(f64: dict, f128: dict, svm_train: str = "augmented", C: float = 1.
         "DTSCNN64 softmax (ours)": f64["test_softmax"].argmax(1),
         "DTSCNN128 softmax (ours)": f128["test_softmax"].argmax(1),
     }
+    return _prediction_table(subject, clip, f64["test_y"], p64, p128, preds, ("DTSCNN64", "DTSCNN128"))
+
+
+def _prediction_table(subject, clip, y, p64, p128, preds: dict, streams: tuple[str, str]) -> pd.DataFrame:
+    """One row per test clip: its labels, both streams' probabilities (``p64_N`` ... ``p128_S``),
+    each method's predicted class (``preds``: method -> class indices) and which of the two
+    ``streams`` Eq. 11 took."""
+    df = pd.DataFrame({"subject_id": subject, "clip": clip, "label": [CLASSES[i] for i in y], "y": y})
+    for name, p in (("p64", p64), ("p128", p128)):
+        for k, s in enumerate(SHORT):
+            df[f"{name}_{s}"] = np.round(p[:, k], 5)
     for m, p in preds.items():
         df[m] = [CLASSES[i] for i in p]
-    df["fusion_took"] = np.where(fusion.first_decides(p64, p128), "DTSCNN64", "DTSCNN128")
+    df["fusion_took"] = np.where(fusion.first_decides(p64, p128), *streams)
     return df
+
+
+def _check_folds(folds, n_folds: int, protocol: str) -> list[int]:
+    """``folds`` (None: all ``n_folds``) as a list, or :class:`EvaluateError` naming those that do not exist."""
+    folds = list(range(n_folds)) if folds is None else [int(k) for k in folds]
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise EvaluateError(f"fold(s) {bad} do not exist: protocol {protocol!r} has {n_folds} fold(s) (0..{n_folds - 1})")
+    return folds
+
+
+def _save(out: Path, pred: pd.DataFrame, fold_table: pd.DataFrame, summary: pd.DataFrame, info: dict) -> Evaluation:
+    """Write an evaluation's files (``predictions.csv``, ``folds.csv``, ``summary.csv``,
+    ``evaluate.json``) into ``out``; returns it as an :class:`Evaluation` (the folder in ``info["dir"]``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    pred.to_csv(out / "predictions.csv", index=False)
+    fold_table.to_csv(out / "folds.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    info = info | {"dir": str(out)}
+    (out / "evaluate.json").write_text(json.dumps(info, indent=2) + "\n")
+    return Evaluation(pred, fold_table, summary, info)
 
 
 @dataclass
@@ -299,11 +325,7 @@ def evaluate(
     protocol); see the module text.  ``train_missing=False`` refuses to train."""
     if svm_train not in fusion.SVM_TRAIN:
         raise ValueError(f"svm_train must be one of {fusion.SVM_TRAIN}, not {svm_train!r}")
-    n_folds = train.fold_count(run_dir, config)
-    folds = list(range(n_folds)) if folds is None else [int(k) for k in folds]
-    bad = [k for k in folds if not 0 <= k < n_folds]
-    if bad:
-        raise EvaluateError(f"fold(s) {bad} do not exist: protocol {config.protocol!r} has {n_folds} fold(s) (0..{n_folds - 1})")
+    folds = _check_folds(folds, train.fold_count(run_dir, config), config.protocol)
     if not train_missing:
         missing = [(f, k) for k in folds for f in (64, 128) if train.finished(run_dir, f, k, config) is None]
         if missing:
@@ -332,17 +354,11 @@ def evaluate(
     t0 = time.perf_counter()
     fold_table, summary = _score(pred)
     timings["metrics_s"] = time.perf_counter() - t0
-    out = evaluate_dir(run_dir, config, svm_train)
-    out.mkdir(parents=True, exist_ok=True)
-    pred.to_csv(out / "predictions.csv", index=False)
-    fold_table.to_csv(out / "folds.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
     from dataclasses import asdict
 
     info = {"protocol": config.protocol, "svm_train": svm_train, "C": C, "folds": folds, "config": asdict(config),
-            "timings": {k: round(v, 2) for k, v in timings.items()}, "dir": str(out)}
-    (out / "evaluate.json").write_text(json.dumps(info, indent=2) + "\n")
-    return Evaluation(pred, fold_table, summary, info)
+            "timings": {k: round(v, 2) for k, v in timings.items()}}
+    return _save(evaluate_dir(run_dir, config, svm_train), pred, fold_table, summary, info)
 
 
 def load(run_dir, config: train.Config, svm_train: str = "augmented") -> Evaluation:
@@ -514,10 +530,7 @@ def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int =
         raise ValueError(f"unknown baseline {method!r}; valid: {', '.join(BASELINES)}")
     df = train.clips_table(run_dir)
     all_folds = datasets.splits(df, protocol, seed)
-    folds = list(range(len(all_folds))) if folds is None else [int(k) for k in folds]
-    bad = [k for k in folds if not 0 <= k < len(all_folds)]
-    if bad:
-        raise EvaluateError(f"fold(s) {bad} do not exist: protocol {protocol!r} has {len(all_folds)} fold(s) (0..{len(all_folds) - 1})")
+    folds = _check_folds(folds, len(all_folds), protocol)
     names = baseline_methods(method)
     timings = {"extract_s": 0.0, "svm_s": 0.0}
     t0 = time.perf_counter()
@@ -544,27 +557,18 @@ def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int =
             p[f] = classify.proba(est, Xf[te])
             chosen.append({"fold": k, "fields": f, **est.best_params_, "inner_cv_score": round(float(est.best_score_), 4)})
         timings["svm_s"] += time.perf_counter() - t1
-        d = pd.DataFrame({"fold": k, "subject_id": df["subject_id"].to_numpy()[te], "clip": df["clip"].to_numpy()[te],
-                          "label": df["label"].to_numpy()[te], "y": y[te]})
-        for f in (64, 128):
-            for j, s_ in enumerate(SHORT):
-                d[f"p{f}_{s_}"] = np.round(p[f][:, j], 5)
-        for m, pred in zip(names, (p[64].argmax(1), p[128].argmax(1), fusion.decision_fusion(p[64], p[128]))):
-            d[m] = [CLASSES[i] for i in pred]
-        d["fusion_took"] = np.where(fusion.first_decides(p[64], p[128]), names[0], names[1])
+        preds = dict(zip(names, (p[64].argmax(1), p[128].argmax(1), fusion.decision_fusion(p[64], p[128]))))
+        d = _prediction_table(df["subject_id"].to_numpy()[te], df["clip"].to_numpy()[te], y[te], p[64], p[128], preds, (names[0], names[1]))
+        d.insert(0, "fold", k)
         parts.append(d)
     pred = pd.concat(parts, ignore_index=True)
     fold_table, summary = _score(pred, names)
     out = baseline_dir(run_dir, method, protocol, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    pred.to_csv(out / "predictions.csv", index=False)
-    fold_table.to_csv(out / "folds.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
-    pd.DataFrame(chosen).to_csv(out / "svm_parameters.csv", index=False)
     info = {"method": method, "methods": names, "protocol": protocol, "seed": seed, "folds": folds, "skipped": skipped,
-            "timings": {k: round(v, 2) for k, v in timings.items()}, "dir": str(out)}
-    (out / "evaluate.json").write_text(json.dumps(info, indent=2) + "\n")
-    return Evaluation(pred, fold_table, summary, info)
+            "timings": {k: round(v, 2) for k, v in timings.items()}}
+    ev = _save(out, pred, fold_table, summary, info)
+    pd.DataFrame(chosen).to_csv(out / "svm_parameters.csv", index=False)
+    return ev
 
 
 def combine(evaluations) -> Evaluation:
