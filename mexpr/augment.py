@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mexpr.datasets import CLASSES
+from mexpr.datasets import CLASSES, clip_keys
 
 CROP_H, CROP_W = 112, 96
 SLICE = 2
@@ -96,9 +96,9 @@ def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=N
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     train = train[train["status"] == "processed"] if "status" in train.columns else train
-    keys = train["subject_id"].astype(str) + "/" + train["clip"].astype(str)
+    keys = clip_keys(train)
     if test is not None:
-        tkeys = set(test["subject_id"].astype(str) + "/" + test["clip"].astype(str))
+        tkeys = set(clip_keys(test))
         leak = sorted(set(keys) & tkeys)
         if leak:
             raise LeakError(f"{len(leak)} clip(s) are in both the training and the test set, e.g. {leak[:3]}")

@@ -622,6 +622,11 @@ def synth_info(root: str | os.PathLike) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def clip_keys(df: pd.DataFrame) -> pd.Series:
+    """Each clip's ``"subject_id/clip"`` key (e.g. ``"casme2/sub01/EP02_01f"``), aligned with ``df``."""
+    return df["subject_id"].astype(str) + "/" + df["clip"].astype(str)
+
+
 def counts_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
     """Per-dataset, per-emotion clip counts beside Table 3 (and Table 3 × ``scale``)."""
     from mexpr.synth import scaled_counts

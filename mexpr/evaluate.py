@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from mexpr import fusion, train
-from mexpr.datasets import CLASSES, PROTOCOLS  # noqa: F401  (re-exported: evaluate.PROTOCOLS)
+from mexpr.datasets import CLASSES, PROTOCOLS, clip_keys  # noqa: F401  (re-exported: evaluate.PROTOCOLS)
 
 SHORT = [c[0] for c in CLASSES]  # N, O, P, S: Figure 7's order
 
@@ -189,11 +189,11 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
     rows = [r for _, r in trainset.iterrows()]
     f, _ = _extract(model, lambda r: train.clip_munsell(run_dir, r, fields), rows, batch, progress, f"features fold {fold} f{fields} original")
     res["original"], res["original_y"] = f, np.array([CLASSES.index(c) for c in trainset["label"]], np.int64)
-    res["original_clips"] = np.array([f"{s}/{c}" for s, c in zip(trainset["subject_id"], trainset["clip"])])
+    res["original_clips"] = clip_keys(trainset).to_numpy(dtype=str)
     rows = [r for _, r in test.iterrows()]
     f, p = _extract(model, lambda r: train.clip_munsell(run_dir, r, fields), rows, batch, progress, f"features fold {fold} f{fields} test")
     res["test"], res["test_softmax"], res["test_y"] = f, p, np.array([CLASSES.index(c) for c in test["label"]], np.int64)
-    res["test_clips"] = np.array([f"{s}/{c}" for s, c in zip(test["subject_id"], test["clip"])])
+    res["test_clips"] = clip_keys(test).to_numpy(dtype=str)
     tmp = out / "features.tmp.npz"
     np.savez(tmp, key=np.array(key), **res)
     os.replace(tmp, cache)

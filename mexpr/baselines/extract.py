@@ -52,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mexpr.datasets import clip_keys
+
 #: Bumped whenever a descriptor's output changes for the same parameters (invalidates the cache).
 EXTRACT_VERSION = 1
 
@@ -212,7 +214,7 @@ def _clip_rows(run_dir: Path, clips):
     if isinstance(clips, str) or not isinstance(clips, Sequence):
         raise ExtractError(f"clips must be None, a clip table (DataFrame) or a list of 'subject_id/clip' keys, got {type(clips).__name__}")
     table = train.clips_table(run_dir)
-    index = {f"{s}/{c}": i for i, (s, c) in enumerate(zip(table["subject_id"], table["clip"]))}
+    index = {k: i for i, k in enumerate(clip_keys(table))}
     unknown = [k for k in clips if k not in index]
     if unknown:
         raise ExtractError(f"{len(unknown)} clip(s) not among the run's usable clips, e.g. {unknown[:3]}")
