@@ -6,12 +6,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mexpr-installed
-NAME   ?= default
 PROFILE ?= default
 SEED   ?= 0
-RUN    := runs/$(NAME)
-# Real data: make reproduce DATA="path/to/CASME2 path/to/CASME"
+# Real data: make reproduce DATA="path/to/CASME2 path/to/CASME"  (both roots, or one)
 DATA   ?=
+# the run folder: runs/default, runs/paper, ... on synthetic data; runs/casme-default, ... on real data
+ifeq ($(strip $(DATA)),)
+NAME   ?= $(PROFILE)
+else
+NAME   ?= casme-$(PROFILE)
+endif
+RUN    := runs/$(NAME)
+LAB_ARGS ?=
 JOBS   ?= 2
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
@@ -20,8 +26,9 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 help:
 	@echo "make test        set up .venv and run the test suite (includes papermill runs of every notebook, quick mode)"
-	@echo "make reproduce   set up .venv and run the notebook series into runs/\$$(NAME) (NAME=$(NAME) PROFILE=$(PROFILE))"
-	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
+	@echo "make reproduce   set up .venv and run the notebook series into runs/\$$(NAME) (NAME=$(NAME) PROFILE=$(PROFILE) DATA=$(DATA))"
+	@echo "                 PROFILE=quick|default|paper   DATA=\"path/to/CASME2 path/to/CASME\"   NAME=folder under runs/"
+	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel (LAB_ARGS=--no-browser on a server)"
 	@echo "make bench       run the benchmark scripts in benchmarks/"
 	@echo "make lint        ruff check + format check"
 
@@ -46,7 +53,7 @@ reproduce: $(STAMP)
 	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d))
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/
 
 bench: $(STAMP)
 	$(PY) benchmarks/synth.py --jobs $(JOBS)

@@ -104,9 +104,9 @@ def _train_config(args):
     """The training :class:`~mexpr.train.Config` named by the shared options (train, evaluate, predict)."""
     from mexpr import train
 
-    over = {k: v for k, v in {"epochs": args.epochs, "per_class": args.per_class, "schedule": args.schedule, "mode": args.mode}.items() if v is not None}
-    return train.config_for(
-        args.profile, protocol=args.protocol, seed=args.seed, mixed_precision=args.mixed_precision, jit_compile=args.xla, tag=args.tag, **over
+    return train.config_for(  # an option left out (None) keeps the profile's value
+        args.profile, protocol=args.protocol, seed=args.seed, mixed_precision=args.mixed_precision, jit_compile=args.xla, tag=args.tag,
+        epochs=args.epochs, per_class=args.per_class, schedule=args.schedule, mode=args.mode,
     )
 
 
@@ -184,15 +184,25 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
+    import time
+    from pathlib import Path
+
     from mexpr import series
 
+    t0 = time.time()
+    run = Path(args.run)
+    print(f"mexpr reproduce: {len(series.SERIES)} notebooks into {run}/ (profile {args.profile}, seed {args.seed}, "
+          f"{'data ' + ', '.join(args.data) if args.data else 'synthetic data'})", flush=True)
     paths = series.run_series(
-        args.run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force
+        run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force
     )
     if not args.data and args.profile == "default":
-        copied = series.publish_figures(args.run)
+        copied = series.publish_figures(run)
         print(f"refreshed {len(copied)} README figure(s) in figures/")
-    print(f"\n{len(paths)} notebook(s) executed into {args.run}/notebooks")
+    print(f"\n{len(paths)} notebook(s) in {run}/notebooks ({time.time() - t0:.0f} s); per-notebook times in {run}/logs/reproduce.jsonl")
+    for what, pattern in (("Table 4", "tables/table4_*.md"), ("Figure 7", "figures/figure7_*.png")):
+        found = sorted(str(p) for p in run.glob(pattern))
+        print(f"{what}: {', '.join(found) if found else 'not written'}")
     return 0
 
 

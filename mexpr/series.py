@@ -44,22 +44,56 @@ def notebook_dir() -> Path:
     return repo_root() / "notebooks"
 
 
-def _digest(path: Path, params: dict) -> str:
-    h = hashlib.sha256(path.read_bytes())
+def _digest(path: Path, params: dict, upstream: str = "") -> str:
+    """What a finished execution is keyed by: the notebook's cell sources (not its outputs or
+    metadata), the parameters it was given, and the digest of the notebook before it in the series
+    (so re-running one notebook re-runs the ones that read its output; their own caches make that
+    cheap)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    h = hashlib.sha256()
+    for cell in nb.cells:
+        h.update(cell.cell_type.encode() + b"\0" + cell.source.encode() + b"\0")
     h.update(json.dumps(params, sort_keys=True).encode())
+    h.update(upstream.encode())
     return h.hexdigest()[:16]
 
 
-def run_notebook(name: str, run_dir: str | os.PathLike, parameters: dict, force: bool = False, log=print) -> Path:
+def _say(text: str, end: str = "\n") -> None:
+    print(text, end=end, flush=True)
+
+
+def finished_digest(run_dir: str | os.PathLike, name: str) -> str:
+    """The digest of ``name``'s last finished execution in ``run_dir`` ("" if none)."""
+    out_dir = Path(run_dir) / "notebooks"
+    marker = out_dir / (name + ".done")
+    if (out_dir / name).is_file() and marker.is_file():
+        return marker.read_text().strip()
+    return ""
+
+
+def run_notebook(
+    name: str,
+    run_dir: str | os.PathLike,
+    parameters: dict,
+    force: bool = False,
+    log=_say,
+    upstream: str = "",
+    label: str = "",
+    src_dir: str | os.PathLike | None = None,
+) -> Path:
     """Execute ``notebooks/<name>`` with papermill into ``<run_dir>/notebooks/<name>``.
 
     Only the ``parameters`` the notebook declares in its ``parameters`` cell are passed.
-    Skipped when a previous execution with the same source and parameters finished.
-    Raises papermill's ``PapermillExecutionError`` (naming the failing cell) on error.
+    Skipped when a previous execution with the same cell sources, parameters and ``upstream``
+    digest finished.  Prints one progress line: ``label name ... done in N s`` (or ``skipped``).
+    Raises papermill's ``PapermillExecutionError`` (naming the failing cell) on error; the
+    partly executed notebook is kept at the output path to read.
     """
     import papermill as pm
 
-    src = notebook_dir() / name
+    src = Path(src_dir or notebook_dir()) / name
     if not src.is_file():
         raise FileNotFoundError(f"notebook not found: {src}")
     run_dir = Path(run_dir)
@@ -69,24 +103,29 @@ def run_notebook(name: str, run_dir: str | os.PathLike, parameters: dict, force:
     marker = out_dir / (name + ".done")
     declared = set(pm.inspect_notebook(str(src)))
     parameters = {k: v for k, v in parameters.items() if k in declared}  # each notebook takes what it declares
-    digest = _digest(src, parameters)
-    if not force and out.is_file() and marker.is_file() and marker.read_text().strip() == digest:
-        log(f"[skip] {name}: already executed with these parameters ({out})")
+    digest = _digest(src, parameters, upstream)
+    head = f"{label} {name:<28}".lstrip()
+    if not force and finished_digest(run_dir, name) == digest:
+        log(f"{head} skipped: finished earlier with these parameters")
         return out
     marker.unlink(missing_ok=True)
     t0 = time.time()
-    log(f"[run ] {name} ...")
-    pm.execute_notebook(
-        str(src),
-        str(out),
-        parameters=parameters,
-        cwd=str(repo_root()),
-        kernel_name="python3",
-        progress_bar=False,
-        log_output=False,
-    )
+    log(f"{head} running ...", end="")
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters=parameters,
+            cwd=str(repo_root()),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+        )
+    except Exception:
+        log(f" FAILED after {time.time() - t0:.0f} s")
+        raise
     marker.write_text(digest + "\n")
-    log(f"[done] {name} in {time.time() - t0:.0f} s -> {out}")
+    log(f" done in {time.time() - t0:.0f} s")
     return out
 
 
@@ -98,9 +137,19 @@ def run_series(
     jobs: int | None = None,
     notebooks: list[str] | None = None,
     force: bool = False,
-    log=print,
+    log=_say,
+    src_dir: str | os.PathLike | None = None,
 ) -> list[Path]:
-    """Run the notebook series (or ``notebooks``) into ``run_dir``; returns the executed paths."""
+    """Run the notebook series (or ``notebooks``, in series order) into ``run_dir``, one progress
+    line per notebook; returns the executed paths.
+
+    Every notebook's run (ran or skipped, seconds, digest) is appended to
+    ``<run_dir>/logs/reproduce.jsonl``.  A failing notebook raises ``RuntimeError`` naming it, the
+    failing cell and the executed copy to read; what finished before it stays finished, so the
+    same command resumes.
+    """
+    from papermill.exceptions import PapermillExecutionError
+
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
     run_dir = Path(run_dir).resolve()
@@ -111,10 +160,54 @@ def run_series(
         "data_dirs": [str(Path(d).resolve()) for d in (data_dirs or [])],
         "jobs": int(jobs or os.cpu_count() or 1),
     }
-    done = []
-    for name in notebooks or SERIES:
-        done.append(run_notebook(name, run_dir, params, force=force, log=log))
+    names = list(notebooks or SERIES)
+    unknown = [n for n in names if n not in SERIES]
+    if unknown:
+        raise ValueError(f"not in the series: {unknown}; the series is {SERIES}")
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    done, upstream = [], ""
+    for i, name in enumerate(SERIES, 1):
+        if name not in names:  # not asked for: chain on what finished earlier
+            upstream = finished_digest(run_dir, name) or upstream
+            continue
+        t0 = time.time()
+        before = finished_digest(run_dir, name)
+        try:
+            path = run_notebook(name, run_dir, params, force, log, upstream, f"[{i}/{len(SERIES)}]", src_dir)
+        except PapermillExecutionError as exc:
+            _record(logs, name, "failed", t0, "")
+            raise RuntimeError(
+                f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                f"  read {run_dir / 'notebooks' / name} for the traceback; fix it and run the same command "
+                f"again: the {i - 1} notebook(s) before it are not re-run"
+            ) from None
+        upstream = finished_digest(run_dir, name)
+        _record(logs, name, "skipped" if before == upstream and not force else "ran", t0, upstream)
+        done.append(path)
     return done
+
+
+def _record(logs: Path, name: str, status: str, t0: float, digest: str) -> None:
+    row = {"notebook": name, "status": status, "seconds": round(time.time() - t0, 1), "digest": digest,
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with open(logs / "reproduce.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def enter_project() -> Path:
+    """Make the repository root the working directory (JupyterLab starts a notebook's kernel in
+    ``notebooks/``; papermill and ``make reproduce`` already start it at the root), so the relative
+    paths of the ``parameters`` cell (``runs/...``, ``data/...``) mean the same thing everywhere.
+    Walks up from the working directory to the folder holding mexpr's ``pyproject.toml``; if there
+    is none (mexpr installed elsewhere), the working directory is left as it is.  Returns it."""
+    here = Path.cwd()
+    for d in (here, *here.parents):
+        toml = d / "pyproject.toml"
+        if toml.is_file() and (d / "notebooks").is_dir() and 'name = "mexpr"' in toml.read_text():
+            os.chdir(d)
+            return d
+    return here
 
 
 def publish_figures(run_dir: str | os.PathLike) -> list[Path]:

@@ -27,6 +27,9 @@ def test_notebook_is_committed_clean_with_a_parameters_cell(name):
     for key in ("run_dir", "profile", "seed"):
         assert f"{key} =" in tagged[0].source
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    setup = code[1].source  # JupyterLab starts kernels in notebooks/: relative paths must mean the repository root
+    assert setup.index("enter_project()") < setup.index("run_dir = Path(run_dir)")
+    assert any(c.cell_type == "markdown" and c.source.startswith("## Try this") or "\n## Try this" in c.source for c in nb.cells)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +147,12 @@ def test_fusion_and_evaluation_notebooks_hand_off(quick_run):
     assert list(t4.index) == list(evaluate.PAPER_TABLE4.index) and t4.loc["DTSCNN (fusion)", "paper Average"] == 66.67
     assert t4.loc["DTSCNN64", "Fold1"] == pytest.approx(100 * ev.folds.query("method == 'DTSCNN64'")["accuracy"].iloc[0], abs=0.01)
     assert (run / "tables" / "table4_paper.md").read_text().startswith("| method | Fold1 |")
+    assert (run / "figures" / "readme" / "pipeline.png").stat().st_size > 30_000  # notebook 05's one clip, the whole way
+    key = ev.predictions["subject_id"].iloc[0] + "/" + ev.predictions["clip"].iloc[0]
+    stages = evaluate.clip_stages(run, key)
+    assert stages["crop"].shape == (129, 112, 96, 3) and stages["munsell"][128].shape == (128, 112, 96, 3)
+    with pytest.raises(KeyError, match="not a processed clip"):
+        evaluate.clip_stages(run, "casme2/sub99/EP00")
     for ext in ("png", "svg"):
         assert (run / "figures" / f"figure7_paper.{ext}").stat().st_size > 10_000
         assert (run / "figures" / "readme" / f"figure7_paper.{ext}").is_file()
@@ -172,4 +181,4 @@ def test_series_resumes_without_rerunning(quick_run):
     params = json.loads(json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")}))
     lines = []
     series.run_notebook(series.SERIES[0], run, params, log=lines.append)
-    assert lines and lines[0].startswith("[skip]")
+    assert len(lines) == 1 and lines[0].startswith("00_dataset.ipynb") and "skipped: finished earlier" in lines[0]

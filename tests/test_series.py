@@ -1,0 +1,139 @@
+"""``make reproduce``'s runner: one line per notebook, resume, re-running what depends on a change,
+a clear error naming the failing notebook, the log, and the notebooks' working directory.
+
+papermill itself is exercised by test_notebooks.py's quick run of the real series; here a stand-in
+executor records what would run, so every case takes milliseconds."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from mexpr import series
+
+
+def _tiny_series(folder):
+    folder.mkdir()
+    for name in series.SERIES:
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        params = nbformat.v4.new_code_cell('run_dir = "runs/x"\nprofile = "quick"\nseed = 0')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), params, nbformat.v4.new_code_cell("x = 1")]
+        nbformat.write(nb, folder / name)
+    return folder
+
+
+@pytest.fixture
+def executor(monkeypatch):
+    """Records (notebook, parameters) per execution; ``fail`` names notebooks that raise."""
+    import papermill
+
+    calls, fail = [], set()
+
+    def execute(src, out, parameters, **kw):
+        name = os.path.basename(src)
+        calls.append((name, parameters))
+        if name in fail:
+            raise PapermillExecutionError(2, 3, "x = 1", "ValueError", "no face found in sub01/EP02", [])
+        nbformat.write(nbformat.read(src, as_version=4), out)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return calls, fail
+
+
+def test_series_runs_in_order_one_line_each_then_resumes(tmp_path, executor):
+    calls, _ = executor
+    src, run, lines = _tiny_series(tmp_path / "nb"), tmp_path / "run", []
+
+    def log(text, end="\n"):
+        lines.append(text + end)
+
+    paths = series.run_series(run, profile="quick", seed=3, src_dir=src, log=log)
+    assert [c[0] for c in calls] == series.SERIES
+    assert calls[0][1] == {"run_dir": str(run.resolve()), "profile": "quick", "seed": 3}  # only what it declares
+    text = "".join(lines).splitlines()
+    assert len(text) == len(series.SERIES)  # one progress line per notebook
+    assert text[4].startswith("[5/8] 04_training.ipynb") and "done in" in text[4]
+    assert all(p.is_file() for p in paths)
+
+    calls.clear(), lines.clear()
+    series.run_series(run, profile="quick", seed=3, src_dir=src, log=log)
+    assert calls == []  # a second run redoes nothing
+    assert all("skipped" in line for line in "".join(lines).splitlines())
+    log_rows = [json.loads(r) for r in (run / "logs" / "reproduce.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in log_rows] == ["ran"] * 8 + ["skipped"] * 8
+
+    series.run_series(run, profile="quick", seed=4, src_dir=src, log=log)  # another seed: everything again
+    assert len(calls) == 8
+
+
+def test_a_changed_notebook_reruns_itself_and_what_follows(tmp_path, executor):
+    calls, _ = executor
+    src, run = _tiny_series(tmp_path / "nb"), tmp_path / "run"
+    series.run_series(run, profile="quick", src_dir=src, log=lambda *a, **k: None)
+    nb = nbformat.read(src / "05_fusion.ipynb", as_version=4)
+    nb.metadata["kernelspec"]["display_name"] = "Python (other)"  # metadata alone is not a change
+    nbformat.write(nb, src / "05_fusion.ipynb")
+    calls.clear()
+    series.run_series(run, profile="quick", src_dir=src, log=lambda *a, **k: None)
+    assert calls == []
+    nb.cells[2].source = "x = 2"
+    nbformat.write(nb, src / "05_fusion.ipynb")
+    series.run_series(run, profile="quick", src_dir=src, log=lambda *a, **k: None)
+    assert [c[0] for c in calls] == series.SERIES[5:]
+
+
+def test_a_failing_notebook_is_named_and_the_rest_resumes(tmp_path, executor):
+    calls, fail = executor
+    src, run = _tiny_series(tmp_path / "nb"), tmp_path / "run"
+    fail.add("02_munsell_flow.ipynb")
+    with pytest.raises(RuntimeError, match=r"02_munsell_flow.ipynb failed in cell 3: ValueError: no face found") as e:
+        series.run_series(run, profile="quick", src_dir=src, log=lambda *a, **k: None)
+    assert str(run.resolve() / "notebooks" / "02_munsell_flow.ipynb") in str(e.value)
+    assert [c[0] for c in calls] == series.SERIES[:3]  # stopped there
+    fail.clear(), calls.clear()
+    series.run_series(run, profile="quick", src_dir=src, log=lambda *a, **k: None)
+    assert [c[0] for c in calls] == series.SERIES[2:]  # resumed at the failed one
+    statuses = [json.loads(r)["status"] for r in (run / "logs" / "reproduce.jsonl").read_text().splitlines()]
+    assert statuses[:3] == ["ran", "ran", "failed"]
+
+
+def test_bad_profile_and_unknown_notebook_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="profile must be one of"):
+        series.run_series(tmp_path, profile="huge")
+    with pytest.raises(ValueError, match="not in the series"):
+        series.run_series(tmp_path, notebooks=["99_extra.ipynb"])
+
+
+def test_notebooks_find_the_repository_root_from_jupyterlab(tmp_path, monkeypatch):
+    monkeypatch.chdir(series.notebook_dir())  # where JupyterLab starts a notebook's kernel
+    assert series.enter_project() == series.repo_root() and os.getcwd() == str(series.repo_root())
+    monkeypatch.chdir(tmp_path)  # mexpr used outside its repository: the working directory stays
+    assert series.enter_project() == tmp_path and os.getcwd() == str(tmp_path)
+
+
+def test_the_project_kernel_runs_a_notebook_from_jupyterlab():
+    """``make lab``: the notebooks ask for the 'mexpr' kernel (installed into .venv by make); started
+    as JupyterLab starts it, in notebooks/, it imports this mexpr and finds the repository root."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import start_new_kernel
+
+    for name in series.SERIES:
+        assert nbformat.read(series.notebook_dir() / name, as_version=4).metadata["kernelspec"]["name"] == "mexpr"
+    specs = KernelSpecManager().find_kernel_specs()
+    assert "mexpr" in specs, "the 'mexpr' kernel is not installed: run `make venv` (it runs ipykernel install)"
+    km, kc = start_new_kernel(kernel_name="mexpr", cwd=str(series.notebook_dir()))
+    try:
+        out = []
+        code = "import mexpr, sys; from mexpr.series import enter_project; print(enter_project(), sys.prefix, mexpr.__file__)"
+        kc.execute_interactive(code, timeout=60, output_hook=lambda m: out.append(m["content"].get("text", "")))
+        root, prefix, module = "".join(out).split()
+        assert root == str(series.repo_root()) and module.startswith(str(series.repo_root()))
+        assert os.path.realpath(prefix) == os.path.realpath(__import__("sys").prefix)  # the project's environment
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
