@@ -1,6 +1,6 @@
 """mexpr: a notebook-first Keras 3 reference implementation of DTSCNN.
 
-Peng, Wang, Wang, Zhang & Lu (2017), *Dual Temporal Scale Convolutional Neural Network for
+Peng, Wang, Chen, Liu & Fu (2017), *Dual Temporal Scale Convolutional Neural Network for
 Micro-Expression Recognition*, Frontiers in Psychology 8:1745.
 
 One module per pipeline stage (see ``DESIGN.md`` §5):

@@ -466,6 +466,25 @@ def clip_inputs(run_dir, folder) -> dict:
     return {f: flow.to_munsell(flow.compute(clip.resample(f + 1), cfg["method"], **cfg["params"]), cfg["normalize"]) for f in (64, 128)}
 
 
+def clip_stages(run_dir, key: str) -> dict:
+    """What the pipeline made of one of the run's clips (``subject_id/clip``), for pictures:
+    ``clip`` (its :func:`mexpr.datasets.load` row: frame files, onset, apex, offset, label),
+    ``crop`` (the pre-processed frames interpolated to 129, ``uint8 (129, 112, 96, 3)``) and
+    ``munsell`` (``{64: ..., 128: ...}``, the coded flow each stream reads).  ``KeyError`` names a
+    clip the run does not have (or skipped)."""
+    from mexpr import datasets, preprocess
+
+    info = json.loads((Path(run_dir) / "dataset.json").read_text())
+    df = datasets.load(info["roots"], errors="skip")
+    clips = train.clips_table(run_dir)
+    hit, row = df[clip_keys(df) == key], clips[clip_keys(clips) == key]
+    if hit.empty or row.empty:
+        raise KeyError(f"{key!r} is not a processed clip with flow in {run_dir} (see its manifest.csv and flow_manifest.csv)")
+    row = row.iloc[0]
+    return {"clip": hit.iloc[0], "crop": preprocess.load_clip(run_dir, row, 129),
+            "munsell": {f: train.clip_munsell(run_dir, row, f) for f in (64, 128)}}
+
+
 def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True) -> pd.DataFrame:
     """Classify new clips (raw frame folders) with fold ``fold``'s trained streams, their SVMs and
     Eq. 11.  One row per folder: ``status`` ("ok" or "error" with the ``reason``), the fused

@@ -96,11 +96,13 @@ class Config:
 
 
 def config_for(profile: str = "default", **overrides) -> Config:
-    """The :class:`Config` of a profile (``quick``, ``default``, ``paper``) with overrides."""
+    """The :class:`Config` of a profile (``quick``, ``default``, ``paper``) with overrides; an
+    override of ``None`` keeps the profile's value (so a notebook parameter left at ``None`` means
+    "the profile's")."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
     p = {k: v for k, v in PROFILES[profile].items() if k != "folds"}
-    return replace(Config(), **(p | overrides))
+    return replace(Config(), **(p | {k: v for k, v in overrides.items() if v is not None}))
 
 
 def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:

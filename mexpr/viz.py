@@ -48,23 +48,28 @@ def face_window(landmarks: np.ndarray, shape: tuple[int, int], margin: float = 0
     return slice(y0, y1), slice(x0, x1)
 
 
+def detected_face_window(image: np.ndarray) -> tuple[slice, slice]:
+    """The face dlib finds in ``image``, its box widened by 25 % (for display); the whole image if
+    none is found."""
+    from mexpr.preprocess import detect_faces
+
+    faces = detect_faces(image, upsample=0)
+    if not faces:
+        return slice(None), slice(None)
+    (x0, y0, x1, y1), _ = faces[0]
+    mx, my = int(0.25 * (x1 - x0)), int(0.3 * (y1 - y0))
+    return slice(max(0, y0 - my), y1 + my // 2), slice(max(0, x0 - mx), x1 + mx)
+
+
 def phase_montage(df, run_dir=None, name: str = "dataset_onset_apex_offset", readme: bool = False):
     """Onset, apex and offset frames of each clip of ``df`` (one row each), with its label."""
     import matplotlib.pyplot as plt
-
-    from mexpr.preprocess import detect_faces
 
     n = len(df)
     fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.7 * n), squeeze=False)
     for r, (_, row) in enumerate(df.iterrows()):
         numbers = [frame_number(f) for f in row["frames"]]
-        first = read_rgb(row["frames"][0])
-        faces = detect_faces(first, upsample=0)
-        window = (slice(None), slice(None))
-        if faces:  # show the face (the box widened by 25 %), one window for all three frames
-            (x0, y0, x1, y1), _ = faces[0]
-            mx, my = int(0.25 * (x1 - x0)), int(0.3 * (y1 - y0))
-            window = (slice(max(0, y0 - my), y1 + my // 2), slice(max(0, x0 - mx), x1 + mx))
+        window = detected_face_window(read_rgb(row["frames"][0]))  # one window for all three frames
         for c, (phase, frame_no) in enumerate((("onset", row["onset"]), ("apex", row["apex"]), ("offset", row["offset"]))):
             idx = int(np.argmin(np.abs(np.array(numbers) - frame_no)))
             img = read_rgb(row["frames"][idx])
@@ -305,3 +310,63 @@ def fdm_panel(ax, frame: np.ndarray, directions: np.ndarray, strength: np.ndarra
     ax.quiver(X, Y, gain * directions[..., 0] * strength, gain * directions[..., 1] * strength, angles="xy", scale_units="xy", scale=1, color="C3", width=0.006)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+
+
+def pipeline_figure(clip, crop: np.ndarray, munsell: dict, features: dict, probs: dict, run_dir=None, name: str = "pipeline", readme: bool = False):
+    """One clip through the whole pipeline in eight numbered panels (the README's pipeline picture).
+
+    ``clip``: its :func:`mexpr.datasets.load` row (``frames``, ``onset``, ``apex``, ``offset``,
+    ``label``); ``crop``: its pre-processed frames ``(T, 112, 96, 3)``; ``munsell``, ``features`` and
+    ``probs``: ``{64: ..., 128: ...}``, the Munsell-coded flow ``(fields, 112, 96, 3)``, the pool4
+    features ``(1152,)`` and the SVM's class probabilities ``(4,)`` of each stream.  Every frame
+    shown is the one nearest the apex; the fused class follows Eq. 11 (:func:`mexpr.fusion.first_decides`).
+    """
+    import matplotlib.pyplot as plt
+
+    from mexpr.datasets import CLASSES
+    from mexpr.fusion import decision_fusion, first_decides
+
+    numbers = np.array([frame_number(f) for f in clip["frames"]])
+    at = float(np.clip((clip["apex"] - numbers[0]) / max(numbers[-1] - numbers[0], 1), 0, 1))  # apex, as a fraction of the clip
+    raw = read_rgb(clip["frames"][int(np.argmin(np.abs(numbers - clip["apex"])))])
+    p = {f: np.asarray(probs[f], dtype=float).reshape(-1) for f in (64, 128)}
+    take64 = bool(first_decides(p[64][None], p[128][None])[0])
+    fused = int(decision_fusion(p[64][None], p[128][None])[0])
+
+    fig, axes = plt.subplots(2, 4, figsize=(13, 6.4), gridspec_kw={"height_ratios": [1.25, 1]})
+    images = [
+        (raw[detected_face_window(raw)], f"1  raw frame at apex ({raw.shape[1]}×{raw.shape[0]})"),
+        (crop[round(at * (len(crop) - 1))], "2  landmarks, LWM alignment,\n96×112 crop, 65 / 129 frames"),
+        (munsell[64][round(at * (len(munsell[64]) - 1))], "3  optical flow, Munsell-coded:\nDTSCNN64's input (64 fields)"),
+        (munsell[128][round(at * (len(munsell[128]) - 1))], "4  the same for DTSCNN128\n(128 fields)"),
+    ]
+    for ax, (img, title) in zip(axes[0], images):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, f, k in ((axes[1, 0], 64, 5), (axes[1, 1], 128, 6)):
+        feat = np.asarray(features[f], dtype=float).reshape(9, -1)  # (3 x 3 places, 128 filters)
+        ax.imshow(feat, aspect="auto", cmap="magma", interpolation="nearest")
+        ax.set_title(f"{k}  DTSCNN{f}'s pool4 features\n(1152 = 3×3 places × 128 filters)", fontsize=9)
+        ax.set_xlabel("filter")
+        ax.set_ylabel("place on the face")
+    ax = axes[1, 2]
+    x = np.arange(len(CLASSES))
+    ax.bar(x - 0.2, p[64], 0.4, label="DTSCNN64 (P1)", color="C0")
+    ax.bar(x + 0.2, p[128], 0.4, label="DTSCNN128 (P2)", color="C1")
+    ax.set_xticks(x, CLASSES, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title("7  a linear SVM per stream:\nclass probabilities", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1, 3]
+    ax.axis("off")
+    c1, c2 = CLASSES[int(p[64].argmax())], CLASSES[int(p[128].argmax())]
+    text = (f"DTSCNN64:  C1 = {c1},  P1 = {p[64].max():.2f}\nDTSCNN128: C2 = {c2},  P2 = {p[128].max():.2f}\n\n"
+            f"{'P1 ≥ P2' if take64 else 'P1 < P2'}  →  C = {CLASSES[fused]}\n\ntrue class: {clip['label']}")
+    ax.text(0.0, 0.85, text, fontsize=9, va="top", family="monospace")
+    ax.set_title("8  decision fusion (Eq. 11):\nthe surer stream decides", fontsize=9)
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig

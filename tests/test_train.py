@@ -18,6 +18,13 @@ from mexpr.train import TrainError
 QUICK = train.config_for("quick", per_class=2, epochs=2)
 
 
+def test_profile_overrides_of_none_keep_the_profile():
+    assert train.config_for("paper", epochs=None, schedule=None) == train.config_for("paper")
+    assert train.config_for("paper", epochs=3).epochs == 3 and train.config_for("paper").per_class == 500
+    with pytest.raises(ValueError, match="profile must be one of"):
+        train.config_for("huge")
+
+
 def weights(path):
     return models.load(path).get_weights()
 
