@@ -1,16 +1,19 @@
 """Run the notebook series with papermill (``make reproduce``, ``python -m mexpr reproduce``).
 
 Each notebook of ``notebooks/`` is executed in order into ``runs/<name>/notebooks/`` with the
-run's parameters injected into its ``parameters`` cell.  A notebook that already ran to the end
-with the same parameters and the same source is not run again, so an interrupted reproduction
-resumes where it stopped.
+run's parameters injected into its ``parameters`` cell; its kernel's own messages go to
+``runs/<name>/logs/<notebook>.log``.  A notebook that already ran to the end with the same cell
+sources and parameters, after the same notebook before it, is not run again, so an interrupted
+reproduction resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +76,31 @@ def finished_digest(run_dir: str | os.PathLike, name: str) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Send this process's and its children's (the kernel's) stdout and stderr to ``path`` (appended),
+    at the file-descriptor level, so that library warnings printed by the kernel process land in the
+    run's log instead of breaking the one-line progress."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "ab") as f:
+        f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        f.flush()
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def run_notebook(
     name: str,
     run_dir: str | os.PathLike,
@@ -112,15 +140,16 @@ def run_notebook(
     t0 = time.time()
     log(f"{head} running ...", end="")
     try:
-        pm.execute_notebook(
-            str(src),
-            str(out),
-            parameters=parameters,
-            cwd=str(repo_root()),
-            kernel_name="python3",
-            progress_bar=False,
-            log_output=False,
-        )
+        with _output_to(run_dir / "logs" / f"{Path(name).stem}.log"):  # the kernel's own messages, not the progress line
+            pm.execute_notebook(
+                str(src),
+                str(out),
+                parameters=parameters,
+                cwd=str(repo_root()),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+            )
     except Exception:
         log(f" FAILED after {time.time() - t0:.0f} s")
         raise

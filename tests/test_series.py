@@ -37,6 +37,7 @@ def executor(monkeypatch):
     def execute(src, out, parameters, **kw):
         name = os.path.basename(src)
         calls.append((name, parameters))
+        os.write(2, f"[IPKernelApp] WARNING | from the kernel of {name}\n".encode())  # what a kernel prints itself
         if name in fail:
             raise PapermillExecutionError(2, 3, "x = 1", "ValueError", "no face found in sub01/EP02", [])
         nbformat.write(nbformat.read(src, as_version=4), out)
@@ -45,7 +46,7 @@ def executor(monkeypatch):
     return calls, fail
 
 
-def test_series_runs_in_order_one_line_each_then_resumes(tmp_path, executor):
+def test_series_runs_in_order_one_line_each_then_resumes(tmp_path, executor, capfd):
     calls, _ = executor
     src, run, lines = _tiny_series(tmp_path / "nb"), tmp_path / "run", []
 
@@ -59,6 +60,8 @@ def test_series_runs_in_order_one_line_each_then_resumes(tmp_path, executor):
     assert len(text) == len(series.SERIES)  # one progress line per notebook
     assert text[4].startswith("[5/8] 04_training.ipynb") and "done in" in text[4]
     assert all(p.is_file() for p in paths)
+    assert "from the kernel of 04_training.ipynb" in (run / "logs" / "04_training.log").read_text()
+    assert "WARNING" not in capfd.readouterr().err  # the kernel's messages went to the log, not the terminal
 
     calls.clear(), lines.clear()
     series.run_series(run, profile="quick", seed=3, src_dir=src, log=log)
