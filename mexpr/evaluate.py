@@ -466,6 +466,33 @@ def clip_inputs(run_dir, folder) -> dict:
     return {f: flow.to_munsell(flow.compute(clip.resample(f + 1), cfg["method"], **cfg["params"]), cfg["normalize"]) for f in (64, 128)}
 
 
+def run_facts(run_dir, config: train.Config, ev: Evaluation) -> pd.Series:
+    """The measurements of a run that bear on its results, gathered from what the notebooks wrote
+    (notebook 06's "reading the gap"): the fused predictions per class against the test clips per
+    class, each stream's final training accuracy (``train.json``), the flow magnitude before and
+    after the crops (notebook 04's ``augment_jitter.csv``) and how far the test clips' pool4
+    features lie from the augmented training clips' (notebook 05's ``fusion_feature_shift.csv``).
+    A table a notebook did not write is left out."""
+    run_dir = Path(run_dir)
+    facts = {}
+    share = lambda s: ", ".join(f"{c[0]} {100 * v:.0f}" for c, v in s.value_counts(normalize=True).reindex(CLASSES, fill_value=0).items())  # noqa: E731
+    facts["fused predictions per class (%)"] = share(ev.predictions["DTSCNN (fusion)"])
+    facts["test clips per class (%)"] = share(ev.predictions["label"])
+    tj = train.experiment_dir(run_dir, config) / "train.json"
+    if tj.is_file():
+        streams = json.loads(tj.read_text())["streams"]
+        facts["networks' final training accuracy (augmented clips)"] = ", ".join(f"{r['stream']} fold {r['fold']}: {r['accuracy']:.2f}" for r in streams)
+    jitter = run_dir / "tables" / "augment_jitter.csv"
+    if jitter.is_file():
+        for m, g in pd.read_csv(jitter).groupby("mode"):
+            facts[f"mean flow per field, crops per {m} (px, notebook 04)"] = f"{g['plain_px'].mean():.3f} before augmentation, {g['augmented_px'].mean():.3f} after"
+    shift = run_dir / "tables" / "fusion_feature_shift.csv"
+    if shift.is_file():
+        for r in pd.read_csv(shift).itertuples():
+            facts[f"{r.stream} features, mean |z| vs the augmented training clips (notebook 05)"] = f"augmented {r.augmented}, original {r.original}, test {r.test}"
+    return pd.Series(facts, name="this run")
+
+
 def clip_stages(run_dir, key: str) -> dict:
     """What the pipeline made of one of the run's clips (``subject_id/clip``), for pictures:
     ``clip`` (its :func:`mexpr.datasets.load` row: frame files, onset, apex, offset, label),

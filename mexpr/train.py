@@ -447,6 +447,18 @@ def run(run_dir, config: Config, folds=None, streams=(64, 128), jobs: int | None
     return table
 
 
+def history_summary(histories: dict):
+    """One row per training run (``histories``: label -> :func:`history`): first and last loss,
+    last training accuracy, last and best accuracy on the fold's test clips (monitored only)."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        label: {"first loss": h["loss"].iloc[0], "last loss": h["loss"].iloc[-1], "last train acc": h["accuracy"].iloc[-1],
+                "last test acc (monitor)": h["val_accuracy"].iloc[-1], "best test acc (monitor)": h["val_accuracy"].max()}
+        for label, h in histories.items()
+    }).T
+
+
 def history(run_dir, config: Config, fields: int, fold: int):
     """A finished (or interrupted) stream's per-epoch log as a DataFrame."""
     import pandas as pd

@@ -189,6 +189,83 @@ def training_curves(histories: dict, run_dir=None, name: str = "training_curves"
     return fig
 
 
+def compare_histories(histories: dict, title: str = "", run_dir=None, name: str = "training_comparison", readme: bool = False):
+    """Two or more training runs side by side: ``histories`` maps a label to a Keras CSV log
+    (:func:`mexpr.train.history`).  Left: training loss (chance, ln 4, dotted); right: accuracy on
+    the augmented training clips (solid) and on the fold's test clips (dashed, monitored only;
+    chance 25 %, dotted)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+    for i, (label, h) in enumerate(histories.items()):
+        axes[0].plot(h["epoch"] + 1, h["loss"], c=f"C{i}", label=label)
+        axes[1].plot(h["epoch"] + 1, h["accuracy"], c=f"C{i}", label=f"{label}: train")
+        axes[1].plot(h["epoch"] + 1, h["val_accuracy"], c=f"C{i}", ls="--", label=f"{label}: test (monitor)")
+    axes[0].axhline(np.log(4), c="grey", ls=":", lw=0.8)
+    axes[0].set_ylabel("training loss")
+    axes[1].axhline(0.25, c="grey", ls=":", lw=0.8)
+    axes[1].set_ylabel("accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig
+
+
+def frames_over_flow(examples: dict, n: int = 8, run_dir=None, name: str = "flow_figure2", readme: bool = False):
+    """The paper's Figure 2: pre-processed frames above the Munsell-coded flow that leaves each of
+    them.  ``examples`` maps a row label (a class) to ``(frames, coded, apex)``: ``(65, 112, 96, 3)``
+    frames, ``(64, 112, 96, 3)`` coded fields and the apex's index among them; ``n`` fields around
+    the apex are shown."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2 * len(examples), n, figsize=(1.3 * n, 3.1 * len(examples)), squeeze=False)
+    for r, (label, (frames, coded, a)) in enumerate(examples.items()):
+        last = len(coded) - 1
+        for c, i in enumerate(np.linspace(max(0, a - 14), min(last, a + 14), n).round().astype(int)):
+            axes[2 * r, c].imshow(frames[i])
+            axes[2 * r + 1, c].imshow(coded[i])
+            axes[2 * r, c].set_title(f"t={i}" + (" (apex)" if abs(i - a) <= 2 else ""), fontsize=7)
+        axes[2 * r, 0].set_ylabel(f"{label}\nframes", fontsize=8)
+        axes[2 * r + 1, 0].set_ylabel("flow", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig
+
+
+def flow_benchmark(bench, run_dir=None, name: str = "flow_benchmark", readme: bool = False):
+    """The flow methods against ground truth (``docs/results/flow_benchmark.csv``, written by
+    ``benchmarks/flow.py``): end-point and angular error in the Action-Unit regions per peak
+    amplitude (px at 96×112; zero flow's error for scale), and milliseconds per pair on one core."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for m, g in bench.groupby("method"):
+        axes[0].plot(g["amplitude"], g["epe_au"], "o-", label=m)
+        axes[1].plot(g["amplitude"], g["ae_au"], "o-", label=m)
+    zero = bench.groupby("amplitude")["epe_au_zero_flow"].mean()
+    axes[0].plot(zero.index, zero.values, "k--", lw=0.8, label="zero flow")
+    axes[0].set(xscale="log", yscale="log", xlabel="peak motion (px at 96×112)", ylabel="EPE in AU regions (px)", title="end-point error")
+    axes[1].set(xscale="log", xlabel="peak motion (px at 96×112)", ylabel="degrees", title="angular error in AU regions")
+    speed = bench.groupby("method")["ms_in_clip"].first().sort_values()
+    axes[2].barh(speed.index, speed.values)
+    axes[2].set(xscale="log", xlabel="ms per 96×112 pair (inside a clip), one core", title="speed")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    if run_dir is not None:
+        save_fig(fig, name, run_dir, readme=readme)
+    return fig
+
+
 def apex_difference(clips: dict, apex_index: int, run_dir=None, name: str = "preprocess_alignment_difference", gain: float = 6.0):
     """Per alignment mode: the crop at onset, and |apex − onset| amplified ``gain`` times.  Head
     motion that alignment leaves shows as bright edges everywhere; the expression stays local."""
