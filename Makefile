@@ -29,7 +29,7 @@ help:
 	@echo "make reproduce   set up .venv and run the notebook series into runs/\$$(NAME) (NAME=$(NAME) PROFILE=$(PROFILE) DATA=$(DATA))"
 	@echo "                 PROFILE=quick|default|paper   DATA=\"path/to/CASME2 path/to/CASME\"   NAME=folder under runs/"
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel (LAB_ARGS=--no-browser on a server)"
-	@echo "make bench       run the benchmark scripts in benchmarks/"
+	@echo "make bench       the data-generation benchmark (benchmarks/synth.py); docs/benchmarks.md gives the command of every other one"
 	@echo "make lint        ruff check + format check"
 
 $(PY):

@@ -3,7 +3,7 @@
 Peng, Wang, Chen, Liu & Fu (2017), *Dual Temporal Scale Convolutional Neural Network for
 Micro-Expression Recognition*, Frontiers in Psychology 8:1745.
 
-One module per pipeline stage (see ``DESIGN.md`` §5):
+One module per pipeline stage (see ``docs/DESIGN.md`` §5):
 
 - :mod:`mexpr.datasets`  CASME I/II loaders, the Table 3 class map
 - :mod:`mexpr.synth`     synthetic CASME I/II datasets with ground-truth motion

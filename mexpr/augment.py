@@ -9,7 +9,7 @@ pixel on every side (:data:`CROPS`).
 Steps 4-8: per class, pick a random training clip, replace each of its frames by a random one
 of its nine crops, interpolate to 65/129 frames, then compute the flow and its Munsell coding
 exactly as the flow stage does for real clips, until the class has ``per_class`` clips (paper:
-500).  ``mode="clip"`` is the variant of DESIGN.md §3 that draws one crop per clip (no crop
+500).  ``mode="clip"`` is the variant of docs/DESIGN.md §3 that draws one crop per clip (no crop
 jitter between frames); ``mode="none"`` repeats clips without cropping (plain oversampling).
 
 A sample is planned (:func:`plan`) as a source clip plus one crop index per native frame, so a
@@ -212,7 +212,7 @@ def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = N
 
 def jitter_energy(run_dir: str | os.PathLike, row, fields: int = 64, flow_cfg: dict | None = None) -> dict:
     """Mean flow magnitude (px) of one planned sample and of its source clip without crops: how
-    much motion the crops add (the crop-jitter comparison of DESIGN.md §3)."""
+    much motion the crops add (the crop-jitter comparison of docs/DESIGN.md §3)."""
     from mexpr import flow, preprocess
 
     cfg = flow_cfg or flow_config(run_dir)

@@ -4,7 +4,7 @@
 frame folder and returns one row per clip.  Real data (as distributed by its authors) and the
 synthetic data of :mod:`mexpr.synth` go through the same code.
 
-The real sheets have quirks (DESIGN.md §4); each is absorbed and written to the clip's ``notes``
+The real sheets have quirks (docs/DESIGN.md §4); each is absorbed and written to the clip's ``notes``
 column, never fatal:
 
 - CASME II ``Subject`` is an integer (folder ``sub01``); blank-header columns (``Unnamed: N``);
@@ -661,7 +661,7 @@ def class_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# evaluation splits (DESIGN.md §3, §7)
+# evaluation splits (docs/DESIGN.md §3, §7)
 
 PROTOCOLS = ("paper", "subject3", "loso")
 
@@ -671,7 +671,7 @@ def splits(df: pd.DataFrame, protocol: str = "paper", seed: int = 0, folds: int 
     subject-independent protocols, ``subject_id``).  Returns one ``{"fold", "train", "test"}`` per
     fold, ``train``/``test`` being positional index arrays into ``df``.
 
-    - ``"paper"``: what Table 4 and Figure 7 imply (DESIGN.md §3): ``folds`` stratified random
+    - ``"paper"``: what Table 4 and Figure 7 imply (docs/DESIGN.md §3): ``folds`` stratified random
       splits, each test set holding ``floor(test_fraction * n)`` (at least 1) clips of every class,
       the test sets disjoint.  For the paper's counts this gives N31 O58 P10 S11 = 110 clips per
       test set, as its accuracies (k/110) and Figure 7 (k/93, k/30, k/33) require.  Subjects are not

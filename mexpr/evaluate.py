@@ -1,5 +1,5 @@
 """Evaluation: protocols, pool4 features, SVMs and fusion per fold, metrics, Table 4 and Figure 7
-(Peng et al. 2017, "Experimental Results"; DESIGN.md §3 and §7).
+(Peng et al. 2017, "Experimental Results"; docs/DESIGN.md §3 and §7).
 
 ``evaluate(run_dir, config)`` does, for every fold of the config's protocol:
 

@@ -1,4 +1,4 @@
-"""Pre-processing (the paper's Pre-Processing section; DESIGN.md §2–3).
+"""Pre-processing (the paper's Pre-Processing section; docs/DESIGN.md §2–3).
 
 One clip goes through five steps:
 

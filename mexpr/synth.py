@@ -1,4 +1,4 @@
-"""Synthetic CASME I / CASME II datasets with known ground-truth motion (DESIGN.md §4).
+"""Synthetic CASME I / CASME II datasets with known ground-truth motion (docs/DESIGN.md §4).
 
 A fresh machine has no CASME data (it is licensed by its authors), so this module writes stand-in
 datasets *in the real formats* (frame folders of 640×480 JPEGs and the coding sheet as ``.xlsx``
@@ -169,7 +169,7 @@ _AU_BLOBS: dict[str, list[tuple[str, _Blob]]] = {
     "45": [(_R, ((37, 38), (0, 0), (0.0, 1.0), 0.1, 1.0)), (_L, ((43, 44), (0, 0), (0.0, 1.0), 0.1, 1.0))],  # blink
 }
 
-#: Emotion -> [(AU, probability)].  FACS-style prototypes (DESIGN.md §4) with partial sets: each
+#: Emotion -> [(AU, probability)].  FACS-style prototypes (docs/DESIGN.md §4) with partial sets: each
 #: AU of the recipe appears with its probability, so e.g. a disgust clip may show AU4 alone and
 #: look like "others" or "tense".  ``"L14"``: unilateral (subject's left).
 EMOTION_AUS: dict[str, list[tuple[str, float]]] = {

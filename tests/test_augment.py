@@ -54,7 +54,7 @@ def test_plan_is_balanced_reproducible_and_per_frame(table):
     assert p.equals(augment.plan(table, per_class=25, seed=3))
     assert not p["crops"].equals(augment.plan(table, per_class=25, seed=4)["crops"])
     one = augment.plan(table, per_class=25, seed=3, mode="clip")
-    assert all(len(set(c)) == 1 for c in one["crops"])  # DESIGN.md §3 variant: one crop per clip
+    assert all(len(set(c)) == 1 for c in one["crops"])  # docs/DESIGN.md §3 variant: one crop per clip
     assert len({c[0] for c in one["crops"]}) > 1
 
 

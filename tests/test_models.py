@@ -1,4 +1,4 @@
-"""DTSCNN64/128 exactly per Table 2 (DESIGN.md §2): shapes, parameter counts, saving, bad input."""
+"""DTSCNN64/128 exactly per Table 2 (docs/DESIGN.md §2): shapes, parameter counts, saving, bad input."""
 
 from __future__ import annotations
 

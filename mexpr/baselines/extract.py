@@ -11,7 +11,7 @@ Results*, STCLQP / MDMO / FDM; Table 4).
   feature_length`: 2688 for 64 fields, 5376 for 128, with the defaults).
   MDMO's 36 ROIs are drawn on the **pre-processing template** (:data:`mexpr.preprocess.TEMPLATE`),
   not on landmarks found in each clip: pre-processing warps every clip's first frame onto that
-  template (LWM, DESIGN.md sec. 2), so the template *is* the first frame's landmark positions in
+  template (LWM, docs/DESIGN.md sec. 2), so the template *is* the first frame's landmark positions in
   every pre-processed clip (Peng et al. locate the ROIs on the first frame with an ASM).
 * ``"stclqp"``: the clip interpolated to ``fields + 1`` frames and its
   :func:`~mexpr.baselines.stclqp.raw_histograms` (``3 x 3 x blocks x 256`` raw-pattern counts,

@@ -33,7 +33,7 @@ Departures from Xu et al. (deliberate, documented):
   disagree with the current estimate, re-estimate), not their formulas; unlike the plain mean it
   ignores a minority of vectors that move against the majority.
 * Their pixel-level alignment by optical flow (and coarse alignment/cropping) is **not** done:
-  the project's pre-processing already aligns every frame (LWM, DESIGN.md sec. 2), and Peng et al.
+  the project's pre-processing already aligns every frame (LWM, docs/DESIGN.md sec. 2), and Peng et al.
   feed FDM the same pre-processed clips as DTSCNN.
 * Their cuboid sizes were chosen per dataset; ours are parameters with defaults chosen for the
   96 x 112 crop (block 8 px, 8 fields), not tuned.

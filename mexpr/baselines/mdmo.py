@@ -37,7 +37,7 @@ alignment) and our reading of the method, so check details against the paper bef
   mirrored, plus glabella and nasal root on the midline; eyes excluded.  Each row names its
   Action Units.
 * **Optical-flow-driven alignment** (Liu et al.) is **not** done: the project's
-  pre-processing already aligns every frame (LWM, DESIGN.md sec. 2), and Peng et al. feed MDMO the
+  pre-processing already aligns every frame (LWM, docs/DESIGN.md sec. 2), and Peng et al. feed MDMO the
   same pre-processed clips as DTSCNN.
 * **Reference frame.** As we read Liu et al., each frame's flow is measured from the clip's
   first frame; Peng et al. apply MDMO to the sequence of flow fields between consecutive frames.
