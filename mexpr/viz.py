@@ -28,6 +28,17 @@ def save_fig(fig, name: str, run_dir: str | os.PathLike, readme: bool = False, s
     return path
 
 
+def _finish(fig, run_dir, name: str | None, readme: bool = False, title: str = "", svg: bool = False):
+    """Every figure's last steps: its title, a tight layout, and :func:`save_fig` when a run
+    folder (and a name) is given.  Returns ``fig``."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if run_dir is not None and name:
+        save_fig(fig, name, run_dir, readme=readme, svg=svg)
+    return fig
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """A frame file as ``(H, W, 3) uint8`` RGB; a clear error names the file if it can't be read."""
     import cv2
@@ -80,10 +91,7 @@ def phase_montage(df, run_dir=None, name: str = "dataset_onset_apex_offset", rea
             ax.set_title(f"{phase} (frame {numbers[idx]})", fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"{row['label']}\n{row['emotion']}, AU {row['action_units']}", fontsize=9)
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme)
 
 
 def motion_quiver(ax, image: np.ndarray, field: np.ndarray, window: tuple[slice, slice], amplify: float, step: int = 8, face_scale: float = 1.0):
@@ -130,11 +138,7 @@ def frame_strip(frames: np.ndarray, n: int = 8, title: str = "", run_dir=None, n
         ax.set_title(f"{i}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if run_dir is not None and name:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme, title=title)
 
 
 def strip_rows(rows: dict, n: int = 8, title: str = "", run_dir=None, name: str | None = None, readme: bool = False):
@@ -153,11 +157,7 @@ def strip_rows(rows: dict, n: int = 8, title: str = "", run_dir=None, name: str 
             if r == 0:
                 ax.set_title(f"{i}", fontsize=8)
         axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if run_dir is not None and name:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme, title=title)
 
 
 def training_curves(histories: dict, run_dir=None, name: str = "training_curves", readme: bool = False, title: str = ""):
@@ -181,12 +181,7 @@ def training_curves(histories: dict, run_dir=None, name: str = "training_curves"
         axes[1, c].set_xlabel("epoch")
         axes[1, c].axhline(0.25, c="grey", lw=0.8, ls=":")
     axes[0, -1].legend(fontsize=7, loc="upper right")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme, title=title)
 
 
 def compare_histories(histories: dict, title: str = "", run_dir=None, name: str = "training_comparison", readme: bool = False):
@@ -209,12 +204,7 @@ def compare_histories(histories: dict, title: str = "", run_dir=None, name: str 
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme, title=title)
 
 
 def frames_over_flow(examples: dict, n: int = 8, run_dir=None, name: str = "flow_figure2", readme: bool = False):
@@ -236,10 +226,7 @@ def frames_over_flow(examples: dict, n: int = 8, run_dir=None, name: str = "flow
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme)
 
 
 def flow_benchmark(bench, run_dir=None, name: str = "flow_benchmark", readme: bool = False):
@@ -260,10 +247,7 @@ def flow_benchmark(bench, run_dir=None, name: str = "flow_benchmark", readme: bo
     axes[2].barh(speed.index, speed.values)
     axes[2].set(xscale="log", xlabel="ms per 96×112 pair (inside a clip), one core", title="speed")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme)
 
 
 def apex_difference(clips: dict, apex_index: int, run_dir=None, name: str = "preprocess_alignment_difference", gain: float = 6.0):
@@ -284,10 +268,7 @@ def apex_difference(clips: dict, apex_index: int, run_dir=None, name: str = "pre
         for ax in axes[:, c]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir)
-    return fig
+    return _finish(fig, run_dir, name)
 
 
 def alignment_modes_plot(results, run_dir=None, name: str = "preprocess_alignment_modes", readme: bool = False):
@@ -312,10 +293,7 @@ def alignment_modes_plot(results, run_dir=None, name: str = "preprocess_alignmen
         for t in ax.get_xticklabels():
             t.set_ha("right")
     axes[2].axhline(1.0, color="k", lw=0.8, ls="--")
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme)
 
 
 def confusion_matrices(cms: dict, run_dir=None, name: str = "figure7_confusion_matrices", readme: bool = False, title: str = "", ncols: int = 3):
@@ -346,12 +324,7 @@ def confusion_matrices(cms: dict, run_dir=None, name: str = "figure7_confusion_m
         ax.tick_params(axis="y", rotation=0)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme, svg=True)
-    return fig
+    return _finish(fig, run_dir, name, readme, title=title, svg=True)
 
 
 def mdmo_panel(ax, frame: np.ndarray, masks: np.ndarray, directions: np.ndarray, gain: float = 12.0, title: str = ""):
@@ -443,7 +416,4 @@ def pipeline_figure(clip, crop: np.ndarray, munsell: dict, features: dict, probs
             f"{'P1 ≥ P2' if take64 else 'P1 < P2'}  →  C = {CLASSES[fused]}\n\ntrue class: {clip['label']}")
     ax.text(0.0, 0.85, text, fontsize=9, va="top", family="monospace")
     ax.set_title("8  decision fusion (Eq. 11):\nthe surer stream decides", fontsize=9)
-    fig.tight_layout()
-    if run_dir is not None:
-        save_fig(fig, name, run_dir, readme=readme)
-    return fig
+    return _finish(fig, run_dir, name, readme)
