@@ -112,13 +112,8 @@ def _check(method: str, X, y=None) -> tuple[np.ndarray, np.ndarray | None]:
 
     name = f"{method} features"
     X = np.asarray(X)
-    if X.ndim != 2:
-        raise ClassifyError(f"{name}: expected a (samples, features) matrix, got shape {X.shape}")
-    if y is not None:
-        y = _labels(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise ClassifyError(f"{name}: {len(X)} feature rows but {len(y) if y.ndim else 0} labels; they must match one to one")
-    if X.dtype.kind in "fc":
+    y = None if y is None else _labels(y)
+    if X.ndim == 2 and X.dtype.kind in "fc":  # fusion.check_features says the same, without the hint; shape and labels are its
         bad = ~np.isfinite(X).all(axis=1)
         if bad.any():
             raise ClassifyError(
