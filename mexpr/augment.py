@@ -149,11 +149,15 @@ def flow_config(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m mexpr flow --run {run_dir}` first")
     cfg = json.loads(path.read_text())
-    return {"method": cfg["method"], "params": cfg["params"], "normalize": cfg["normalize"]}
+    return {"method": cfg["method"], "params": cfg["params"], "normalize": cfg["normalize"], "reference": cfg.get("reference", "consecutive"),
+            "smooth": cfg.get("smooth", 0.0)}
 
 
 def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict | None = None) -> np.ndarray:
-    """Steps 5-6 and the flow stage for one planned sample: uint8 ``(fields, 112, 96, 3)``."""
+    """Steps 5-6 and the flow stage for one planned sample: uint8 ``(fields, 112, 96, 3)``.
+
+    ``flow_cfg``: ``{"method", "params", "reference", "normalize"}`` (default: the run's flow
+    stage, :func:`flow_config`); a learned scale must be given in px (the fold's)."""
     from mexpr import flow, preprocess
 
     cfg = flow_cfg or flow_config(run_dir)
@@ -162,7 +166,7 @@ def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict 
         clip = preprocess.interpolate(frames, fields + 1, times)
     else:
         clip = augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1)
-    fl = flow.compute(clip, cfg["method"], **cfg["params"])
+    fl = flow.compute(clip, cfg["method"], cfg.get("reference", "consecutive"), cfg.get("smooth", 0.0), **cfg["params"])
     return flow.to_munsell(fl, cfg["normalize"])
 
 
@@ -176,27 +180,39 @@ def _folder(run_dir: Path, cfg: dict, mode: str, fields: int) -> Path:
     return run_dir / "cache" / "augment" / f"{cfg['method']}-{key}-{mode}" / f"f{int(fields)}"
 
 
-def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str) -> str:
+def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flow_file: str | None = None) -> str:
     import cv2
 
+    from mexpr import flow
+
     cv2.setNumThreads(1)
-    x = sample_munsell(run_dir, row, fields, cfg)
+    if flow_file:  # mode "none": the sample is the clip itself, as the flow stage computed it
+        x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"])
+    else:
+        x = sample_munsell(run_dir, row, fields, cfg)
     tmp = target + ".tmp.npy"
     np.save(tmp, x)
     os.replace(tmp, target)
     return target
 
 
-def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = None, progress: bool = True, desc: str | None = None) -> list[str]:
+def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = None, progress: bool = True, desc: str | None = None,
+          flow_cfg: dict | None = None, flow_files: dict | None = None) -> list[str]:
     """Compute (or find in the cache) every sample of the plan ``samples`` for the ``fields``
     stream; returns the ``.npy`` paths, one per row, in order.  Parallel over ``jobs`` processes,
-    with a progress bar; finished samples are kept, so an interrupted build resumes."""
+    with a progress bar; finished samples are kept, so an interrupted build resumes.
+    ``flow_cfg``: how to compute and code the flow (default: the run's flow stage); it is part of
+    the cache key, so samples of other settings are never mixed in.  ``flow_files``: pre-processed
+    cache -> flow file of the same flow setting; a ``mode="none"`` sample (an uncropped copy) is
+    then read from there instead of computing the same flow again."""
     from joblib import delayed
 
     from mexpr import _io
 
     run_dir = Path(run_dir)
-    cfg = flow_config(run_dir)
+    cfg = dict(flow_cfg or flow_config(run_dir))
+    cfg.setdefault("reference", "consecutive")
+    cfg.setdefault("smooth", 0.0)
     paths, todo = [], {}
     for rec in samples.to_dict("records"):
         folder = _folder(run_dir, cfg, rec["mode"], fields)
@@ -205,7 +221,8 @@ def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = N
         if not target.is_file() and str(target) not in todo:
             folder.mkdir(parents=True, exist_ok=True)
             todo[str(target)] = rec
-    tasks = [delayed(_build_one)(str(run_dir), rec, fields, cfg, t) for t, rec in todo.items()]
+    files = flow_files or {}
+    tasks = [delayed(_build_one)(str(run_dir), rec, fields, cfg, t, files.get(rec["cache"]) if rec["mode"] == "none" else None) for t, rec in todo.items()]
     list(_io.parallel(tasks, jobs, desc or f"augment f{fields}", progress and bool(tasks)))
     return paths
 
@@ -216,8 +233,9 @@ def jitter_energy(run_dir: str | os.PathLike, row, fields: int = 64, flow_cfg: d
     from mexpr import flow, preprocess
 
     cfg = flow_cfg or flow_config(run_dir)
+    ref, sm = cfg.get("reference", "consecutive"), cfg.get("smooth", 0.0)
     frames, times = preprocess.read_cache(run_dir, row["cache"])
-    plain = flow.compute(preprocess.interpolate(frames, fields + 1, times), cfg["method"], **cfg["params"])
-    aug = flow.compute(augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1), cfg["method"], **cfg["params"])
+    plain = flow.compute(preprocess.interpolate(frames, fields + 1, times), cfg["method"], ref, sm, **cfg["params"])
+    aug = flow.compute(augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1), cfg["method"], ref, sm, **cfg["params"])
     mag = lambda f: float(np.sqrt((f.astype(np.float64) ** 2).sum(-1)).mean())  # noqa: E731
     return {"source": row["source"], "mode": row["mode"], "plain_px": mag(plain), "augmented_px": mag(aug)}

@@ -90,8 +90,9 @@ def _cmd_flow(args) -> int:
     for item in args.param or []:
         k, _, v = item.partition("=")
         params[k] = float(v) if any(c in v for c in ".e") else int(v)
-    normalize = args.normalize if args.normalize in ("frame", "clip") else float(args.normalize)
-    out = flow.run(args.run, args.method, normalize=normalize, raw=args.raw, jobs=args.jobs, progress=not args.quiet, force=args.force, **params)
+    normalize = flow.check_scaling(args.normalize)
+    out = flow.run(args.run, args.method, normalize=normalize, raw=args.raw, jobs=args.jobs, progress=not args.quiet, force=args.force,
+                   reference=args.reference, smooth=args.smooth, **params)
     s = out.attrs["summary"]
     print(
         f"{s['processed']} clip(s) with flow ({s['computed']} computed, {s['processed'] - s['computed']} from cache), "
@@ -107,6 +108,8 @@ def _train_config(args):
     return train.config_for(  # an option left out (None) keeps the profile's value
         args.profile, protocol=args.protocol, seed=args.seed, mixed_precision=args.mixed_precision, jit_compile=args.xla, tag=args.tag,
         epochs=args.epochs, per_class=args.per_class, schedule=args.schedule, mode=args.mode,
+        input=args.input, reference=args.reference, munsell=args.munsell, flow_method=args.flow_method, smooth=args.smooth,
+        input_scale=args.input_scale,
     )
 
 
@@ -144,8 +147,11 @@ def _cmd_evaluate(args) -> int:
         if m == "dtscnn":
             ev = evaluate.evaluate(args.run, config, folds=folds, train_missing=not args.no_train, svm_train=args.svm_train, C=args.C,
                                    jobs=args.jobs, verbose=0 if args.quiet else "auto", progress=not args.quiet)
+            if config.input != "paper":  # our input's rows are labelled as ours, e.g. "DTSCNN (fusion) (mexpr input, ours)"
+                ev = evaluate.relabel(ev, config.label)
         else:
-            ev = evaluate.evaluate_baseline(args.run, m, config.protocol, config.seed, folds=folds, jobs=args.jobs, progress=not args.quiet)
+            ev = evaluate.evaluate_baseline(args.run, m, config.protocol, config.seed, folds=folds, jobs=args.jobs, progress=not args.quiet,
+                                            balanced=args.balanced)
             for line in ev.info["skipped"]:
                 print(f"skipped {line}")
         t = ev.info["timings"]
@@ -153,8 +159,9 @@ def _cmd_evaluate(args) -> int:
         evs.append(ev)
     ev = evs[0] if len(evs) == 1 else evaluate.combine(evs)
     name = (f"{config.protocol}" + (f"_{args.svm_train}" if args.svm_train != "augmented" else "")) if args.method == "dtscnn" else f"{config.protocol}_{args.method}"
+    name += ("_" + config.input if config.input != "paper" else "") + ("_balanced" if args.balanced and args.method != "dtscnn" else "")
     t4 = evaluate.write_table4(ev, args.run, name=f"table4_{name}")
-    fused = [m for m in (ev.info.get("methods") or evaluate.PAPER_METHODS) if m.endswith("(fusion)")]
+    fused = [m for m in (ev.info.get("methods") or evaluate.PAPER_METHODS) if "(fusion" in m]
     panels = fused if args.method == "all" else (ev.info.get("methods") or evaluate.PAPER_METHODS)
     viz.confusion_matrices(ev.confusions(panels), args.run, name=f"figure7_{name}", ncols=4 if args.method == "all" else 3,
                            title=f"protocol {config.protocol}: pooled over {len(ev.folds['fold'].unique())} fold(s)")
@@ -215,8 +222,15 @@ def _config_options(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="one seed for the split, augmentation, initialisation and batch order")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--per-class", type=int, default=None, help="augmented clips per class (paper: 500)")
-    p.add_argument("--schedule", default=None, choices=["paper", "tuned"], help="learning rate: the paper's 1e-4, or our tuned one")
+    p.add_argument("--schedule", default=None, choices=["paper", "tuned", "adam"], help="learning rate: the paper's 1e-4 SGD, our tuned SGD, or Adam (ours)")
+    p.add_argument("--input", default=None, choices=["paper", "mexpr"],
+                   help="input representation: the paper's (default), or ours (flow since onset, learned Munsell scale, one crop per clip)")
     p.add_argument("--mode", default=None, choices=["frame", "clip", "none"], help="crop per frame (paper), one crop per clip, no crop")
+    p.add_argument("--reference", default=None, choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)")
+    p.add_argument("--munsell", default=None, help="Munsell scaling: frame (paper), clip, learned (from the fold's training clips), or px")
+    p.add_argument("--flow-method", default=None, choices=["dis", "tvl1", "farneback", "deepflow"], help="flow method (default dis)")
+    p.add_argument("--smooth", type=float, default=None, help="Gaussian blur of every flow field, sigma in px (0: none, the paper's)")
+    p.add_argument("--input-scale", default=None, choices=["symmetric", "motion"], help="first layer: [-1, 1] or zero for no motion (ours)")
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
     p.add_argument("--xla", action="store_true", help="compile the training step with XLA")
     p.add_argument("--tag", default="", help="suffix of the experiment folder")
@@ -262,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--run", required=True, help="run folder holding a pre-processing manifest")
     fl.add_argument("--method", default="dis", choices=["dis", "tvl1", "farneback", "deepflow"])
     fl.add_argument("--param", action="append", metavar="NAME=VALUE", help="override a method parameter (repeatable)")
-    fl.add_argument("--normalize", default="frame", help="frame (default), clip, or a fixed scale in px")
+    fl.add_argument("--normalize", default="frame", help="frame (default), clip, learned (raw flow kept, coded per fold), or a fixed scale in px")
+    fl.add_argument("--reference", default="consecutive", choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)")
+    fl.add_argument("--smooth", type=float, default=0.0, help="Gaussian blur of every field, sigma in px (0: none)")
     fl.add_argument("--raw", action="store_true", help="also store the raw flow (float16)")
     fl.add_argument("--jobs", type=int, default=None)
     fl.add_argument("--force", action="store_true")
@@ -287,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(e)
     e.add_argument("--svm-train", default="augmented", choices=["augmented", "original", "both"], help="the clips the SVMs are fitted on")
     e.add_argument("--C", type=float, default=1.0, help="the linear SVMs' C")
+    e.add_argument("--balanced", action="store_true",
+                   help="baselines: SVMs with balanced class weights, grid search scored by balanced accuracy (ours)")
     e.add_argument("--no-train", action="store_true", help="fail (naming the command) instead of training a missing stream or fold")
     e.add_argument("--jobs", type=int, default=None)
     e.add_argument("--quiet", action="store_true")

@@ -180,24 +180,36 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
             if str(z["key"]) == key:
                 return {k: z[k] for k in z.files if k != "key"}
     trainset, test, samples = train.fold_plan(run_dir, config, fold)
-    paths = augment.build(run_dir, samples, fields, progress=progress, desc=f"augment fold {fold} f{fields}")
+    fcfg = stream_flow(run_dir, config, fields, fold)
+    paths = augment.build(run_dir, samples, fields, progress=progress, desc=f"augment fold {fold} f{fields}", flow_cfg=fcfg,
+                          flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])))
     model = models.load(out / "model.keras")
     res = {}
     f, _ = _extract(model, lambda p: np.load(p), paths, batch, progress, f"features fold {fold} f{fields} augmented")
     res["augmented"], res["augmented_y"] = f, np.array([CLASSES.index(c) for c in samples["label"]], np.int64)
     res["augmented_sources"] = samples["source"].to_numpy(dtype=str)  # the clip each sample was made from
     rows = [r for _, r in trainset.iterrows()]
-    f, _ = _extract(model, lambda r: train.clip_munsell(run_dir, r, fields), rows, batch, progress, f"features fold {fold} f{fields} original")
+    load = lambda r: train.clip_munsell(run_dir, r, fields, fcfg["normalize"])  # noqa: E731
+    f, _ = _extract(model, load, rows, batch, progress, f"features fold {fold} f{fields} original")
     res["original"], res["original_y"] = f, np.array([CLASSES.index(c) for c in trainset["label"]], np.int64)
     res["original_clips"] = clip_keys(trainset).to_numpy(dtype=str)
     rows = [r for _, r in test.iterrows()]
-    f, p = _extract(model, lambda r: train.clip_munsell(run_dir, r, fields), rows, batch, progress, f"features fold {fold} f{fields} test")
+    f, p = _extract(model, load, rows, batch, progress, f"features fold {fold} f{fields} test")
     res["test"], res["test_softmax"], res["test_y"] = f, p, np.array([CLASSES.index(c) for c in test["label"]], np.int64)
     res["test_clips"] = clip_keys(test).to_numpy(dtype=str)
     tmp = out / "features.tmp.npz"
     np.savez(tmp, key=np.array(key), **res)
     os.replace(tmp, cache)
     return res
+
+
+def stream_flow(run_dir, config: train.Config, fields: int, fold: int) -> dict:
+    """How a trained stream's clips are computed and coded (its ``done.json``: method, reference
+    and the Munsell scale, the fold's learned one included), so features and predictions code
+    every clip exactly as training did."""
+    done = train.stream_dir(run_dir, config, fields, fold) / "done.json"
+    info = json.loads(done.read_text()) if done.is_file() else {}
+    return info.get("flow") or train.fold_flow(run_dir, config, fold, fields)
 
 
 def svm_training_set(feats: dict, svm_train: str) -> tuple[np.ndarray, np.ndarray]:
@@ -406,10 +418,32 @@ def table_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return "\n".join(lines) + "\n"
 
 
+def table_rows(ev: Evaluation) -> list[str]:
+    """Table 4's rows for ``ev``: all of the paper's, in its order (blank where not evaluated), then
+    the labelled rows of ours that ``ev`` holds (e.g. DTSCNN on the ``mexpr`` input, baselines with
+    balanced SVMs), leaving out the fusion extensions (:data:`EXTENSIONS`)."""
+    paper = list(PAPER_TABLE4.index)
+    ours = [m for m in dict.fromkeys(ev.folds["method"]) if m not in paper and m not in EXTENSIONS and not any(m.startswith(e) for e in EXTENSIONS)]
+    return paper + ours
+
+
+def relabel(ev: Evaluation, label: str, methods=PAPER_METHODS) -> Evaluation:
+    """``ev`` with its ``methods`` renamed ``<method><label>`` (e.g. ``"DTSCNN (fusion) (mexpr input,
+    ours)"``) and only those kept, so that DTSCNN on two inputs can sit in one Table 4 and Figure 7
+    (:func:`combine`)."""
+    names = {m: m + label for m in methods}
+    keys = ["fold", "subject_id", "clip", "label", "y"]
+    pred = ev.predictions[keys + list(methods)].rename(columns=names)
+    folds = ev.folds[ev.folds["method"].isin(methods)].replace({"method": names})
+    summary = ev.summary[ev.summary["method"].isin(methods)].replace({"method": names})
+    return Evaluation(pred, folds.reset_index(drop=True), summary.reset_index(drop=True), ev.info | {"methods": list(names.values())})
+
+
 def write_table4(ev: Evaluation, run_dir, name: str = "table4", methods=None) -> pd.DataFrame:
     """Table 4 as ``<run_dir>/tables/<name>.csv`` and ``.md``: by default all of the paper's rows, ours
-    beside them (rows we have not evaluated, e.g. the baselines before notebook 07, are blank); returns it."""
-    t = table4(ev, methods or list(PAPER_TABLE4.index))
+    beside them (rows we have not evaluated, e.g. the baselines before notebook 07, are blank), then
+    our labelled rows (:func:`table_rows`); returns it."""
+    t = table4(ev, methods or table_rows(ev))
     out = Path(run_dir) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     t.to_csv(out / f"{name}.csv")
@@ -455,15 +489,21 @@ def run_preprocess_config(run_dir):
     return preprocess.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names})
 
 
-def clip_inputs(run_dir, folder) -> dict:
+def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
     """A raw frame folder through the run's own pre-processing, flow and Munsell coding:
-    ``{64: uint8 (64, 112, 96, 3), 128: uint8 (128, 112, 96, 3)}``.  Raises the pre-processing's
-    errors (e.g. :class:`~mexpr.preprocess.FaceNotFoundError` naming the frame) on bad input."""
+    ``{64: uint8 (64, 112, 96, 3), 128: uint8 (128, 112, 96, 3)}``.  ``flows``: per stream, how
+    to compute and code the flow (:func:`stream_flow`; default: the run's flow stage).  Raises the
+    pre-processing's errors (e.g. :class:`~mexpr.preprocess.FaceNotFoundError` naming the frame)
+    on bad input."""
     from mexpr import augment, flow, preprocess
 
-    cfg = augment.flow_config(run_dir)
+    flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
     clip = preprocess.preprocess_clip(frame_files(folder), run_preprocess_config(run_dir))
-    return {f: flow.to_munsell(flow.compute(clip.resample(f + 1), cfg["method"], **cfg["params"]), cfg["normalize"]) for f in (64, 128)}
+    out = {}
+    for f, cfg in flows.items():
+        fl = flow.compute(clip.resample(f + 1), cfg["method"], cfg.get("reference", "consecutive"), cfg.get("smooth", 0.0), **cfg["params"])
+        out[f] = flow.to_munsell(fl, cfg["normalize"])
+    return out
 
 
 def run_facts(run_dir, config: train.Config, ev: Evaluation) -> pd.Series:
@@ -493,23 +533,25 @@ def run_facts(run_dir, config: train.Config, ev: Evaluation) -> pd.Series:
     return pd.Series(facts, name="this run")
 
 
-def clip_stages(run_dir, key: str) -> dict:
+def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int = 0) -> dict:
     """What the pipeline made of one of the run's clips (``subject_id/clip``), for pictures:
     ``clip`` (its :func:`mexpr.datasets.load` row: frame files, onset, apex, offset, label),
     ``crop`` (the pre-processed frames interpolated to 129, ``uint8 (129, 112, 96, 3)``) and
-    ``munsell`` (``{64: ..., 128: ...}``, the coded flow each stream reads).  ``KeyError`` names a
-    clip the run does not have (or skipped)."""
+    ``munsell`` (``{64: ..., 128: ...}``, the coded flow each stream reads: the run's flow stage,
+    or ``config``'s input as fold ``fold`` codes it).  ``KeyError`` names a clip the run does not
+    have (or skipped)."""
     from mexpr import datasets, preprocess
 
     info = json.loads((Path(run_dir) / "dataset.json").read_text())
     df = datasets.load(info["roots"], errors="skip")
-    clips = train.clips_table(run_dir)
+    clips = train.clips_table(run_dir, config)
     hit, row = df[clip_keys(df) == key], clips[clip_keys(clips) == key]
     if hit.empty or row.empty:
         raise KeyError(f"{key!r} is not a processed clip with flow in {run_dir} (see its manifest.csv and flow_manifest.csv)")
     row = row.iloc[0]
+    scale = {f: None if config is None else stream_flow(run_dir, config, f, fold)["normalize"] for f in (64, 128)}
     return {"clip": hit.iloc[0], "crop": preprocess.load_clip(run_dir, row, 129),
-            "munsell": {f: train.clip_munsell(run_dir, row, f) for f in (64, 128)}}
+            "munsell": {f: train.clip_munsell(run_dir, row, f, scale[f]) for f in (64, 128)}}
 
 
 def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True) -> pd.DataFrame:
@@ -522,12 +564,13 @@ def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_tra
     from mexpr import models, preprocess
 
     svms = fold_svms(run_dir, config, fold, svm_train, C)
+    flows = {f: stream_flow(run_dir, config, f, fold) for f in (64, 128)}
     extractors = {f: models.pool4_features(models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras")) for f in (64, 128)}
     rows = []
     for folder in tqdm(list(folders), desc="predict", unit="clip", disable=not progress):
         row = {"clip_dir": str(folder), "status": "ok", "reason": ""}
         try:
-            x = clip_inputs(run_dir, folder)
+            x = clip_inputs(run_dir, folder, flows)
         except (preprocess.PreprocessError, ValueError, FileNotFoundError) as exc:
             rows.append(row | {"status": "error", "reason": str(exc)})
             continue
@@ -551,24 +594,34 @@ def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_tra
 BASELINES = {"stclqp": "STCLQP", "mdmo": "MDMO", "fdm": "FDM"}
 
 
-def baseline_methods(method: str) -> list[str]:
-    """Table 4's three rows of a baseline: TIM64, TIM128 and their Eq. 11 fusion."""
+def baseline_methods(method: str, balanced: bool = False) -> list[str]:
+    """Table 4's three rows of a baseline: TIM64, TIM128 and their Eq. 11 fusion; with ``balanced``
+    (ours: class-weighted SVMs) labelled as such, e.g. ``"STCLQP (fusion, balanced, ours)"``, so
+    that both can sit in one table (:func:`combine`); the paper has no value for those rows."""
     name = BASELINES[method]
+    if balanced:
+        return [f"{name} TIM64 (balanced, ours)", f"{name} TIM128 (balanced, ours)", f"{name} (fusion, balanced, ours)"]
     return [f"{name} TIM64", f"{name} TIM128", f"{name} (fusion)"]
 
 
-def baseline_dir(run_dir, method: str, protocol: str, seed: int) -> Path:
-    return Path(run_dir) / "baselines" / f"{method}-{protocol}-s{int(seed)}"
+def baseline_dir(run_dir, method: str, protocol: str, seed: int, balanced: bool = False) -> Path:
+    return Path(run_dir) / "baselines" / f"{method}{'-balanced' if balanced else ''}-{protocol}-s{int(seed)}"
 
 
 def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int = 0, folds=None, jobs: int | None = None,
-                      progress: bool = True, inner_folds: int = 3) -> Evaluation:
+                      progress: bool = True, inner_folds: int = 3, balanced: bool = False) -> Evaluation:
     """A baseline (``"stclqp"``, ``"mdmo"``, ``"fdm"``) through the same folds, metrics and Eq. 11 as
     DTSCNN: its descriptor on every clip's TIM64 and TIM128 input (:mod:`mexpr.baselines.extract`,
     cached), per fold the paper's SVM fitted on the training clips only (STCLQP's codebooks too),
     class probabilities for the test clips, and their fusion.  Clips the extraction skipped (the
     reason is in ``info["skipped"]``) are left out of every fold.  Writes
-    ``<run_dir>/baselines/<method>-<protocol>-s<seed>/`` like :func:`evaluate`."""
+    ``<run_dir>/baselines/<method>-<protocol>-s<seed>/`` like :func:`evaluate`.
+
+    ``balanced=True`` (ours, not the paper's): the SVMs get balanced class weights, their grid
+    search scores balanced accuracy and their probabilities are prior-corrected
+    (:func:`mexpr.baselines.classify.fit`), so that they do not answer Others for every clip; the
+    rows are named :func:`baseline_methods` ``(..., balanced=True)`` and the folder is
+    ``<method>-balanced-<protocol>-s<seed>``."""
     from mexpr import datasets
     from mexpr.baselines import classify, extract
 
@@ -577,7 +630,7 @@ def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int =
     df = train.clips_table(run_dir)
     all_folds = datasets.splits(df, protocol, seed)
     folds = _check_folds(folds, len(all_folds), protocol)
-    names = baseline_methods(method)
+    names = baseline_methods(method, balanced)
     timings = {"extract_s": 0.0, "svm_s": 0.0}
     t0 = time.perf_counter()
     X, tables = {}, {}
@@ -599,7 +652,7 @@ def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int =
         p = {}
         for f in (64, 128):
             Xf = extract.stclqp_fold_features(X[f], tr, seed=seed) if method == "stclqp" else X[f]
-            est = classify.fit(method, Xf[tr], y[tr], seed=seed, inner_folds=inner_folds)
+            est = classify.fit(method, Xf[tr], y[tr], seed=seed, inner_folds=inner_folds, balanced=balanced)
             p[f] = classify.proba(est, Xf[te])
             chosen.append({"fold": k, "fields": f, **est.best_params_, "inner_cv_score": round(float(est.best_score_), 4)})
         timings["svm_s"] += time.perf_counter() - t1
@@ -609,8 +662,8 @@ def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int =
         parts.append(d)
     pred = pd.concat(parts, ignore_index=True)
     fold_table, summary = _score(pred, names)
-    out = baseline_dir(run_dir, method, protocol, seed)
-    info = {"method": method, "methods": names, "protocol": protocol, "seed": seed, "folds": folds, "skipped": skipped,
+    out = baseline_dir(run_dir, method, protocol, seed, balanced)
+    info = {"method": method, "methods": names, "protocol": protocol, "seed": seed, "balanced": bool(balanced), "folds": folds, "skipped": skipped,
             "timings": {k: round(v, 2) for k, v in timings.items()}}
     ev = _save(out, pred, fold_table, summary, info)
     pd.DataFrame(chosen).to_csv(out / "svm_parameters.csv", index=False)

@@ -47,6 +47,18 @@ METHODS: dict[str, dict] = {
 }
 DEFAULT_METHOD = "dis"
 
+#: What each flow field is measured against (docs/DESIGN.md §3, "Flow reference"):
+#: ``"consecutive"`` is the paper's (field t: frame t -> t+1 of the interpolated clip, so a
+#: micro-expression spread over 64 steps moves a few hundredths of a pixel per field);
+#: ``"onset"`` is ours (field t: frame 0 -> t+1, the displacement since onset, as onset-to-apex
+#: methods use; the apex field holds the whole expression).
+REFERENCES = ("consecutive", "onset")
+
+#: Munsell scalings by name (a positive number is a fixed scale in px): ``"frame"`` (the
+#: reference ``flowToColor``, each field by its own peak), ``"clip"`` (one scale per clip),
+#: ``"learned"`` (one scale in px learned from a fold's training clips, :func:`learn_scale`).
+SCALINGS = ("frame", "clip", "learned")
+
 
 class FlowError(ValueError):
     """Bad input to the flow estimators or the colour coding."""
@@ -115,21 +127,61 @@ def _as_grey_frames(frames) -> np.ndarray:
     raise FlowError(f"frames must be (T, H, W, 3) RGB or (T, H, W) grey, got shape {frames.shape}")
 
 
-def compute(frames, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
-    """Dense optical flow between consecutive frames: ``float32 (T-1, H, W, 2)``, (u, v) in
-    pixels per frame, u along x (right), v along y (down).
+def check_reference(reference: str) -> str:
+    """``reference`` if it is one of :data:`REFERENCES`, else :class:`FlowError` naming them."""
+    if reference not in REFERENCES:
+        raise FlowError(f"unknown flow reference {reference!r}; valid: {', '.join(REFERENCES)}")
+    return reference
+
+
+def check_scaling(scale) -> str | float:
+    """A Munsell scaling as :func:`to_munsell` and the training take it: one of :data:`SCALINGS`,
+    or a fixed scale in px (a finite number > 0; a numeric string is read as one).  Anything else
+    is a :class:`FlowError` naming what is valid."""
+    if isinstance(scale, str) and scale not in SCALINGS:
+        try:
+            scale = float(scale)
+        except ValueError:
+            raise FlowError(f"unknown Munsell scaling {scale!r}; valid: {', '.join(SCALINGS)} or a fixed scale in px (> 0)") from None
+    if isinstance(scale, str):
+        return scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)) or not np.isfinite(scale) or scale <= 0:
+        raise FlowError(f"a fixed Munsell scale must be a finite number of px > 0, not {scale!r}")
+    return float(scale)
+
+
+def check_smooth(smooth) -> float:
+    """A flow smoothing (Gaussian sigma in px, 0 = none) as a float, or :class:`FlowError`."""
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, float, np.floating, np.integer)) or not np.isfinite(smooth) or smooth < 0:
+        raise FlowError(f"flow smoothing must be a finite sigma in px >= 0 (0: none), not {smooth!r}")
+    return float(smooth)
+
+
+def compute(frames, method: str = DEFAULT_METHOD, reference: str = "consecutive", smooth: float = 0.0, **params) -> np.ndarray:
+    """Dense optical flow of a clip: ``float32 (T-1, H, W, 2)``, (u, v) in pixels, u along x
+    (right), v along y (down).
 
     ``frames``: ``uint8 (T, H, W, 3)`` RGB or ``(T, H, W)`` grey, T >= 2.  ``method``: one of
-    :data:`METHODS`; keyword arguments override that method's parameters.
+    :data:`METHODS`; keyword arguments override that method's parameters.  ``reference``:
+    ``"consecutive"`` (field t from frame t to t+1, the paper's) or ``"onset"`` (field t from
+    frame 0 to frame t+1: the displacement since onset; ours, see :data:`REFERENCES`).  ``smooth``:
+    a Gaussian blur of every field, sigma in px (0, the paper's: none; ours: keeps the motion of
+    face regions and drops the pixel-level noise a network would otherwise learn by heart).
     """
     p = _params(method, params)
+    check_reference(reference)
+    smooth = check_smooth(smooth)
     grey = _as_grey_frames(frames)
     if len(grey) < 2:
-        raise FlowError(f"flow needs at least 2 frames, got {len(grey)}")
+        raise FlowError(f"{reference} flow needs at least 2 frames, got {len(grey)}")
     calc = _estimator(method, p)
     out = np.empty(grey.shape + (2,), np.float32)[:-1]
     for t in range(len(grey) - 1):
-        out[t] = calc(grey[t], grey[t + 1], None)
+        out[t] = calc(grey[0 if reference == "onset" else t], grey[t + 1], None)
+        if smooth:
+            import cv2
+
+            out[t] = cv2.GaussianBlur(out[t], (0, 0), smooth, borderType=cv2.BORDER_REPLICATE)
     if not np.isfinite(out).all():
         raise FlowError(f"{method} returned non-finite flow")
     return out
@@ -197,13 +249,14 @@ def to_munsell(flow: np.ndarray, normalize: str | float = "frame") -> np.ndarray
     if flow.ndim != 4:
         raise FlowError(f"flow must be (H, W, 2) or (T, H, W, 2), got shape {flow.shape}")
     T, H, W, _ = flow.shape
+    if normalize == "learned":
+        raise FlowError("'learned' is a training option: learn the scale from a fold's training clips (learn_scale) and pass it in px")
+    normalize = check_scaling(normalize)
     fixed = None
     if normalize == "clip":
         fixed = float(cv2.magnitude(*cv2.split(np.ascontiguousarray(flow).reshape(T * H, W, 2))).max()) if flow.size else 0.0
-    elif isinstance(normalize, (int, float)) and not isinstance(normalize, bool) and normalize > 0:
-        fixed = float(normalize)
     elif normalize != "frame":
-        raise FlowError(f"normalize must be 'frame', 'clip' or a positive number of px, not {normalize!r}")
+        fixed = float(normalize)
     d0, d1 = _deficit_tables()
     k = np.float32((len(colour_wheel()) - 1) / (2 * np.pi))
     out = np.empty((T, H, W, 3), np.uint8)
@@ -285,15 +338,24 @@ def colour_key(size: int = 151) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # batch runner over a run's pre-processed clips
 
-FLOW_VERSION = 1
+FLOW_VERSION = 2
 
 
-def _flow_key(method: str, params: dict, normalize, lengths, raw: bool) -> str:
-    d = {"method": method, "params": params, "normalize": normalize, "lengths": list(lengths), "raw": raw, "version": FLOW_VERSION}
+def _flow_key(method: str, params: dict, reference: str, normalize, lengths, raw: bool, smooth: float = 0.0) -> str:
+    d = {"method": method, "params": params, "reference": reference, "normalize": normalize, "lengths": list(lengths), "raw": raw, "version": FLOW_VERSION}
+    if smooth:
+        d["smooth"] = smooth
     return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def _flow_clip(run_dir: str, row: dict, method: str, params: dict, normalize, lengths, raw: bool, target: str) -> dict:
+def robust_peak(fl: np.ndarray, q: float = 99.0) -> np.ndarray:
+    """Each field's ``q``-th percentile flow magnitude (px), ``float32 (T,)``: its peak without
+    the few pixels that edges, blinks and noise throw far (what :func:`learn_scale` reads)."""
+    mag = np.sqrt((np.asarray(fl, np.float32) ** 2).sum(-1)).reshape(len(fl), -1)
+    return np.percentile(mag, q, axis=1).astype(np.float32)
+
+
+def _flow_clip(run_dir: str, row: dict, method: str, params: dict, reference: str, normalize, lengths, raw: bool, target: str, smooth: float = 0.0) -> dict:
     import cv2
 
     from mexpr import _io, preprocess
@@ -303,13 +365,35 @@ def _flow_clip(run_dir: str, row: dict, method: str, params: dict, normalize, le
     arrays = {}
     for L in lengths:
         frames = preprocess.load_clip(run_dir, row, L)
-        fl = compute(frames, method, **params)
-        arrays[f"munsell{L - 1}"] = to_munsell(fl, normalize)
+        fl = compute(frames, method, reference, smooth, **params)
+        if normalize != "learned":  # a learned scale is the fold's: coded when a fold loads the clip
+            arrays[f"munsell{L - 1}"] = to_munsell(fl, normalize)
         if raw:
             arrays[f"flow{L - 1}"] = fl.astype(np.float16)
         arrays[f"magnitude{L - 1}"] = np.sqrt((fl**2).sum(-1)).max(axis=(1, 2)).astype(np.float32)
+        arrays[f"robust{L - 1}"] = robust_peak(fl)
     _io.save_npz(target, level=1, **arrays)
     return {"seconds": time.perf_counter() - t0}
+
+
+def folder(run_dir: str | os.PathLike, method: str = DEFAULT_METHOD, reference: str = "consecutive", normalize: str | float = "frame",
+           lengths: tuple[int, ...] | None = None, raw: bool = False, smooth: float = 0.0, **params) -> Path:
+    """The cache folder of one flow setting: ``<run_dir>/cache/flow/<method>[-onset]-<key>``."""
+    run_dir = Path(run_dir)
+    p = _params(method, params)
+    check_reference(reference)
+    normalize = check_scaling(normalize)
+    raw = raw or normalize == "learned"
+    lengths = _lengths(run_dir, lengths)
+    key = _flow_key(method, p, reference, normalize, lengths, raw, check_smooth(smooth))
+    return run_dir / "cache" / "flow" / (f"{method}-{key}" if reference == "consecutive" else f"{method}-{reference}-{key}")
+
+
+def _lengths(run_dir: Path, lengths) -> tuple[int, ...]:
+    if lengths is None:
+        pre = json.loads((run_dir / "preprocess.json").read_text()) if (run_dir / "preprocess.json").is_file() else {}
+        lengths = tuple(pre.get("config", {}).get("lengths", (65, 129)))
+    return tuple(int(x) for x in lengths)
 
 
 def run(
@@ -321,16 +405,27 @@ def run(
     jobs: int | None = None,
     progress: bool = True,
     force: bool = False,
+    reference: str = "consecutive",
+    primary: bool = True,
+    smooth: float = 0.0,
     **params,
 ):
     """Flow and Munsell coding of every pre-processed clip of ``run_dir`` at each temporal
     length (default: the pre-processing's, 65 and 129 frames -> 64 and 128 fields).
 
-    Each clip's result is cached in ``<run_dir>/cache/flow/<method>-<key>/`` (``munsell64``,
-    ``munsell128`` uint8 and, with ``raw=True``, ``flow64``/``flow128`` float16; ``magnitude*``:
-    each field's peak magnitude in px, the scale that per-frame coding divides by) under the
+    ``reference``: ``"consecutive"`` (the paper's) or ``"onset"`` (ours; :data:`REFERENCES`);
+    ``smooth``: a Gaussian blur of every field, sigma in px (:func:`compute`).
+    ``normalize``: the Munsell scaling, ``"frame"``, ``"clip"``, a fixed scale in px, or
+    ``"learned"`` (then the raw flow is stored and each fold codes it with the scale it learned
+    from its training clips: :func:`learn_scale`, :func:`load_munsell`).
+
+    Each clip's result is cached in :func:`folder` (``munsell64``, ``munsell128`` uint8 and, with
+    ``raw=True``, ``flow64``/``flow128`` float16; ``magnitude*``: each field's peak magnitude in
+    px, the scale that per-frame coding divides by; ``robust*``: its 99th percentile) under the
     pre-processed clip's content hash, so a re-run skips finished clips and an interrupted run
-    resumes.  Writes ``<run_dir>/flow_manifest.csv`` and ``<run_dir>/flow.json``.
+    resumes; another setting is another folder, never mixed with this one.  Writes
+    ``manifest.csv`` and ``flow.json`` into that folder and, with ``primary=True`` (the flow
+    stage of notebook 02), also as the run's ``flow_manifest.csv`` and ``flow.json``.
     """
     import pandas as pd
     from joblib import delayed
@@ -340,13 +435,12 @@ def run(
     run_dir = Path(run_dir)
     manifest = preprocess.load_manifest(run_dir)
     p = _params(method, params)
-    if lengths is None:
-        pre = json.loads((run_dir / "preprocess.json").read_text()) if (run_dir / "preprocess.json").is_file() else {}
-        lengths = tuple(pre.get("config", {}).get("lengths", (65, 129)))
-    lengths = tuple(int(x) for x in lengths)
-    key = _flow_key(method, p, normalize, lengths, raw)
-    folder = run_dir / "cache" / "flow" / f"{method}-{key}"
-    folder.mkdir(parents=True, exist_ok=True)
+    normalize = check_scaling(normalize)
+    raw = raw or normalize == "learned"
+    lengths = _lengths(run_dir, lengths)
+    smooth = check_smooth(smooth)
+    out_dir = folder(run_dir, method, reference, normalize, lengths, raw, smooth, **params)
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows, todo = [], []
     for rec in manifest.to_dict("records"):
         row = {k: rec[k] for k in ("subject_id", "clip", "dataset", "label")}
@@ -354,32 +448,39 @@ def run(
             row.update(status="skipped", reason=f"preprocessing skipped: {rec['reason']}", cache="", cached=False)
         else:
             name = Path(rec["cache"]).name
-            target = folder / name
+            target = out_dir / name
             row.update(status="processed", reason="", cache=str(target.relative_to(run_dir)), cached=target.is_file() and not force)
             if not row["cached"]:
                 todo.append((len(rows), rec, str(target)))
         rows.append(row)
     t0 = time.perf_counter()
-    tasks = [delayed(_flow_clip)(str(run_dir), rec, method, p, normalize, lengths, raw, target) for _, rec, target in todo]
-    for (i, _, _), res in zip(todo, _io.parallel(tasks, jobs, f"flow ({method})", progress)):
+    tasks = [delayed(_flow_clip)(str(run_dir), rec, method, p, reference, normalize, lengths, raw, target, smooth) for _, rec, target in todo]
+    label = f"flow ({method}{', onset' if reference == 'onset' else ''})"
+    for (i, _, _), res in zip(todo, _io.parallel(tasks, jobs, label, progress and bool(tasks))):
         rows[i]["seconds"] = round(res["seconds"], 3)
     out = pd.DataFrame(rows)
-    out.to_csv(run_dir / "flow_manifest.csv", index=False)
     summary = {
         "method": method,
         "params": p,
+        "reference": reference,
+        "smooth": smooth,
         "normalize": normalize,
         "lengths": list(lengths),
         "fields": [L - 1 for L in lengths],
         "raw": raw,
-        "folder": str(folder.relative_to(run_dir)),
+        "folder": str(out_dir.relative_to(run_dir)),
         "clips": len(out),
         "processed": int((out["status"] == "processed").sum()),
         "computed": len(todo),
         "skipped": int((out["status"] == "skipped").sum()),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    (run_dir / "flow.json").write_text(json.dumps(summary, indent=2) + "\n")
+    targets = [(out_dir / "manifest.csv", out_dir / "flow.json")]
+    if primary:
+        targets.append((run_dir / "flow_manifest.csv", run_dir / "flow.json"))
+    for csv, js in targets:
+        out.to_csv(csv, index=False)
+        js.write_text(json.dumps(summary, indent=2) + "\n")
     out.attrs["summary"] = summary
     return out
 
@@ -395,6 +496,43 @@ def load_flow(run_dir: str | os.PathLike, row, fields: int = 64, kind: str = "mu
         if name not in z.files:
             raise FlowError(f"{run_dir / row['cache']} has no {name!r} (has {sorted(z.files)}); run `python -m mexpr flow` with matching options")
         return z[name]
+
+
+def load_munsell(run_dir: str | os.PathLike, cache: str, fields: int, normalize: str | float) -> np.ndarray:
+    """One clip's Munsell images ``uint8 (fields, 112, 96, 3)`` coded with ``normalize``
+    (``"frame"``, ``"clip"`` or px): the stored images when the flow stage coded them that way,
+    else coded now from the stored raw flow (a :class:`FlowError` if it kept none)."""
+    run_dir = Path(run_dir)
+    normalize = check_scaling(normalize)
+    path = run_dir / cache
+    stored = json.loads((path.parent / "flow.json").read_text()).get("normalize") if (path.parent / "flow.json").is_file() else None
+    with np.load(path) as z:
+        if stored == normalize and f"munsell{fields}" in z.files:
+            return z[f"munsell{fields}"]
+        if f"flow{fields}" not in z.files:
+            raise FlowError(f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be coded with {normalize!r}; "
+                            "run the flow stage with raw=True (CLI: --raw) or with this scaling")
+        return to_munsell(z[f"flow{fields}"].astype(np.float32), normalize)
+
+
+def learn_scale(run_dir: str | os.PathLike, caches, fields: int, q: float = 95.0) -> float:
+    """The Munsell scale (px) learned from training clips (``caches``: their flow files): the
+    ``q``-th percentile over the clips of each clip's largest :func:`robust_peak`.  Colours then
+    keep each clip's amplitude (a faint expression stays pale, a strong one saturates) instead of
+    stretching every field to full colour; only a fold's training clips may be passed."""
+    run_dir = Path(run_dir)
+    peaks = []
+    for c in caches:
+        with np.load(run_dir / c) as z:
+            if f"robust{fields}" not in z.files:
+                raise FlowError(f"{run_dir / c} has no 'robust{fields}' statistics (made by an older flow stage); recompute it with force=True")
+            peaks.append(float(z[f"robust{fields}"].max()))
+    if not peaks:
+        raise FlowError("a Munsell scale cannot be learned from no training clip")
+    scale = float(np.percentile(peaks, q))
+    if not np.isfinite(scale) or scale <= 0:
+        raise FlowError(f"the training clips' flow has no motion to learn a Munsell scale from (peak {scale!r} px)")
+    return scale
 
 
 def load_manifest(run_dir: str | os.PathLike):

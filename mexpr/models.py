@@ -22,7 +22,8 @@ Table 2 gives padding and stride but no activation: we use ReLU after every conv
 (Tran et al. 2015), which the paper follows for conv2/conv3, does.  Padding is explicit
 (``ZeroPadding3D``) followed by ``padding="valid"`` convolutions, so every size is the paper's
 and not Keras' ``"same"`` arithmetic.  The models take the uint8 Munsell images and scale them
-to [-1, 1] in their first layer (our choice; the paper does not say how it scales its input).
+in their first layer (the paper does not say how): to [-1, 1] by default, or to the colour's
+deficit from white, zero where nothing moves (``input_scale="motion"``, :data:`INPUT_SCALES`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ STREAMS = {64: (8, 2, 4), 128: (16, 4, 8)}
 _CONVS = [("conv2", 32, (3, 3, 3), (1, 1, 1)), ("conv3", 64, (3, 3, 3), (1, 1, 1)), ("conv4", 128, (4, 3, 3), (0, 1, 1))]
 _POOLS = {"pool1": (1, 2, 2), "pool2": (2, 2, 2), "pool3": (2, 2, 2), "pool4": (1, 2, 2)}
 
+#: How the first layer scales the uint8 Munsell images (the paper does not say; both are ours):
+#: ``"symmetric"`` maps 0..255 to [-1, 1] (white, no motion, is +1 everywhere); ``"motion"`` maps
+#: a pixel to its colour deficit 1 - x/255, so no motion is 0 and full colour is up to 1: the input
+#: is zero wherever nothing moves, which SGD and Adam learn from far more easily (notebook 08).
+INPUT_SCALES = {"symmetric": (1 / 127.5, -1.0), "motion": (-1 / 255, 1.0)}
+
 #: Parameter counts worked out by hand from Table 2 (pinned by the tests).
 PARAMS = {64: 372_340, 128: 375_796}
 POOL4_FEATURES = 1152
@@ -57,21 +64,26 @@ def input_shape(fields: int) -> tuple[int, int, int, int]:
     return (int(fields), CROP_H, CROP_W, 3)
 
 
-def dtscnn(fields: int = 64, classes: int = len(CLASSES), dropout: float = 0.5, dtype=None, name: str | None = None, seed: int | None = None):
+def dtscnn(fields: int = 64, classes: int = len(CLASSES), dropout: float = 0.5, dtype=None, name: str | None = None, seed: int | None = None,
+           input_scale: str = "symmetric"):
     """The DTSCNN stream for ``fields`` (64 or 128) Munsell flow images, exactly per Table 2.
 
     ``dtype`` is a Keras dtype policy (``"mixed_float16"`` for mixed precision on a GPU); the
-    softmax output always stays float32.  ``seed`` seeds the dropout layer.
+    softmax output always stays float32.  ``seed`` seeds the dropout layer.  ``input_scale``: how
+    the first layer scales the Munsell images (:data:`INPUT_SCALES`).
     """
     import keras
     from keras import layers
 
+    if input_scale not in INPUT_SCALES:
+        raise ValueError(f"input_scale must be one of {list(INPUT_SCALES)}, not {input_scale!r}")
     if fields not in STREAMS:
         raise ValueError(f"DTSCNN has a 64 and a 128 stream (Table 2), not {fields!r}")
     t_kernel, t_pad, t_stride = STREAMS[fields]
     kw = {"dtype": dtype} if dtype is not None else {}
     inp = keras.Input(shape=input_shape(fields), dtype="uint8", name="munsell")
-    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="scale", **kw)(inp)
+    scale, offset = INPUT_SCALES[input_scale]
+    x = layers.Rescaling(scale, offset=offset, name="scale", **kw)(inp)
     x = layers.ZeroPadding3D(((t_pad, t_pad), (1, 1), (1, 1)), name="conv1_pad", **kw)(x)
     x = layers.Conv3D(16, (t_kernel, 3, 3), strides=(t_stride, 2, 2), activation="relu", name="conv1", **kw)(x)
     x = layers.MaxPooling3D(_POOLS["pool1"], strides=_POOLS["pool1"], name="pool1", **kw)(x)

@@ -27,6 +27,7 @@ SERIES = [
     "05_fusion.ipynb",
     "06_confusion_matrices.ipynb",
     "07_baselines.ipynb",
+    "08_what_makes_dtscnn_learn.ipynb",
 ]
 
 #: Profiles: what ``make reproduce PROFILE=...`` means for each stage.

@@ -39,6 +39,7 @@ from mexpr.datasets import CLASSES
 SCHEDULES = {
     "paper": {"lr": 1e-4, "decay_every": 10, "decay": 0.1},  # the paper's text
     "tuned": {"lr": 1e-3, "decay_every": 10, "decay": 0.1},  # ours: see notebook 04 and docs/benchmarks.md
+    "adam": {"lr": 1e-4, "decay_every": 15, "decay": 0.3, "optimizer": "adam"},  # ours: Adam (the mexpr input; notebook 08)
 }
 
 #: Profiles: samples per class, epochs and folds trained per stream.
@@ -46,6 +47,18 @@ PROFILES = {
     "quick": {"per_class": 3, "epochs": 2, "folds": [0], "schedule": "tuned"},  # tests: seconds
     "default": {"per_class": 100, "epochs": 20, "folds": [0, 1, 2], "schedule": "tuned"},  # make reproduce, 2 cores
     "paper": {"per_class": 500, "epochs": 30, "folds": [0, 1, 2], "schedule": "paper"},  # 2,000 clips per fold; GPU
+}
+
+#: Input representations: what the network is shown.  ``"paper"`` is the paper's (flow between
+#: neighbouring frames, each field coloured by its own peak, a new crop for every frame);
+#: ``"mexpr"`` is ours, labelled as such wherever it appears: flow since onset, smoothed (Gaussian,
+#: 4 px), one Munsell scale in px learned from the fold's training clips, one crop per clip, a first
+#: layer that reads no motion as zero, and Adam (notebook 08 measures what each of these changes
+#: costs or buys; the Table 2 network itself is the paper's).
+INPUTS = {
+    "paper": {"reference": "consecutive", "munsell": "frame", "mode": "frame", "flow_method": "dis", "smooth": 0.0, "input_scale": "symmetric"},
+    "mexpr": {"reference": "onset", "munsell": "learned", "mode": "clip", "flow_method": "dis", "smooth": 4.0, "input_scale": "motion",
+              "schedule": "adam"},
 }
 
 TRAIN_VERSION = 1
@@ -63,6 +76,11 @@ class Config:
     seed: int = 0
     per_class: int = 500
     mode: str = "frame"  # augmentation: "frame" (paper), "clip" (one crop per clip), "none"
+    reference: str = "consecutive"  # flow: "consecutive" (paper) or "onset" (ours); flow.REFERENCES
+    munsell: str | float = "frame"  # Munsell scaling: "frame" (paper), "clip", "learned", or px
+    flow_method: str = "dis"  # flow.METHODS
+    smooth: float = 0.0  # Gaussian blur of every flow field, sigma in px (0: none, the paper's)
+    input_scale: str = "symmetric"  # the network's first layer: models.INPUT_SCALES
     epochs: int = 30
     batch_size: int = 10
     schedule: str = "paper"
@@ -73,8 +91,23 @@ class Config:
     tag: str = ""  # a suffix for the experiment folder, e.g. "tuned"
 
     def __post_init__(self):
-        from mexpr import augment, datasets
+        from mexpr import augment, datasets, flow
 
+        try:
+            flow.check_reference(self.reference)
+            object.__setattr__(self, "munsell", flow.check_scaling(self.munsell))
+        except flow.FlowError as e:
+            raise ValueError(str(e)) from None
+        try:
+            object.__setattr__(self, "smooth", flow.check_smooth(self.smooth))
+        except flow.FlowError as e:
+            raise ValueError(str(e)) from None
+        from mexpr import models
+
+        if self.input_scale not in models.INPUT_SCALES:
+            raise ValueError(f"input_scale must be one of {list(models.INPUT_SCALES)}, not {self.input_scale!r}")
+        if self.flow_method not in flow.METHODS:
+            raise ValueError(f"flow_method must be one of {sorted(flow.METHODS)}, not {self.flow_method!r}")
         if self.protocol not in datasets.PROTOCOLS:
             raise ValueError(f"protocol must be one of {datasets.PROTOCOLS}, not {self.protocol!r}")
         if self.schedule not in SCHEDULES:
@@ -88,6 +121,22 @@ class Config:
     def rates(self) -> dict:
         return SCHEDULES[self.schedule]
 
+    @property
+    def input(self) -> str:
+        """The name of this config's input representation in :data:`INPUTS`, or ``"custom"``."""
+        # the paper's input leaves the schedule to the profile; ours trains with Adam
+        return next((name for name, spec in INPUTS.items() if all(getattr(self, k) == v for k, v in spec.items())), "custom")
+
+    @property
+    def label(self) -> str:
+        """How results of this input are labelled: ``""`` for the paper's, ``" (ours)"`` for
+        ``mexpr``, else the settings that differ from the paper's, e.g. ``" (onset, learned)"``."""
+        if self.input == "paper":
+            return ""
+        if self.input == "mexpr":
+            return " (mexpr input, ours)"
+        return " (" + ", ".join(input_changes(self)) + ")"
+
     def fingerprint(self, fields: int, fold: int) -> dict:
         """What a checkpoint must match to be resumed (``epochs`` may grow)."""
         d = asdict(self)
@@ -95,20 +144,46 @@ class Config:
         return d | {"fields": int(fields), "fold": int(fold), "rates": self.rates, "version": TRAIN_VERSION}
 
 
-def config_for(profile: str = "default", **overrides) -> Config:
-    """The :class:`Config` of a profile (``quick``, ``default``, ``paper``) with overrides; an
-    override of ``None`` keeps the profile's value (so a notebook parameter left at ``None`` means
-    "the profile's")."""
+def input_changes(config: Config) -> list[str]:
+    """The ways ``config``'s input differs from the paper's, in words (``[]`` for the paper's)."""
+    paper = INPUTS["paper"]
+    names = {"reference": "flow since {}", "munsell": "Munsell scale {}", "mode": "crop per {}", "flow_method": "{} flow",
+             "smooth": "flow smoothed {:g} px", "input_scale": "{} input scale"}
+    return [names[k].format(getattr(config, k)) for k in paper if getattr(config, k) != paper[k]]
+
+
+def config_for(profile: str = "default", input: str | None = None, **overrides) -> Config:
+    """The :class:`Config` of a profile (``quick``, ``default``, ``paper``) and an input
+    representation (:data:`INPUTS`: ``"paper"`` by default, or ``"mexpr"``) with overrides; an
+    override of ``None`` keeps the profile's (or the input's) value (so a notebook parameter left
+    at ``None`` means "the profile's")."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
-    p = {k: v for k, v in PROFILES[profile].items() if k != "folds"}
+    if input is not None and input not in INPUTS:
+        raise ValueError(f"unknown input representation {input!r}; valid: {', '.join(INPUTS)}")
+    p = {k: v for k, v in PROFILES[profile].items() if k != "folds"} | INPUTS[input or "paper"]
     return replace(Config(), **(p | {k: v for k, v in overrides.items() if v is not None}))
 
 
 def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
-    """``<run_dir>/train/<protocol>-s<seed>-<schedule>[-<mode>][-<tag>]`` (mode when not "frame")."""
+    """``<run_dir>/train/<protocol>-s<seed>-<schedule>[-<input>][-<tag>]``: nothing for the
+    paper's input, ``-mexpr`` for ours, else each setting that differs from the paper's (e.g.
+    ``-clip`` for one crop per clip, ``-onset-scale0.5``)."""
     name = f"{config.protocol}-s{config.seed}-{config.schedule}"
-    name += (f"-{config.mode}" if config.mode != "frame" else "") + (f"-{config.tag}" if config.tag else "")
+    if config.input == "mexpr":
+        name += "-mexpr"
+    elif config.input != "paper":
+        paper = INPUTS["paper"]
+        for k in paper:
+            v = getattr(config, k)
+            if v != paper[k]:
+                if k == "smooth":
+                    name += f"-smooth{v:g}"
+                elif k == "munsell":
+                    name += f"-scale{v:g}" if isinstance(v, float) else f"-scale-{v}"
+                else:
+                    name += f"-{v}"
+    name += f"-{config.tag}" if config.tag else ""
     return Path(run_dir) / "train" / name
 
 
@@ -120,13 +195,25 @@ def stream_dir(run_dir, config: Config, fields: int, fold: int) -> Path:
 # data
 
 
-def clips_table(run_dir: str | os.PathLike):
+def flow_manifest(run_dir: str | os.PathLike, config: Config, jobs: int | None = None, progress: bool = False):
+    """The flow manifest of ``config``'s flow setting (method, reference, Munsell scaling),
+    computing what is missing (:func:`mexpr.flow.run`, cached by its settings; the paper's
+    input reuses what notebook 02's flow stage made)."""
+    from mexpr import flow
+
+    return flow.run(run_dir, config.flow_method, normalize=config.munsell, reference=config.reference, smooth=config.smooth, primary=False,
+                    jobs=jobs, progress=progress)
+
+
+def clips_table(run_dir: str | os.PathLike, config: Config | None = None):
     """The run's clips that have flow (pre-processing manifest joined with the flow manifest;
-    ``flow_cache`` is the clip's Munsell file)."""
+    ``flow_cache`` is the clip's flow file): the run's flow stage (``flow_manifest.csv``), or with
+    ``config``, the flow of that config's input (:func:`flow_manifest`)."""
     from mexpr import flow, preprocess
 
     pre = preprocess.load_manifest(run_dir)
-    fl = flow.load_manifest(run_dir)[["subject_id", "clip", "status", "cache"]].rename(columns={"status": "flow_status", "cache": "flow_cache"})
+    fm = flow.load_manifest(run_dir) if config is None else flow_manifest(run_dir, config)
+    fl = fm[["subject_id", "clip", "status", "cache"]].rename(columns={"status": "flow_status", "cache": "flow_cache"})
     df = pre.merge(fl, on=["subject_id", "clip"], how="left")
     ok = (df["status"] == "processed") & (df["flow_status"] == "processed")
     return df[ok].reset_index(drop=True)
@@ -136,7 +223,7 @@ def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
     """``(train, test)`` clip tables of ``fold`` under the config's protocol and seed."""
     from mexpr import datasets
 
-    df = clips_table(run_dir)
+    df = clips_table(run_dir, config)
     folds = datasets.splits(df, config.protocol, config.seed)
     if not 0 <= fold < len(folds):
         raise ValueError(f"fold {fold} does not exist: protocol {config.protocol!r} has {len(folds)} fold(s) (0..{len(folds) - 1})")
@@ -159,19 +246,38 @@ def fold_count(run_dir: str | os.PathLike, config: Config) -> int:
     """How many folds the config's protocol makes of the run's clips."""
     from mexpr import datasets
 
-    return len(datasets.splits(clips_table(run_dir), config.protocol, config.seed))
+    return len(datasets.splits(clips_table(run_dir, config), config.protocol, config.seed))
 
 
-def clip_munsell(run_dir: str | os.PathLike, row, fields: int) -> np.ndarray:
-    """One clip's Munsell images (a :func:`clips_table` row), as the flow stage coded them."""
+def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int, train=None) -> dict:
+    """How the ``fields`` stream of ``fold`` computes and codes flow: ``{"method", "params",
+    "reference", "normalize"}``, ``normalize`` being ``"frame"``, ``"clip"`` or px.  A
+    ``"learned"`` scale is learned here from the fold's **training** clips only
+    (:func:`mexpr.flow.learn_scale`); ``train``: the fold's training table, if at hand."""
     from mexpr import flow
 
+    if train is None:
+        train, _ = fold_split(run_dir, config, fold)
+    normalize = config.munsell
+    if normalize == "learned":
+        normalize = round(flow.learn_scale(run_dir, train["flow_cache"], fields), 4)
+    return {"method": config.flow_method, "params": flow._params(config.flow_method, {}), "reference": config.reference, "smooth": config.smooth,
+            "normalize": normalize}
+
+
+def clip_munsell(run_dir: str | os.PathLike, row, fields: int, normalize: str | float | None = None) -> np.ndarray:
+    """One clip's Munsell images (a :func:`clips_table` row): as the flow stage coded them, or
+    coded with ``normalize`` (``"frame"``, ``"clip"``, px: e.g. a fold's learned scale)."""
+    from mexpr import flow
+
+    if normalize is not None:
+        return flow.load_munsell(run_dir, row["flow_cache"], fields, normalize)
     return flow.load_flow(run_dir, {"status": "processed", "cache": row["flow_cache"], "subject_id": row["subject_id"], "clip": row["clip"], "reason": ""}, fields)
 
 
-def load_test(run_dir: str | os.PathLike, test, fields: int):
+def load_test(run_dir: str | os.PathLike, test, fields: int, normalize: str | float | None = None):
     """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` and labels ``(N,)``."""
-    x = np.stack([clip_munsell(run_dir, row, fields) for _, row in test.iterrows()])
+    x = np.stack([clip_munsell(run_dir, row, fields, normalize) for _, row in test.iterrows()])
     y = np.array([CLASSES.index(c) for c in test["label"]], dtype=np.int32)
     return x, y
 
@@ -254,10 +360,13 @@ def build(fields: int, config: Config, steps_per_epoch: int, seed: int):
 
         tf_config.disable_op_determinism()
     dtype = "mixed_float16" if config.mixed_precision else None
-    model = models.dtscnn(fields, dropout=config.dropout, dtype=dtype, seed=seed)
+    model = models.dtscnn(fields, dropout=config.dropout, dtype=dtype, seed=seed, input_scale=config.input_scale)
     r = config.rates
     lr = keras.optimizers.schedules.ExponentialDecay(r["lr"], decay_steps=r["decay_every"] * steps_per_epoch, decay_rate=r["decay"], staircase=True)
-    opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum)
+    if r.get("optimizer") == "adam":
+        opt = keras.optimizers.Adam(learning_rate=lr)
+    else:
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum)
     if config.mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=config.jit_compile)
@@ -373,11 +482,13 @@ def train_stream(
     done.unlink(missing_ok=True)  # a stream finished with other settings is trained again
     out.mkdir(parents=True, exist_ok=True)
 
-    _, test, samples = fold_plan(run_dir, config, fold)
+    trainset, test, samples = fold_plan(run_dir, config, fold)
+    fcfg = fold_flow(run_dir, config, fold, fields, trainset)
     stream_seed = int(config.seed) * 1000 + int(fold) * 10 + (1 if fields == 128 else 0)
     samples.to_csv(out / "plan.csv", index=False)
     t_aug = time.perf_counter()
-    paths = augment.build(run_dir, samples, fields, jobs=jobs, progress=verbose != 0, desc=f"augment fold {fold} f{fields}")
+    paths = augment.build(run_dir, samples, fields, jobs=jobs, progress=verbose != 0, desc=f"augment fold {fold} f{fields}", flow_cfg=fcfg,
+                          flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])))
     t_aug = time.perf_counter() - t_aug
     labels = np.array([CLASSES.index(c) for c in samples["label"]], dtype=np.int32)
 
@@ -389,7 +500,7 @@ def train_stream(
     if first >= config.epochs:
         first = config.epochs  # nothing left but saving
     data, _ = stream_dataset(paths, labels, fields, config.batch_size, stream_seed, first, config.epochs)  # same steps
-    val = load_test(run_dir, test, fields) if monitor_test and len(test) else None
+    val = load_test(run_dir, test, fields, fcfg["normalize"]) if monitor_test and len(test) else None
     cbs = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         _epoch_seeds(),
@@ -414,6 +525,7 @@ def train_stream(
     history = pd.read_csv(out / "history.csv")
     info = {
         "fingerprint": fingerprint,
+        "flow": fcfg,  # how this stream's clips are coded (with the fold's learned scale, if any)
         "epochs": config.epochs,
         "resumed_from": first,
         "train_clips": len(paths),

@@ -417,3 +417,52 @@ def pipeline_figure(clip, crop: np.ndarray, munsell: dict, features: dict, probs
     ax.text(0.0, 0.85, text, fontsize=9, va="top", family="monospace")
     ax.set_title("8  decision fusion (Eq. 11):\nthe surer stream decides", fontsize=9)
     return _finish(fig, run_dir, name, readme)
+
+
+def ablation_plot(summary, baseline_uar: dict | None = None, run_dir=None, name: str = "ablation", readme: bool = False, title: str = ""):
+    """The ablation at a glance (notebook 08): one panel per protocol, one group of bars per step
+    (:func:`mexpr.ablation.summary`), the UAR of DTSCNN64, DTSCNN128 and their fusion, mean over
+    seeds with the standard deviation as error bars; chance (25 %) dotted, and each protocol's best
+    baseline (``baseline_uar``: protocol -> (name, UAR)) dashed."""
+    import matplotlib.pyplot as plt
+
+    protocols = list(dict.fromkeys(summary["protocol"]))
+    steps = list(dict.fromkeys(summary["step"]))
+    methods = list(dict.fromkeys(summary["method"]))
+    fig, axes = plt.subplots(1, len(protocols), figsize=(1.0 + 1.6 * len(steps) * len(protocols), 4.2), squeeze=False, sharey=True)
+    w = 0.8 / max(len(methods), 1)
+    for ax, protocol in zip(axes[0], protocols):
+        g = summary[summary["protocol"] == protocol]
+        for i, m in enumerate(methods):
+            r = g[g["method"] == m].set_index("step").reindex(steps)
+            x = np.arange(len(steps)) + (i - (len(methods) - 1) / 2) * w
+            ax.bar(x, 100 * r["uar_mean"], w, yerr=100 * r["uar_std"].fillna(0), capsize=2, color=f"C{i}", label=m)
+        ax.axhline(25, c="grey", ls=":", lw=1, label="chance")
+        if baseline_uar and protocol in baseline_uar:
+            bname, buar = baseline_uar[protocol]
+            ax.axhline(100 * buar, c="k", ls="--", lw=1, label=f"best baseline ({bname})")
+        ax.set_xticks(np.arange(len(steps)))
+        ax.set_xticklabels([s.replace(" (", "\n(") for s in steps], fontsize=7, rotation=20, ha="right")
+        ax.set_title(f"protocol {protocol}", fontsize=9)
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("UAR (%), mean ± std over seeds")
+    axes[0, -1].legend(fontsize=7, loc="upper left")
+    return _finish(fig, run_dir, name, readme, title=title)
+
+
+def flow_magnitude_curves(curves: dict, run_dir=None, name: str = "ablation_flow_signal", readme: bool = False, title: str = ""):
+    """How much motion each flow field carries, over a clip: ``curves`` maps a label (e.g.
+    "Positive: neighbouring frames (paper)") to a per-field magnitude ``(T,)`` in px (e.g. each
+    field's 99th percentile, :func:`mexpr.flow.robust_peak`).  Log scale, so that a few hundredths
+    of a pixel and a whole pixel both show."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    for i, (label, y) in enumerate(curves.items()):
+        y = np.asarray(y, float)
+        ax.plot(np.arange(1, len(y) + 1), y, c=f"C{i // 2}", ls="-" if i % 2 else "--", lw=1.3, label=label)
+    ax.set(yscale="log", xlabel="flow field", ylabel="99th percentile |flow| (px)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    return _finish(fig, run_dir, name, readme, title=title)

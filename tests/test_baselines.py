@@ -406,3 +406,81 @@ def test_classify_bad_input():
     est = classify.fit("fdm", X, y)
     with pytest.raises(ValueError, match="fitted on 12"):
         classify.proba(est, X[:, :5])
+
+
+def _imbalanced(seed: int, n=(8, 64, 8, 8), dim: int = 4, shift: float = 1.5):
+    """Others (class 1) at the origin and 8x as common as each other class, which sits 1.5
+    standard deviations away along its own axis: so much overlap that the accuracy-searched,
+    unweighted SVM answers Others for (nearly) everything, while each minority class is still
+    separable enough to be found by a class-balanced one."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(4), n)
+    centres = shift * np.eye(4, dim)[[0, 3, 1, 2]]
+    centres[1] = 0.0
+    return (centres[y] + rng.normal(size=(len(y), dim))).astype(np.float32), y
+
+
+@pytest.mark.parametrize("method", ["stclqp", "mdmo"])
+def test_balanced_svm_is_not_a_majority_voter(method):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from mexpr.baselines import classify
+
+    X, y = _imbalanced(0)
+    Xt, yt = _imbalanced(100, n=(25, 25, 25, 25))
+    plain = classify.fit(method, X, y, seed=0)
+    bal = classify.fit(method, X, y, seed=0, balanced=True)
+    a, b = plain.predict(Xt), bal.predict(Xt)
+    assert (a == 1).mean() >= 0.9  # the paper's set-up: Others for (nearly) every clip
+    uar_plain, uar_bal = balanced_accuracy_score(yt, a), balanced_accuracy_score(yt, b)
+    assert uar_bal >= uar_plain + 0.1 and uar_bal >= 0.4, (uar_plain, uar_bal)
+    assert len(np.unique(b)) >= 3, np.bincount(b, minlength=4)
+    assert bal.balanced and not plain.balanced and "balanced=True" in repr(bal)
+    assert bal.scoring == "balanced_accuracy" and plain.scoring == "accuracy"
+    svc = bal.calibrated_.calibrated_classifiers_[0].estimator[-1]
+    assert svc.class_weight == "balanced"
+    np.testing.assert_allclose(bal.priors_, np.array([8, 64, 8, 8]) / 88)
+    p = classify.proba(bal, Xt)  # prior-corrected, still probabilities
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    raw = bal.calibrated_.predict_proba(Xt)
+    np.testing.assert_allclose(p, (raw / bal.priors_) / (raw / bal.priors_).sum(1, keepdims=True))
+
+
+def test_balanced_false_is_the_default():
+    from mexpr.baselines import classify
+
+    X, y = _imbalanced(1)
+    Xt, _ = _imbalanced(101, n=(5, 5, 5, 5))
+    default = classify.fit("mdmo", X, y, seed=2)
+    off = classify.fit("mdmo", X, y, seed=2, balanced=False)
+    np.testing.assert_array_equal(off.predict_proba(Xt), default.predict_proba(Xt))
+    np.testing.assert_array_equal(off.predict(Xt), default.predict(Xt))
+    assert off.best_params_ == default.best_params_ and off.best_score_ == default.best_score_
+    assert off.cv_results_.equals(default.cv_results_) and off.scoring == default.scoring == "accuracy"
+    assert off.priors_ is None and default.calibrated_.calibrated_classifiers_[0].estimator[-1].class_weight is None
+    np.testing.assert_array_equal(default.predict_proba(Xt), default.calibrated_.predict_proba(Xt))  # no prior correction
+    scores = {s: classify.grid_search("mdmo", X, y, seed=2, balanced=True, scoring=s)[2]["mean_score"].to_numpy()
+              for s in (None, "balanced_accuracy", "accuracy")}
+    np.testing.assert_array_equal(scores[None], scores["balanced_accuracy"])  # balanced: UAR unless told otherwise
+    assert not np.array_equal(scores[None], scores["accuracy"])  # an explicit scoring wins
+
+
+def test_balanced_baseline_through_the_folds(flowrun):
+    import json
+
+    from mexpr import evaluate
+
+    ev = evaluate.evaluate_baseline(flowrun, "mdmo", "paper", seed=0, folds=[0], jobs=1, progress=False, balanced=True)
+    names = ["MDMO TIM64 (balanced, ours)", "MDMO TIM128 (balanced, ours)", "MDMO (fusion, balanced, ours)"]
+    assert ev.info["methods"] == names == evaluate.baseline_methods("mdmo", balanced=True) and ev.info["balanced"] is True
+    out = evaluate.baseline_dir(flowrun, "mdmo", "paper", 0, balanced=True)
+    assert out.name == "mdmo-balanced-paper-s0" and evaluate.baseline_dir(flowrun, "mdmo", "paper", 0).name == "mdmo-paper-s0"
+    assert json.loads((out / "evaluate.json").read_text())["balanced"] is True and (out / "svm_parameters.csv").is_file()
+    assert set(names) <= set(ev.predictions.columns) and set(ev.summary["method"]) == set(names)
+    plain = evaluate.evaluate_baseline(flowrun, "mdmo", "paper", seed=0, folds=[0], jobs=1, progress=False)  # features cached now
+    assert plain.info["balanced"] is False and plain.info["dir"] != ev.info["dir"]
+    both = evaluate.combine([plain, ev])  # the paper's rows and ours in one Table 4
+    t4 = evaluate.table4(both, methods=[*evaluate.baseline_methods("mdmo"), *names])  # no paper value for ours: blank, not an error
+    assert np.isnan(t4.loc[names, "paper Average"]).all() and t4.loc["MDMO (fusion)", "paper Average"] == 55.45
+    assert t4.loc[names[2], "Fold1"] == pytest.approx(100 * (ev.predictions[names[2]] == ev.predictions["label"]).mean(), abs=0.01)
+    assert not t4[["Fold1", "Average"]].isna().any().any()

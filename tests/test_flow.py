@@ -98,8 +98,13 @@ def test_bad_flow_and_normalisation_are_refused():
     f[1, 3, 4, 0] = np.nan
     with pytest.raises(FlowError, match=r"NaN/inf .*index \[1, 3, 4\]"):
         flow.to_munsell(f)
-    with pytest.raises(FlowError, match="normalize"):
+    with pytest.raises(FlowError, match="unknown Munsell scaling 'max'"):
         flow.to_munsell(np.zeros((2, 8, 8, 2), np.float32), normalize="max")
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(FlowError, match="fixed Munsell scale must be a finite number of px > 0"):
+            flow.to_munsell(np.zeros((2, 8, 8, 2), np.float32), normalize=bad)
+    with pytest.raises(FlowError, match="'learned' is a training option"):
+        flow.to_munsell(np.zeros((2, 8, 8, 2), np.float32), normalize="learned")
     with pytest.raises(FlowError, match="2 channels"):
         flow.to_munsell(np.zeros((8, 8, 3), np.float32))
 
@@ -120,6 +125,21 @@ def test_every_method_recovers_a_subpixel_translation(method):
     assert abs(np.median(inner[..., 0]) - 0.5) < 0.1 and abs(np.median(inner[..., 1])) < 0.1
     rgb = np.repeat(frames[..., None], 3, -1)
     assert np.allclose(flow.compute(rgb, method), out)  # RGB is converted to grey
+
+
+def test_onset_reference_measures_the_displacement_since_the_first_frame():
+    frames = np.stack([_sinusoids(0.25 * k) for k in range(5)])  # 0.25 px to the right per frame
+    cons = flow.compute(frames, "dis")
+    onset = flow.compute(frames, "dis", reference="onset")
+    assert cons.shape == onset.shape == (4, 112, 96, 2)
+    inner = lambda f: np.median(f[:, 16:-16, 16:-16, 0].reshape(len(f), -1), axis=1)  # noqa: E731
+    assert np.allclose(inner(cons), 0.25, atol=0.06)  # the paper's: each step alone
+    assert np.allclose(inner(onset), [0.25, 0.5, 0.75, 1.0], atol=0.08)  # ours: the sum since onset
+    assert np.array_equal(onset[0], cons[0])  # the first field is the same pair
+    with pytest.raises(FlowError, match="onset flow needs at least 2 frames, got 1"):
+        flow.compute(frames[:1], reference="onset")
+    with pytest.raises(FlowError, match="unknown flow reference 'apex'; valid: consecutive, onset"):
+        flow.compute(frames, reference="apex")
 
 
 def test_bad_frames_are_refused():
@@ -159,6 +179,39 @@ def test_batch_flow_is_cached_and_resumable(prerun):
     third = flow.run(prerun, "dis", jobs=1, progress=False, raw=True)
     assert third.attrs["summary"]["computed"] == 1
     assert json.loads((prerun / "flow.json").read_text())["fields"] == [64, 128]
+
+
+def raw_peak(fl):
+    return float(flow.robust_peak(fl).max())
+
+
+def test_each_flow_setting_has_its_own_cache_and_learned_scales_code_on_load(prerun):
+    paper = flow.run(prerun, "dis", jobs=2, progress=False)
+    onset = flow.run(prerun, "dis", reference="onset", normalize="learned", jobs=2, progress=False, primary=False)
+    row_p, row_o = paper.iloc[0], onset.iloc[0]
+    assert row_p["cache"] != row_o["cache"]  # another setting, another folder: never mixed
+    assert json.loads((prerun / "flow.json").read_text())["reference"] == "consecutive"  # primary=False left the run's flow alone
+    assert json.loads((prerun / row_o["cache"]).parent.joinpath("flow.json").read_text())["normalize"] == "learned"
+    with np.load(prerun / row_o["cache"]) as z:
+        assert "munsell64" not in z.files and z["flow64"].dtype == np.float16 and z["robust64"].shape == (64,)
+        raw = z["flow64"].astype(np.float32)
+    # flow since onset holds the whole displacement; the paper's neighbouring-frame flow a 64th of it
+    with np.load(prerun / row_p["cache"]) as z:
+        assert z["robust64"].max() < 0.5 * raw_peak(raw)
+    scale = flow.learn_scale(prerun, onset["cache"], 64)
+    peaks = []
+    for c in onset["cache"]:
+        with np.load(prerun / c) as z:
+            peaks.append(z["robust64"].max())
+    assert min(peaks) <= scale <= max(peaks) and scale == pytest.approx(np.percentile(peaks, 95))
+    coded = flow.load_munsell(prerun, row_o["cache"], 64, scale)
+    assert coded.dtype == np.uint8 and np.array_equal(coded, flow.to_munsell(raw, scale))
+    # the paper's setting is read as stored; another scaling of it needs the raw flow it did not keep
+    assert np.array_equal(flow.load_munsell(prerun, row_p["cache"], 64, "frame"), flow.load_flow(prerun, row_p, 64))
+    with pytest.raises(FlowError, match="no raw flow, so it cannot be coded with 0.5"):
+        flow.load_munsell(prerun, row_p["cache"], 64, 0.5)
+    with pytest.raises(FlowError, match="from no training clip"):
+        flow.learn_scale(prerun, [], 64)
 
 
 def test_flow_scores_against_synthetic_ground_truth(prerun):

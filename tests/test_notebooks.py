@@ -164,7 +164,12 @@ def test_baselines_notebook_builds_one_table4_and_figure7(quick_run):
 
     run, _ = quick_run
     t4 = pd.read_csv(run / "tables" / "table4_all_paper.csv", index_col="method")
-    assert list(t4.index) == list(evaluate.PAPER_TABLE4.index) and t4["Fold1"].notna().all()  # every row of the paper filled
+    assert list(t4.index)[:12] == list(evaluate.PAPER_TABLE4.index) and t4["Fold1"].notna().all()  # every row of the paper filled
+    ours = list(t4.index)[12:]  # then our labelled rows: DTSCNN on the mexpr input, the baselines with balanced SVMs
+    assert "DTSCNN (fusion) (mexpr input, ours)" in ours and "STCLQP (fusion, balanced, ours)" in ours and len(ours) == 3 + 9
+    assert t4.loc[ours, "paper Average"].isna().all()  # no paper number beside a row of ours
+    both = pd.read_csv(run / "tables" / "table4_inputs_paper.csv", index_col="method")  # notebook 06: the paper's input and ours
+    assert {"DTSCNN (fusion)", "DTSCNN (fusion) (mexpr input, ours)"} <= set(both.dropna(subset=["Fold1"]).index)
     for m in evaluate.BASELINES:
         folds = pd.read_csv(evaluate.baseline_dir(run, m, "paper", 0) / "folds.csv")
         assert set(folds["method"]) == set(evaluate.baseline_methods(m)) and list(folds["fold"].unique()) == [0]
@@ -173,6 +178,28 @@ def test_baselines_notebook_builds_one_table4_and_figure7(quick_run):
     for fig in ("baselines_mdmo", "baselines_fdm", "baselines_stclqp_patterns", "figure7_all_paper"):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
     assert (run / "figures" / "readme" / "figure7_all_paper.svg").is_file()
+
+
+@pytest.mark.notebook
+def test_ablation_notebook_measures_every_step(quick_run):
+    from mexpr import ablation, train
+
+    run, _ = quick_run
+    runs = pd.read_csv(run / "tables" / "ablation_runs.csv")
+    assert list(dict.fromkeys(runs["step"])) == list(ablation.STEPS)  # one factor at a time, then all
+    assert set(runs["method"]) == set(ablation.METHODS) and set(runs["protocol"]) == {"paper"}
+    assert runs[["uar", "uf1", "accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
+    ours = runs[runs["step"] == ablation.MEXPR_STEP]
+    assert set(ours["input"]) == {"mexpr"} and set(ours["reference"]) == {"onset"}
+    # every step trained both streams of fold 0 with the same budget, in its own experiment folder
+    for step, cfg in ablation.configs("quick", "paper", 0, per_class=1, epochs=1).items():
+        assert (train.stream_dir(run, cfg, 128, 0) / "done.json").is_file(), step
+    jitter = pd.read_csv(run / "tables" / "ablation_crop_jitter.csv", index_col="input")
+    assert jitter.loc["consecutive, crop per frame", "added by the crops (x)"] > 2 > jitter.loc["consecutive, crop per clip", "added by the crops (x)"]
+    summary = pd.read_csv(run / "tables" / "ablation_summary.csv")
+    assert len(summary) == len(ablation.STEPS) * len(ablation.METHODS) and (summary["seeds"] == 1).all()
+    for fig in ("ablation", "ablation_flow_signal", "ablation_munsell_codings"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
 
 
 @pytest.mark.notebook

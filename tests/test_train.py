@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from mexpr import augment, models, train
@@ -23,6 +24,59 @@ def test_profile_overrides_of_none_keep_the_profile():
     assert train.config_for("paper", epochs=3).epochs == 3 and train.config_for("paper").per_class == 500
     with pytest.raises(ValueError, match="profile must be one of"):
         train.config_for("huge")
+
+
+def test_input_representations_are_named_configs():
+    paper, ours = train.config_for("quick"), train.config_for("quick", input="mexpr")
+    assert paper.input == "paper" and paper.label == "" and (paper.reference, paper.munsell, paper.mode) == ("consecutive", "frame", "frame")
+    assert ours.input == "mexpr" and "ours" in ours.label and (ours.reference, ours.munsell, ours.mode) == ("onset", "learned", "clip")
+    assert train.experiment_dir("r", ours).name == "paper-s0-adam-mexpr" and train.experiment_dir("r", paper).name == "paper-s0-tuned"
+    one = train.config_for("quick", reference="onset")  # one factor changed: a custom input, named by what changed
+    assert one.input == "custom" and train.input_changes(one) == ["flow since onset"] and train.experiment_dir("r", one).name.endswith("-onset")
+    fixed = train.config_for("quick", munsell="0.5")  # a numeric string (CLI) is a scale in px
+    assert fixed.munsell == 0.5 and train.experiment_dir("r", fixed).name.endswith("-scale0.5")
+    assert train.config_for("quick", input="mexpr", mode="frame").input == "custom"  # an override beats the preset
+    with pytest.raises(ValueError, match="unknown input representation 'ours'; valid: paper, mexpr"):
+        train.config_for("quick", input="ours")
+    for bad in (0, -2.0, float("nan"), "max"):
+        with pytest.raises(ValueError, match="Munsell"):
+            train.config_for("quick", munsell=bad)
+    with pytest.raises(ValueError, match="unknown flow reference"):
+        train.config_for("quick", reference="apex")
+    with pytest.raises(ValueError, match="flow_method must be one of"):
+        train.config_for("quick", flow_method="pwc")
+
+
+def test_the_learned_scale_comes_from_training_clips_only(flowrun):
+    from mexpr import flow
+
+    cfg = replace(train.config_for("quick", input="mexpr"), per_class=1, epochs=1)
+    tr, te = train.fold_split(flowrun, cfg, 0)
+    got = train.fold_flow(flowrun, cfg, 0, 64, tr)
+    assert got["reference"] == "onset" and got["normalize"] == round(flow.learn_scale(flowrun, tr["flow_cache"], 64), 4)
+    # another fold learns from other clips; the test clips never enter
+    calls = []
+    real = flow.learn_scale
+    try:
+        flow.learn_scale = lambda run, caches, fields, **k: calls.append(set(caches)) or real(run, caches, fields, **k)
+        train.fold_flow(flowrun, cfg, 0, 64)
+    finally:
+        flow.learn_scale = real
+    assert calls == [set(tr["flow_cache"])] and not calls[0] & set(te["flow_cache"])
+
+
+def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun):
+    cfg = replace(train.config_for("quick", input="mexpr", mode="none"), per_class=2, epochs=1)
+    r = train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
+    done = json.loads(open(f"{r['dir']}/done.json").read())
+    scale = done["flow"]["normalize"]
+    assert isinstance(scale, float) and scale > 0 and done["flow"]["reference"] == "onset"
+    # an uncropped training sample is its clip, coded exactly as the clip is coded for testing
+    plan = __import__("pandas").read_csv(f"{r['dir']}/plan.csv", dtype={"crops": str})
+    tr, _ = train.fold_split(flowrun, cfg, 0)
+    paths = augment.build(flowrun, plan.head(1), 64, flow_cfg=done["flow"], progress=False)
+    row = tr[(tr["subject_id"] + "/" + tr["clip"]) == plan.iloc[0]["source"]].iloc[0]
+    assert np.array_equal(np.load(paths[0]), train.clip_munsell(flowrun, row, 64, scale))
 
 
 def weights(path):
@@ -160,3 +214,13 @@ def test_a_damaged_augmentation_file_is_named(tmp_path):
     junk.write_bytes(b"not an array")
     with pytest.raises(ValueError, match=r"junk\.npy: not a readable \.npy file"):
         train.read_npy_into(junk, out)
+
+
+def test_the_test_fold_is_a_monitor_only(flowrun):
+    """Training selects nothing on the test fold: with the fold's test clips monitored every epoch
+    or not shown at all, the kept model (the last epoch's) is the same, weight for weight."""
+    cfg = replace(QUICK, epochs=2, tag="monitor")
+    shown = train.train_stream(flowrun, 64, 1, cfg, verbose=0)
+    hidden = train.train_stream(flowrun, 64, 1, replace(cfg, tag="no-monitor"), verbose=0, monitor_test=False)
+    assert shown["history"]["val_accuracy"].notna().all() and hidden["history"].get("val_accuracy", pd.Series([np.nan])).isna().all()
+    assert same(weights(shown["model"]), weights(hidden["model"]))

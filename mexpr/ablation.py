@@ -1,0 +1,210 @@
+"""What each of the paper's input choices costs: the ablation of notebook 08 and
+``benchmarks/ablation.py``.
+
+From the paper's input (:data:`mexpr.train.INPUTS` ``"paper"``: flow between neighbouring frames,
+each field coloured by its own peak, a new 2-px crop for every frame) one factor is changed at a
+time (:data:`STEPS`), then all of them together (our ``"mexpr"`` input).  Every step trains both
+streams on every fold of each protocol with each seed (:func:`mexpr.evaluate.evaluate`, which
+reuses finished streams and cached features, so an interrupted ablation resumes), and records the
+accuracy, UF1 and UAR of DTSCNN64, DTSCNN128 and their Eq. 11 fusion, and how far the test clips'
+pool4 features lie from the augmented training clips' (:func:`feature_shift`).
+
+Nothing is chosen on a test fold: every step trains for the profile's fixed number of epochs and
+keeps the last epoch's weights (the test fold is a monitor only), the SVMs' C is fixed, and the
+learned Munsell scale comes from the fold's training clips (:func:`mexpr.train.fold_flow`).
+Results are the mean +- standard deviation over seeds of each seed's mean over folds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mexpr import evaluate, train
+
+#: Each setting in which our input differs from the paper's, as the ablation names it.
+FACTORS = {
+    "reference": "flow since onset",
+    "munsell": "learned Munsell scale",
+    "mode": "one crop per clip",
+    "smooth": "smoothed flow",
+    "input_scale": "zero input for no motion",
+    "flow_method": "another flow method",
+    "schedule": "Adam",
+}
+_OURS = {k: v for k, v in train.INPUTS["mexpr"].items() if v != train.INPUTS["paper"].get(k)}
+
+#: The ablation's steps: a name, and the input settings that differ from the paper's: the paper's
+#: input, then each of our changes alone (and no crop at all, the third crop mode), then all of
+#: them together (the ``mexpr`` input).
+STEPS: dict[str, dict] = (
+    {"paper input": {}}
+    | {FACTORS[k]: {k: v} for k, v in _OURS.items()}
+    | {"no crop": {"mode": "none"}, "mexpr input (all, ours)": dict(_OURS)}
+)
+MEXPR_STEP = "mexpr input (all, ours)"
+
+#: The rows reported per step.
+METHODS = ("DTSCNN64", "DTSCNN128", "DTSCNN (fusion)")
+METRICS = ("uar", "uf1", "accuracy")
+
+
+class AblationError(ValueError):
+    """An ablation that cannot run as asked (e.g. an unknown step)."""
+
+
+def configs(profile: str = "default", protocol: str = "paper", seed: int = 0, steps=None, **overrides) -> dict[str, train.Config]:
+    """The training config of each step (default: all of :data:`STEPS`) for one protocol and
+    seed; ``overrides`` (e.g. ``epochs``, ``per_class``) apply to every step alike."""
+    steps = list(steps or STEPS)
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise AblationError(f"unknown ablation step(s) {unknown}; valid: {list(STEPS)}")
+    return {s: train.config_for(profile, protocol=protocol, seed=seed, **(overrides | STEPS[s])) for s in steps}
+
+
+def feature_shift(feats: dict) -> dict:
+    """How far (mean |z|, in units of the augmented training features' per-feature spread) the
+    original training clips and the test clips lie from the augmented training clips in pool4
+    space (``feats``: :func:`mexpr.evaluate.stream_features`).  Near the augmented clips' own
+    value (about 0.8) means the network was trained on the kind of input it is tested on."""
+    mu, sd = feats["augmented"].mean(0), feats["augmented"].std(0) + 1e-6
+    return {part: float(np.abs((feats[part] - mu) / sd).mean()) for part in ("augmented", "original", "test")}
+
+
+def run(run_dir, profile: str = "default", protocols=("paper", "subject3"), seeds=(0, 1, 2), steps=None, folds=None,
+        jobs: int | None = None, progress: bool = True, out: str | os.PathLike | None = None, **overrides) -> pd.DataFrame:
+    """Run the ablation (see the module text) on ``run_dir``; one row per (step, protocol, seed,
+    method) with the mean over folds of each metric, the pooled UAR, the feature shift of each
+    stream, and the step's settings.  Written to ``<run_dir>/tables/ablation_runs.csv`` (or
+    ``out``) after every step, so a long ablation can be read while it runs."""
+    rows = []
+    out = Path(out) if out else Path(run_dir) / "tables" / "ablation_runs.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for protocol in protocols:
+        for seed in seeds:
+            for step, cfg in configs(profile, protocol, seed, steps, **overrides).items():
+                t0 = time.perf_counter()
+                ev = evaluate.evaluate(run_dir, cfg, folds=folds, jobs=jobs, verbose=0, progress=progress)
+                shift = {}
+                for fields in (64, 128):
+                    per_fold = [feature_shift(evaluate.stream_features(run_dir, cfg, fields, k)) for k in ev.info["folds"]]
+                    shift[fields] = {p: float(np.mean([s[p] for s in per_fold])) for p in ("augmented", "test")}
+                s = ev.summary.set_index("method")
+                for m in METHODS:
+                    rows.append({"step": step, "protocol": protocol, "seed": seed, "method": m,
+                                 **{k: float(s.loc[m, k]) for k in METRICS}, "pooled_uar": float(s.loc[m, "pooled_uar"]),
+                                 "folds": len(ev.info["folds"]), "shift_test_64": round(shift[64]["test"], 3),
+                                 "shift_test_128": round(shift[128]["test"], 3), "shift_augmented_64": round(shift[64]["augmented"], 3),
+                                 "input": cfg.input, "reference": cfg.reference, "munsell": str(cfg.munsell), "mode": cfg.mode,
+                                 "flow_method": cfg.flow_method, "epochs": cfg.epochs, "per_class": cfg.per_class,
+                                 "seconds": round(time.perf_counter() - t0, 1)})
+                pd.DataFrame(rows).to_csv(out, index=False)
+    return pd.DataFrame(rows)
+
+
+def summary(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each metric, one row per (protocol, step,
+    method), steps in :data:`STEPS` order; ``seeds`` counts them."""
+    order = {s: i for i, s in enumerate(STEPS)}
+    g = runs.groupby(["protocol", "step", "method"], sort=False)
+    out = g[list(metrics)].agg(["mean", "std"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out["seeds"] = g.size()
+    out = out.reset_index()
+    out["_o"] = out["step"].map(order).fillna(len(order))
+    return out.sort_values(["protocol", "_o", "method"]).drop(columns="_o").reset_index(drop=True)
+
+
+def table(runs: pd.DataFrame, method: str = "DTSCNN (fusion)", metrics=METRICS) -> pd.DataFrame:
+    """The table a student reads: one row per step, per protocol ``mean ± std`` (over seeds) of
+    each metric in %, for ``method``; the change in UAR against the paper's input in points."""
+    s = summary(runs, metrics)
+    s = s[s["method"] == method]
+    cols = {}
+    for protocol, g in s.groupby("protocol", sort=False):
+        g = g.set_index("step")
+        for m in metrics:
+            cols[(protocol, m.upper())] = [f"{100 * a:.1f} ± {100 * (0 if np.isnan(b) else b):.1f}" for a, b in zip(g[f"{m}_mean"], g[f"{m}_std"])]
+        base = g["uar_mean"].get("paper input", np.nan)
+        cols[(protocol, "ΔUAR vs paper (points)")] = [f"{100 * (v - base):+.1f}" for v in g["uar_mean"]]
+        index = g.index
+    out = pd.DataFrame(cols, index=index)
+    out.index.name = f"{method}: step"
+    return out
+
+
+def settings(cfg: train.Config) -> dict:
+    """A config's input settings and budget, for the notebook's prose."""
+    d = asdict(cfg)
+    return {k: d[k] for k in ("reference", "munsell", "mode", "flow_method", "per_class", "epochs", "schedule")}
+
+
+#: The notebook's ablation per profile (notebook 08; ``benchmarks/ablation.py`` runs the full one):
+#: protocols, seeds, folds (None: all) and the training budget of every step.
+PROFILES = {
+    "quick": {"protocols": ["paper"], "seeds": [0], "folds": [0], "per_class": 1, "epochs": 1},
+    "default": {"protocols": ["paper"], "seeds": [0], "folds": None, "per_class": None, "epochs": None},
+    "paper": {"protocols": ["paper", "subject3"], "seeds": [0, 1, 2], "folds": None, "per_class": None, "epochs": None},
+}
+
+
+def plan_for(profile: str, **overrides) -> dict:
+    """The notebook's ablation plan for ``profile`` (:data:`PROFILES`), with overrides (``None``
+    keeps the profile's)."""
+    if profile not in PROFILES:
+        raise AblationError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    return PROFILES[profile] | {k: v for k, v in overrides.items() if v is not None}
+
+
+def signal_curves(run_dir, examples, configs: dict, fields: int = 64) -> dict:
+    """Per example clip (rows of :func:`mexpr.train.clips_table`, with ``label``) and config
+    (label -> :class:`~mexpr.train.Config`): each field's 99th-percentile flow magnitude (px),
+    as that config's flow stage measured it: ``{"<class>: <config label>": (fields,)}``."""
+    from mexpr import flow
+
+    out = {}
+    for _, ex in examples.iterrows():
+        for name, cfg in configs.items():
+            table = train.clips_table(run_dir, cfg)
+            row = table[(table["subject_id"] == ex["subject_id"]) & (table["clip"] == ex["clip"])].iloc[0]
+            with np.load(Path(run_dir) / row["flow_cache"]) as z:
+                if f"robust{fields}" not in z.files:
+                    raise flow.FlowError(f"{row['flow_cache']} has no robust{fields}: recompute its flow (force=True)")
+                out[f"{ex['label']}: {name}"] = z[f"robust{fields}"]
+    return out
+
+
+def crop_jitter(run_dir, configs: dict, fold: int = 0, samples: int = 4, fields: int = 64) -> pd.DataFrame:
+    """How much motion each crop mode adds (:func:`mexpr.augment.jitter_energy`): for each config
+    (label -> :class:`~mexpr.train.Config`; its ``mode`` and flow reference), the mean flow per
+    field of ``samples`` planned training samples of ``fold`` and of their source clips uncropped."""
+    from mexpr import augment
+
+    rows = []
+    for name, cfg in configs.items():
+        _, _, plan = train.fold_plan(run_dir, cfg, fold, per_class=max(1, samples // 4 + (samples % 4 > 0)))
+        fcfg = train.fold_flow(run_dir, cfg, fold, fields)
+        for rec in plan.head(samples).to_dict("records"):
+            rows.append({"input": name} | augment.jitter_energy(run_dir, rec, fields, fcfg))
+    df = pd.DataFrame(rows)
+    out = df.groupby("input", sort=False)[["plain_px", "augmented_px"]].mean()
+    out["added by the crops (x)"] = out["augmented_px"] / out["plain_px"]
+    return out.round(4)
+
+
+def best_baseline(run_dir, protocol: str = "paper", seed: int = 0) -> tuple[str, float] | None:
+    """The best UAR (mean over folds) among the baselines' rows evaluated in ``run_dir`` under
+    ``protocol`` and ``seed`` (notebook 07), as ``(method, uar)``; None if none was evaluated."""
+    best = None
+    for path in sorted((Path(run_dir) / "baselines").glob(f"*-{protocol}-s{int(seed)}/summary.csv")):
+        s = pd.read_csv(path)
+        r = s.loc[s["uar"].idxmax()]
+        if best is None or r["uar"] > best[1]:
+            best = (str(r["method"]), float(r["uar"]))
+    return best
