@@ -652,3 +652,48 @@ def score(pairs, methods: dict[str, dict] | None = None, progress: bool = False)
                 "epe_face": face["epe"], "ae_face": face["ae"], "epe_au": au["epe"], "ae_au": au["ae"], "epe_au_zero_flow": zero["epe"],
             })
     return pd.DataFrame(rows)
+
+
+#: scikit-image's bundled photographs used for :func:`photo_pairs` (real textures, not our faces).
+PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry", "brick", "coins")
+
+
+def photo_pairs(amplitudes=(0.25, 0.5, 1.0), per_photo: int = 4, drift: float = 0.3, noise: float = 1.5, seed: int = 0,
+                size: tuple[int, int] = (96, 112), photos=PHOTOS):
+    """Frame pairs with exactly known flow made from real photographs (scikit-image's bundled ones),
+    not from our synthetic faces: a ``size`` (w, h) crop of each photo, moved by a smooth random
+    local field (Gaussian-filtered noise, its peak scaled to each amplitude in px) plus a global
+    drift (a random translation up to ``drift`` px), both frames with independent sensor noise.
+    Used to choose a flow method on images the generator did not make (``benchmarks/flow_photos.py``).
+    Yields dicts like :func:`synthetic_pairs`: ``frames (2, h, w, 3) uint8``, ``flow (h, w, 2)``,
+    ``face`` (the whole image but a 6-px border), ``au`` (where the local field exceeds a quarter of
+    its peak), ``amplitude``, ``clip`` (the photo and draw)."""
+    import cv2
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    for name in photos:
+        img = getattr(data, name)()
+        img = np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img[..., :3]
+        for k in range(per_photo):
+            H, W = img.shape[:2]
+            side = int(min(H, W * h / w) * rng.uniform(0.35, 0.6))
+            y0, x0 = rng.integers(0, H - side + 1), rng.integers(0, W - int(side * w / h) + 1)
+            crop = cv2.resize(img[y0 : y0 + side, x0 : x0 + int(side * w / h)], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+            local = np.stack([cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 10) for _ in range(2)], -1)
+            shift = rng.uniform(-drift, drift, 2).astype(np.float32)
+            inner = np.zeros((h, w), bool)
+            inner[6:-6, 6:-6] = True
+            for a in amplitudes:
+                loc = local * np.float32(a / max(float(np.hypot(local[..., 0], local[..., 1]).max()), 1e-9))
+                gt = loc + shift
+                yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+                # frame 1 (x) = frame 0 (x - flow(x)), with the flow given at frame 0's pixels: invert it by fixed-point steps
+                back = gt.copy()
+                for _ in range(5):
+                    back = cv2.remap(gt, xx - back[..., 0], yy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                second = cv2.remap(crop, xx - back[..., 0], yy - back[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+                pair = [np.clip(f + rng.normal(0, noise, f.shape), 0, 255).astype(np.uint8) for f in (crop, second)]
+                yield {"clip": f"{name}#{k}", "amplitude": a, "frames": np.stack(pair), "flow": gt, "face": inner,
+                       "au": inner & (np.hypot(loc[..., 0], loc[..., 1]) >= 0.25 * a)}

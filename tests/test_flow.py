@@ -142,6 +142,13 @@ def test_onset_reference_measures_the_displacement_since_the_first_frame():
         flow.compute(frames, reference="apex")
 
 
+def test_photo_pairs_have_exactly_known_flow():
+    pairs = list(flow.photo_pairs(amplitudes=(0.5,), per_photo=1, photos=("astronaut", "camera")))
+    assert len(pairs) == 2 and pairs[0]["frames"].shape == (2, 112, 96, 3) and pairs[0]["flow"].shape == (112, 96, 2)
+    res = flow.score(pairs, {"dis": {"method": "dis"}, "tvl1": {"method": "tvl1"}})
+    assert (res["epe_au"] < 0.5 * res["epe_au_zero_flow"]).all()  # every method recovers most of the known motion
+
+
 def test_bad_frames_are_refused():
     a = np.zeros((112, 96), np.uint8)
     with pytest.raises(FlowError, match="different shapes"):

@@ -192,7 +192,7 @@ def test_ablation_notebook_measures_every_step(quick_run):
     ours = runs[runs["step"] == ablation.MEXPR_STEP]
     assert set(ours["input"]) == {"mexpr"} and set(ours["reference"]) == {"onset"}
     # every step trained both streams of fold 0 with the same budget, in its own experiment folder
-    for step, cfg in ablation.configs("quick", "paper", 0, per_class=1, epochs=1).items():
+    for step, cfg in ablation.configs("quick", "paper", 0, per_class=2, epochs=1).items():
         assert (train.stream_dir(run, cfg, 128, 0) / "done.json").is_file(), step
     jitter = pd.read_csv(run / "tables" / "ablation_crop_jitter.csv", index_col="input")
     assert jitter.loc["consecutive, crop per frame", "added by the crops (x)"] > 2 > jitter.loc["consecutive, crop per clip", "added by the crops (x)"]
