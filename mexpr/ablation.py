@@ -66,9 +66,9 @@ def configs(profile: str = "default", protocol: str = "paper", seed: int = 0, st
     if unknown:
         raise AblationError(f"unknown ablation step(s) {unknown}; valid: {list(STEPS)}")
     out = {}
+    base = train.config_for(profile)
     for s in steps:
         cfg = train.config_for(profile, protocol=protocol, seed=seed, **(overrides | STEPS[s]))
-        base = train.config_for(profile)
         if (cfg.per_class, cfg.epochs) != (base.per_class, base.epochs) and not cfg.tag:
             # another budget than the profile's: its own experiment folder, never the notebooks' trained streams
             cfg = replace(cfg, tag=f"budget{cfg.per_class}x{cfg.epochs}")

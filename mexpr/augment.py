@@ -166,8 +166,7 @@ def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict 
         clip = preprocess.interpolate(frames, fields + 1, times)
     else:
         clip = augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1)
-    fl = flow.compute(clip, cfg["method"], cfg.get("reference", "consecutive"), cfg.get("smooth", 0.0), **cfg["params"])
-    return flow.to_munsell(fl, cfg["normalize"])
+    return flow.to_munsell(flow.compute_as(clip, cfg), cfg["normalize"])
 
 
 def _sample_key(row, fields: int, cfg: dict) -> str:
@@ -233,9 +232,8 @@ def jitter_energy(run_dir: str | os.PathLike, row, fields: int = 64, flow_cfg: d
     from mexpr import flow, preprocess
 
     cfg = flow_cfg or flow_config(run_dir)
-    ref, sm = cfg.get("reference", "consecutive"), cfg.get("smooth", 0.0)
     frames, times = preprocess.read_cache(run_dir, row["cache"])
-    plain = flow.compute(preprocess.interpolate(frames, fields + 1, times), cfg["method"], ref, sm, **cfg["params"])
-    aug = flow.compute(augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1), cfg["method"], ref, sm, **cfg["params"])
+    plain = flow.compute_as(preprocess.interpolate(frames, fields + 1, times), cfg)
+    aug = flow.compute_as(augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1), cfg)
     mag = lambda f: float(np.sqrt((f.astype(np.float64) ** 2).sum(-1)).mean())  # noqa: E731
     return {"source": row["source"], "mode": row["mode"], "plain_px": mag(plain), "augmented_px": mag(aug)}

@@ -499,11 +499,7 @@ def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
 
     flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
     clip = preprocess.preprocess_clip(frame_files(folder), run_preprocess_config(run_dir))
-    out = {}
-    for f, cfg in flows.items():
-        fl = flow.compute(clip.resample(f + 1), cfg["method"], cfg.get("reference", "consecutive"), cfg.get("smooth", 0.0), **cfg["params"])
-        out[f] = flow.to_munsell(fl, cfg["normalize"])
-    return out
+    return {f: flow.to_munsell(flow.compute_as(clip.resample(f + 1), cfg), cfg["normalize"]) for f, cfg in flows.items()}
 
 
 def run_facts(run_dir, config: train.Config, ev: Evaluation) -> pd.Series:

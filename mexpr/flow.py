@@ -187,6 +187,13 @@ def compute(frames, method: str = DEFAULT_METHOD, reference: str = "consecutive"
     return out
 
 
+def compute_as(frames, spec: dict) -> np.ndarray:
+    """:func:`compute` with the settings of a flow ``spec`` (``{"method", "params"[, "reference",
+    "smooth"]}``, as :func:`mexpr.augment.flow_config` and :func:`mexpr.train.fold_flow` give it;
+    a missing reference or smoothing is the paper's)."""
+    return compute(frames, spec["method"], spec.get("reference", "consecutive"), spec.get("smooth", 0.0), **spec["params"])
+
+
 # --------------------------------------------------------------------------------------------
 # Munsell (Middlebury) colour coding
 
@@ -498,6 +505,20 @@ def load_flow(run_dir: str | os.PathLike, row, fields: int = 64, kind: str = "mu
         return z[name]
 
 
+_STORED: dict[str, str | float] = {}
+
+
+def _stored_normalize(folder: str):
+    """The Munsell scaling a flow cache folder's files were coded with (its ``flow.json``; None
+    while it has none).  Part of the folder's key, so it never changes for a folder: read once."""
+    if folder not in _STORED:
+        js = Path(folder) / "flow.json"
+        if not js.is_file():
+            return None
+        _STORED[folder] = json.loads(js.read_text()).get("normalize")
+    return _STORED[folder]
+
+
 def load_munsell(run_dir: str | os.PathLike, cache: str, fields: int, normalize: str | float) -> np.ndarray:
     """One clip's Munsell images ``uint8 (fields, 112, 96, 3)`` coded with ``normalize``
     (``"frame"``, ``"clip"`` or px): the stored images when the flow stage coded them that way,
@@ -505,7 +526,7 @@ def load_munsell(run_dir: str | os.PathLike, cache: str, fields: int, normalize:
     run_dir = Path(run_dir)
     normalize = check_scaling(normalize)
     path = run_dir / cache
-    stored = json.loads((path.parent / "flow.json").read_text()).get("normalize") if (path.parent / "flow.json").is_file() else None
+    stored = _stored_normalize(str(path.parent))
     with np.load(path) as z:
         if stored == normalize and f"munsell{fields}" in z.files:
             return z[f"munsell{fields}"]

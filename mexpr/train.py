@@ -91,19 +91,14 @@ class Config:
     tag: str = ""  # a suffix for the experiment folder, e.g. "tuned"
 
     def __post_init__(self):
-        from mexpr import augment, datasets, flow
+        from mexpr import augment, datasets, flow, models
 
         try:
             flow.check_reference(self.reference)
             object.__setattr__(self, "munsell", flow.check_scaling(self.munsell))
-        except flow.FlowError as e:
-            raise ValueError(str(e)) from None
-        try:
             object.__setattr__(self, "smooth", flow.check_smooth(self.smooth))
         except flow.FlowError as e:
             raise ValueError(str(e)) from None
-        from mexpr import models
-
         if self.input_scale not in models.INPUT_SCALES:
             raise ValueError(f"input_scale must be one of {list(models.INPUT_SCALES)}, not {self.input_scale!r}")
         if self.flow_method not in flow.METHODS:
