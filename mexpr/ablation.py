@@ -34,6 +34,7 @@ FACTORS = {
     "mode": "one crop per clip",
     "smooth": "smoothed flow",
     "input_scale": "zero input for no motion",
+    "flip": "mirrored copies",
     "flow_method": "another flow method",
     "schedule": "Adam",
 }

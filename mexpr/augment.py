@@ -79,10 +79,12 @@ def nine_crops(frame: np.ndarray) -> np.ndarray:
 # planning
 
 
-def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=None, classes=CLASSES) -> pd.DataFrame:  # noqa: F821
+def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=None, classes=CLASSES, flip: bool = False) -> pd.DataFrame:  # noqa: F821
     """Figure 6, steps 4-8, as a table: ``per_class`` samples for each class, each a random
     training clip of that class (``source``: its ``subject_id/clip``) and one crop index per
-    native frame (``crops``, a string of digits 0-8).
+    native frame (``crops``, a string of digits 0-8).  ``flip`` (ours, not the paper's): each
+    sample is mirrored left-right with probability 1/2 (column ``flip``; :func:`mexpr.flow.mirror`),
+    drawn apart from the rest so that the clips and crops are those of the plan without it.
 
     ``train`` is the fold's training part of the pre-processing manifest (rows with
     ``status == "processed"`` are used).  ``test``, if given, is the fold's test part: any
@@ -122,7 +124,13 @@ def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=N
             else:
                 crops = np.full(n, CROP_NAMES.index("centre"))
             rows.append({"label": cls, "k": k, "source": keys.iloc[j], "cache": rec["cache"], "crops": "".join(map(str, crops)), "mode": mode})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["flip"] = False
+    if flip:
+        for ci, cls in enumerate(classes):
+            at = np.flatnonzero(out["label"].to_numpy() == cls)
+            out.loc[at, "flip"] = np.random.default_rng([int(seed), MODES.index(mode), AUGMENT_VERSION, ci, 2]).random(len(at)) < 0.5
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,11 +174,19 @@ def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict 
         clip = preprocess.interpolate(frames, fields + 1, times)
     else:
         clip = augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1)
-    return flow.to_munsell(flow.compute_as(clip, cfg), cfg["normalize"])
+    fl = flow.compute_as(clip, cfg)
+    return flow.to_munsell(flow.mirror(fl) if _flipped(row) else fl, cfg["normalize"])
+
+
+def _flipped(row) -> bool:
+    f = row.get("flip", False)
+    return bool(f) and str(f) not in ("False", "nan", "0")
 
 
 def _sample_key(row, fields: int, cfg: dict) -> str:
     d = {"cache": Path(row["cache"]).name, "crops": row["crops"], "mode": row["mode"], "fields": int(fields), "flow": cfg, "v": AUGMENT_VERSION}
+    if _flipped(row):
+        d["flip"] = True
     return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=10).hexdigest()
 
 
@@ -185,9 +201,13 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
     from mexpr import flow
 
     cv2.setNumThreads(1)
-    if flow_file:  # mode "none": the sample is the clip itself, as the flow stage computed it
-        x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"])
-    else:
+    x = None
+    if flow_file:  # mode "none": the sample is the clip itself (or its mirror image), as the flow stage computed it
+        try:
+            x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"], mirrored=_flipped(row))
+        except flow.FlowError:  # a flow stage that kept no raw flow cannot mirror: compute it
+            x = None
+    if x is None:
         x = sample_munsell(run_dir, row, fields, cfg)
     tmp = target + ".tmp.npy"
     np.save(tmp, x)

@@ -109,7 +109,7 @@ def _train_config(args):
         args.profile, protocol=args.protocol, seed=args.seed, mixed_precision=args.mixed_precision, jit_compile=args.xla, tag=args.tag,
         epochs=args.epochs, per_class=args.per_class, schedule=args.schedule, mode=args.mode,
         input=args.input, reference=args.reference, munsell=args.munsell, flow_method=args.flow_method, smooth=args.smooth,
-        input_scale=args.input_scale,
+        input_scale=args.input_scale, flip=args.flip,
     )
 
 
@@ -231,6 +231,7 @@ def _config_options(p) -> None:
     p.add_argument("--flow-method", default=None, choices=["dis", "tvl1", "farneback", "deepflow"], help="flow method (default dis)")
     p.add_argument("--smooth", type=float, default=None, help="Gaussian blur of every flow field, sigma in px (0: none, the paper's)")
     p.add_argument("--input-scale", default=None, choices=["symmetric", "motion"], help="first layer: [-1, 1] or zero for no motion (ours)")
+    p.add_argument("--flip", default=None, action=argparse.BooleanOptionalAction, help="mirror half the training samples left-right (ours)")
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
     p.add_argument("--xla", action="store_true", help="compile the training step with XLA")
     p.add_argument("--tag", default="", help="suffix of the experiment folder")

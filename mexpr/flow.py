@@ -519,21 +519,32 @@ def _stored_normalize(folder: str):
     return _STORED[folder]
 
 
-def load_munsell(run_dir: str | os.PathLike, cache: str, fields: int, normalize: str | float) -> np.ndarray:
+def mirror(flow: np.ndarray) -> np.ndarray:
+    """The flow of the horizontally mirrored clip: ``(..., H, W, 2)`` flipped left-right with its
+    horizontal component negated (a face's left-right mirror image: the flip augmentation of our
+    ``mexpr`` input, applied to the flow field so that it needs no second flow computation)."""
+    out = np.array(flow[..., ::-1, :], copy=True)
+    out[..., 0] *= -1
+    return out
+
+
+def load_munsell(run_dir: str | os.PathLike, cache: str, fields: int, normalize: str | float, mirrored: bool = False) -> np.ndarray:
     """One clip's Munsell images ``uint8 (fields, 112, 96, 3)`` coded with ``normalize``
     (``"frame"``, ``"clip"`` or px): the stored images when the flow stage coded them that way,
-    else coded now from the stored raw flow (a :class:`FlowError` if it kept none)."""
+    else coded now from the stored raw flow (a :class:`FlowError` if it kept none).
+    ``mirrored``: of the mirrored clip (:func:`mirror`; needs the raw flow)."""
     run_dir = Path(run_dir)
     normalize = check_scaling(normalize)
     path = run_dir / cache
     stored = _stored_normalize(str(path.parent))
     with np.load(path) as z:
-        if stored == normalize and f"munsell{fields}" in z.files:
+        if stored == normalize and f"munsell{fields}" in z.files and not mirrored:
             return z[f"munsell{fields}"]
         if f"flow{fields}" not in z.files:
-            raise FlowError(f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be coded with {normalize!r}; "
-                            "run the flow stage with raw=True (CLI: --raw) or with this scaling")
-        return to_munsell(z[f"flow{fields}"].astype(np.float32), normalize)
+            raise FlowError(f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be coded with {normalize!r}"
+                            f"{' or mirrored' if mirrored else ''}; run the flow stage with raw=True (CLI: --raw) or with this scaling")
+        fl = z[f"flow{fields}"].astype(np.float32)
+    return to_munsell(mirror(fl) if mirrored else fl, normalize)
 
 
 def learn_scale(run_dir: str | os.PathLike, caches, fields: int, q: float = 95.0) -> float:

@@ -56,9 +56,10 @@ PROFILES = {
 #: layer that reads no motion as zero, and Adam (notebook 08 measures what each of these changes
 #: costs or buys; the Table 2 network itself is the paper's).
 INPUTS = {
-    "paper": {"reference": "consecutive", "munsell": "frame", "mode": "frame", "flow_method": "dis", "smooth": 0.0, "input_scale": "symmetric"},
+    "paper": {"reference": "consecutive", "munsell": "frame", "mode": "frame", "flow_method": "dis", "smooth": 0.0, "input_scale": "symmetric",
+              "flip": False},
     "mexpr": {"reference": "onset", "munsell": "learned", "mode": "clip", "flow_method": "dis", "smooth": 4.0, "input_scale": "motion",
-              "schedule": "adam"},
+              "flip": True, "schedule": "adam"},
 }
 
 TRAIN_VERSION = 1
@@ -81,6 +82,7 @@ class Config:
     flow_method: str = "dis"  # flow.METHODS
     smooth: float = 0.0  # Gaussian blur of every flow field, sigma in px (0: none, the paper's)
     input_scale: str = "symmetric"  # the network's first layer: models.INPUT_SCALES
+    flip: bool = False  # augmentation: mirror half the samples left-right (ours; flow.mirror)
     epochs: int = 30
     batch_size: int = 10
     schedule: str = "paper"
@@ -143,7 +145,7 @@ def input_changes(config: Config) -> list[str]:
     """The ways ``config``'s input differs from the paper's, in words (``[]`` for the paper's)."""
     paper = INPUTS["paper"]
     names = {"reference": "flow since {}", "munsell": "Munsell scale {}", "mode": "crop per {}", "flow_method": "{} flow",
-             "smooth": "flow smoothed {:g} px", "input_scale": "{} input scale"}
+             "smooth": "flow smoothed {:g} px", "input_scale": "{} input scale", "flip": "mirrored copies"}
     return [names[k].format(getattr(config, k)) for k in paper if getattr(config, k) != paper[k]]
 
 
@@ -174,6 +176,8 @@ def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
             if v != paper[k]:
                 if k == "smooth":
                     name += f"-smooth{v:g}"
+                elif k == "flip":
+                    name += "-flip" if v else "-noflip"
                 elif k == "munsell":
                     name += f"-scale{v:g}" if isinstance(v, float) else f"-scale-{v}"
                 else:
@@ -233,7 +237,8 @@ def fold_plan(run_dir: str | os.PathLike, config: Config, fold: int, per_class: 
     from mexpr import augment
 
     train, test = fold_split(run_dir, config, fold)
-    samples = augment.plan(train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test)
+    samples = augment.plan(train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test,
+                           flip=config.flip)
     return train, test, samples
 
 

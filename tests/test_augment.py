@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mexpr import augment, datasets, train
+from mexpr import augment, datasets, flow, preprocess, train
 from mexpr.augment import AugmentError, LeakError
 
 
@@ -58,6 +58,19 @@ def test_plan_is_balanced_reproducible_and_per_frame(table):
     assert len({c[0] for c in one["crops"]}) > 1
 
 
+def test_flip_mirrors_about_half_without_changing_the_plan(table):
+    plain = augment.plan(table, per_class=40, seed=3, mode="clip")
+    flipped = augment.plan(table, per_class=40, seed=3, mode="clip", flip=True)
+    assert not plain["flip"].any()
+    assert flipped.drop(columns="flip").equals(plain.drop(columns="flip"))  # same clips and crops
+    for _, g in flipped.groupby("label"):
+        assert 8 <= g["flip"].sum() <= 32  # each class: about half mirrored
+    # a smaller plan is the start of a larger one, flips included (shared cache entries)
+    small = augment.plan(table, per_class=10, seed=3, mode="clip", flip=True)
+    big = flipped.groupby("label").head(10).reset_index(drop=True)
+    assert small["flip"].tolist() == big["flip"].tolist()
+
+
 def test_test_clips_and_empty_classes_are_refused(table):
     with pytest.raises(LeakError, match=r"1 clip\(s\) are in both"):
         augment.plan(table, 5, test=table.iloc[[3]])
@@ -85,6 +98,22 @@ def test_samples_are_built_once_and_coded_like_real_clips(flowrun, monkeypatch):
     row = clips[clips["subject_id"] + "/" + clips["clip"] == plain["source"].iloc[0]].iloc[0]
     ref = train.clip_munsell(flowrun, row, 64)
     assert np.array_equal(real(flowrun, plain.iloc[0], 64), ref)
+    # a mirrored sample is the mirrored flow, coded: colours swap left-right and hue across the vertical
+    onset = flow.run(flowrun, "dis", reference="onset", normalize="learned", jobs=1, progress=False, primary=False)
+    row_o = onset[(onset["subject_id"] + "/" + onset["clip"]) == plain["source"].iloc[0]].iloc[0]
+    spec = {"method": "dis", "params": flow._params("dis", {}), "reference": "onset", "smooth": 0.0, "normalize": 0.8}
+    pair = plain.assign(flip=[True])
+    m1, m0 = (augment.build(flowrun, pair.assign(flip=[f]), 64, jobs=1, progress=False, flow_cfg=spec,
+                            flow_files={pair["cache"].iloc[0]: row_o["cache"]})[0] for f in (True, False))
+    assert m1 != m0  # mirrored samples have their own cache entries
+    with np.load(flowrun / row_o["cache"]) as z:
+        raw = z["flow64"].astype(np.float32)
+    assert np.array_equal(np.load(m1), flow.to_munsell(flow.mirror(raw), 0.8))
+    assert np.array_equal(np.load(m0), flow.to_munsell(raw, 0.8))
+    frames, times = preprocess.read_cache(flowrun, pair["cache"].iloc[0])
+    computed = flow.compute_as(preprocess.interpolate(frames, 65, times), spec)
+    assert np.array_equal(real(flowrun, pair.iloc[0], 64, spec), flow.to_munsell(flow.mirror(computed), 0.8))
+
 
 
 def test_crop_jitter_adds_motion_that_one_crop_per_clip_does_not(flowrun):

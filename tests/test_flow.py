@@ -237,3 +237,14 @@ def test_cli_flow(prerun):
         capture_output=True, text=True, check=True,
     ).stdout
     assert "4 clip(s) with flow (4 computed, 0 from cache)" in out and "[64, 128] fields" in out
+
+
+def test_mirror_is_the_flow_of_the_mirrored_clip():
+    # a rightward drift on the left half: mirrored, it is a leftward drift on the right half
+    f = np.zeros((2, 4, 6, 2), np.float32)
+    f[:, :, :3, 0] = 1.0
+    f[:, :, :3, 1] = 0.5
+    m = flow.mirror(f)
+    assert m.shape == f.shape and not np.shares_memory(m, f)
+    assert np.all(m[:, :, 3:, 0] == -1.0) and np.all(m[:, :, 3:, 1] == 0.5) and np.all(m[:, :, :3] == 0)
+    assert np.array_equal(flow.mirror(m), f)  # twice is the identity
