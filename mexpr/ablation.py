@@ -31,10 +31,11 @@ from mexpr import evaluate, train
 FACTORS = {
     "reference": "flow since onset",
     "munsell": "learned Munsell scale",
-    "mode": "one crop per clip",
+    "mode": "no crop",
     "smooth": "smoothed flow",
     "input_scale": "zero input for no motion",
     "flip": "mirrored copies",
+    "ema": "weight averaging",
     "flow_method": "another flow method",
     "schedule": "Adam",
 }
@@ -46,7 +47,7 @@ _OURS = {k: v for k, v in train.INPUTS["mexpr"].items() if v != train.INPUTS["pa
 STEPS: dict[str, dict] = (
     {"paper input": {}}
     | {FACTORS[k]: {k: v} for k, v in _OURS.items()}
-    | {"no crop": {"mode": "none"}, "mexpr input (all, ours)": dict(_OURS)}
+    | {"one crop per clip": {"mode": "clip"}, "mexpr input (all, ours)": dict(_OURS)}
 )
 MEXPR_STEP = "mexpr input (all, ours)"
 

@@ -29,7 +29,8 @@ def test_profile_overrides_of_none_keep_the_profile():
 def test_input_representations_are_named_configs():
     paper, ours = train.config_for("quick"), train.config_for("quick", input="mexpr")
     assert paper.input == "paper" and paper.label == "" and (paper.reference, paper.munsell, paper.mode) == ("consecutive", "frame", "frame")
-    assert ours.input == "mexpr" and "ours" in ours.label and (ours.reference, ours.munsell, ours.mode) == ("onset", "learned", "clip")
+    assert ours.input == "mexpr" and "ours" in ours.label and (ours.reference, ours.munsell, ours.mode) == ("onset", "learned", "none")
+    assert ours.flip and ours.ema == 0.99 and not paper.flip and paper.ema == 0.0
     assert train.experiment_dir("r", ours).name == "paper-s0-adam-mexpr" and train.experiment_dir("r", paper).name == "paper-s0-tuned"
     one = train.config_for("quick", reference="onset")  # one factor changed: a custom input, named by what changed
     assert one.input == "custom" and train.input_changes(one) == ["flow since onset"] and train.experiment_dir("r", one).name.endswith("-onset")
@@ -45,6 +46,10 @@ def test_input_representations_are_named_configs():
         train.config_for("quick", reference="apex")
     with pytest.raises(ValueError, match="flow_method must be one of"):
         train.config_for("quick", flow_method="pwc")
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="ema must be a momentum"):
+            train.config_for("quick", ema=bad)
+    assert train.experiment_dir("r", train.config_for("quick", flip=True, ema=0.9)).name == "paper-s0-tuned-flip-ema0.9"
 
 
 def test_the_learned_scale_comes_from_training_clips_only(flowrun):
@@ -110,7 +115,7 @@ def test_no_test_clip_reaches_the_generator(flowrun, monkeypatch):
 
 
 def test_same_seed_same_weights_and_resume_after_an_interrupt(flowrun):
-    cfg = replace(QUICK, epochs=3, tag="det")
+    cfg = replace(QUICK, epochs=3, tag="det", ema=0.9)  # the weight average is part of what a resume restores
     a = train.train_stream(flowrun, 64, 0, cfg, verbose=0)
     assert list(a["history"]["epoch"]) == [0, 1, 2] and {"loss", "accuracy", "val_accuracy", "learning_rate"} <= set(a["history"])
     first = weights(a["model"])
