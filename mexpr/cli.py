@@ -224,7 +224,7 @@ def _config_options(p) -> None:
     p.add_argument("--per-class", type=int, default=None, help="augmented clips per class (paper: 500)")
     p.add_argument("--schedule", default=None, choices=["paper", "tuned", "adam"], help="learning rate: the paper's 1e-4 SGD, our tuned SGD, or Adam (ours)")
     p.add_argument("--input", default=None, choices=["paper", "mexpr"],
-                   help="input representation: the paper's (default), or ours (flow since onset, learned Munsell scale, one crop per clip)")
+                   help="input representation: the paper's (default), or ours (flow since onset, learned Munsell scale, no crop, mirrored copies; notebook 08)")
     p.add_argument("--mode", default=None, choices=["frame", "clip", "none"], help="crop per frame (paper), one crop per clip, no crop")
     p.add_argument("--reference", default=None, choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)")
     p.add_argument("--munsell", default=None, help="Munsell scaling: frame (paper), clip, learned (from the fold's training clips), or px")
