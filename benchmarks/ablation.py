@@ -38,8 +38,18 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    runs = ablation.run(args.run, args.profile, args.protocols, args.seeds, args.steps, args.folds, jobs=args.jobs, progress=False,
-                        epochs=args.epochs, per_class=args.per_class)
+    runs = ablation.run(
+        args.run,
+        args.profile,
+        args.protocols,
+        args.seeds,
+        args.steps,
+        args.folds,
+        jobs=args.jobs,
+        progress=False,
+        epochs=args.epochs,
+        per_class=args.per_class,
+    )
     summ = ablation.summary(runs)
     tables = Path(args.run) / "tables"
     summ.to_csv(tables / "ablation_summary.csv", index=False)

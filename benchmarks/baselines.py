@@ -102,7 +102,13 @@ def main(argv=None) -> dict:
                 train_idx = np.arange(args.svm_samples) % 3 != 0
                 t0 = time.perf_counter()
                 X = extract.stclqp_fold_features(raw, train_idx)
-                fold = {"fields": fields, "rows": args.svm_samples, "train_rows": int(train_idx.sum()), "features": int(X.shape[1]), "seconds": round(time.perf_counter() - t0, 2)}
+                fold = {
+                    "fields": fields,
+                    "rows": args.svm_samples,
+                    "train_rows": int(train_idx.sum()),
+                    "features": int(X.shape[1]),
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
                 out["stclqp_fold"].append(fold)
                 print(json.dumps({"stclqp_fold": fold}), flush=True)
                 X = X[: int(ok.sum())]  # the extracted clips' own rows (the rest repeat them)

@@ -156,8 +156,10 @@ def main(argv=None):
         t0 = time.perf_counter()
         flow.run(run, jobs=args.jobs, progress=False)
         res["batch_cached_rerun_s"] = round(time.perf_counter() - t0, 2)
-        print(f"\nflow stage ({flow.DEFAULT_METHOD}): {res['batch_clips']} clips in {res['batch_s']} s on {args.jobs} cores, "
-              f"peak RSS {res['batch_peak_rss_gb']} GB, cache {res['batch_cache_mb']} MB, cached re-run {res['batch_cached_rerun_s']} s")
+        print(
+            f"\nflow stage ({flow.DEFAULT_METHOD}): {res['batch_clips']} clips in {res['batch_s']} s on {args.jobs} cores, "
+            f"peak RSS {res['batch_peak_rss_gb']} GB, cache {res['batch_cache_mb']} MB, cached re-run {res['batch_cached_rerun_s']} s"
+        )
     (out / "benchmark.json").write_text(json.dumps(res, indent=2) + "\n")
 
 

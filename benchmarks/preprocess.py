@@ -118,9 +118,11 @@ def main(argv=None):
     print("\n| stage (1 core) | frames/s |\n|---|---|")
     for k, v in res["stages_one_core"]["frames_per_s"].items():
         print(f"| {k} | {v:,.0f} |")
-    print(f"\nfull set: {res['clips']} clips / {res['frames']} frames on {args.jobs} cores in {res['full_set_s']} s "
-          f"({res['full_set_frames_per_s']} frames/s), peak RSS {res['full_set_peak_rss_gb']} GB, "
-          f"cache {res['cache_mb']} MB; cached re-run {res['cached_rerun_s']} s; skipped {len(res['skipped'])}")
+    print(
+        f"\nfull set: {res['clips']} clips / {res['frames']} frames on {args.jobs} cores in {res['full_set_s']} s "
+        f"({res['full_set_frames_per_s']} frames/s), peak RSS {res['full_set_peak_rss_gb']} GB, "
+        f"cache {res['cache_mb']} MB; cached re-run {res['cached_rerun_s']} s; skipped {len(res['skipped'])}"
+    )
     print(f"\nalignment accuracy, median over {acc.groupby(['subject_id', 'clip']).ngroups} clips:\n")
     print(summary.to_string())
 

@@ -134,8 +134,11 @@ def main() -> int:
                     return 1
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 out["rss"].append(r)
-                print(f"DTSCNN{f} at {pc} per class ({r['clips']} clips): peak RSS {r['peak_rss_gb']:.2f} GB; augmentation "
-                      f"{r['augment_s']:.0f} s; one epoch {r['train_s']:.0f} s ({r['clips_per_s_with_monitor']:.1f} clips/s with the test-fold monitor)", flush=True)
+                print(
+                    f"DTSCNN{f} at {pc} per class ({r['clips']} clips): peak RSS {r['peak_rss_gb']:.2f} GB; augmentation "
+                    f"{r['augment_s']:.0f} s; one epoch {r['train_s']:.0f} s ({r['clips_per_s_with_monitor']:.1f} clips/s with the test-fold monitor)",
+                    flush=True,
+                )
         out["augment_cache_gb"] = du(Path(args.run) / "cache" / "augment") / 1e9
         out["rss_note"] = "peak RSS = VmHWM of a fresh child process running one epoch of train_stream (augmentation already cached)"
         # the paper profile: 500 per class, 30 epochs, 3 folds, both streams, on this machine
@@ -145,15 +148,20 @@ def main() -> int:
             per_sample = big["augment_s_per_sample_one_core"] / 2  # two workers on 2 cores
             est += 3 * (2000 * per_sample + 30 * 2000 / big["clips_per_s_with_monitor"])
         out["paper_profile_estimate_h"] = est / 3600
-        print(f"paper profile (500 per class, 30 epochs, 3 folds, both streams) estimated on this machine: {est / 3600:.1f} h; "
-              f"augmentation cache now {out['augment_cache_gb']:.1f} GB")
+        print(
+            f"paper profile (500 per class, 30 epochs, 3 folds, both streams) estimated on this machine: {est / 3600:.1f} h; "
+            f"augmentation cache now {out['augment_cache_gb']:.1f} GB"
+        )
     if not args.skip_throughput:
         for f in args.streams:
             r = throughput(args.run, f, args.clips, args.rounds)
             out["throughput"].append(r)
-            print(f"DTSCNN{f}: pre-made tensors {np.median(r['tensors_clips_per_s']):.1f} clips/s, stream from disk "
-                  f"{np.median(r['stream_clips_per_s']):.1f} clips/s; ratio of medians {r['ratio_of_medians']:.3f}, of best rounds "
-                  f"{r['ratio_of_best']:.3f}, per round {', '.join(f'{x:.3f}' for x in r['ratios'])}", flush=True)
+            print(
+                f"DTSCNN{f}: pre-made tensors {np.median(r['tensors_clips_per_s']):.1f} clips/s, stream from disk "
+                f"{np.median(r['stream_clips_per_s']):.1f} clips/s; ratio of medians {r['ratio_of_medians']:.3f}, of best rounds "
+                f"{r['ratio_of_best']:.3f}, per round {', '.join(f'{x:.3f}' for x in r['ratios'])}",
+                flush=True,
+            )
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")
     return 0

@@ -87,8 +87,18 @@ def feature_shift(feats: dict) -> dict:
     return {part: float(np.abs((feats[part] - mu) / sd).mean()) for part in ("augmented", "original", "test")}
 
 
-def run(run_dir, profile: str = "default", protocols=("paper", "subject3"), seeds=(0, 1, 2), steps=None, folds=None,
-        jobs: int | None = None, progress: bool = True, out: str | os.PathLike | None = None, **overrides) -> pd.DataFrame:
+def run(
+    run_dir,
+    profile: str = "default",
+    protocols=("paper", "subject3"),
+    seeds=(0, 1, 2),
+    steps=None,
+    folds=None,
+    jobs: int | None = None,
+    progress: bool = True,
+    out: str | os.PathLike | None = None,
+    **overrides,
+) -> pd.DataFrame:
     """Run the ablation (see the module text) on ``run_dir``; one row per (step, protocol, seed,
     method) with the mean over folds of each metric, the pooled UAR, the feature shift of each
     stream, and the step's settings.  Written to ``<run_dir>/tables/ablation_runs.csv`` (or
@@ -107,13 +117,28 @@ def run(run_dir, profile: str = "default", protocols=("paper", "subject3"), seed
                     shift[fields] = {p: float(np.mean([s[p] for s in per_fold])) for p in ("augmented", "test")}
                 s = ev.summary.set_index("method")
                 for m in METHODS:
-                    rows.append({"step": step, "protocol": protocol, "seed": seed, "method": m,
-                                 **{k: float(s.loc[m, k]) for k in METRICS}, "pooled_uar": float(s.loc[m, "pooled_uar"]),
-                                 "folds": len(ev.info["folds"]), "shift_test_64": round(shift[64]["test"], 3),
-                                 "shift_test_128": round(shift[128]["test"], 3), "shift_augmented_64": round(shift[64]["augmented"], 3),
-                                 "input": cfg.input, "reference": cfg.reference, "munsell": str(cfg.munsell), "mode": cfg.mode,
-                                 "flow_method": cfg.flow_method, "epochs": cfg.epochs, "per_class": cfg.per_class,
-                                 "seconds": round(time.perf_counter() - t0, 1)})
+                    rows.append(
+                        {
+                            "step": step,
+                            "protocol": protocol,
+                            "seed": seed,
+                            "method": m,
+                            **{k: float(s.loc[m, k]) for k in METRICS},
+                            "pooled_uar": float(s.loc[m, "pooled_uar"]),
+                            "folds": len(ev.info["folds"]),
+                            "shift_test_64": round(shift[64]["test"], 3),
+                            "shift_test_128": round(shift[128]["test"], 3),
+                            "shift_augmented_64": round(shift[64]["augmented"], 3),
+                            "input": cfg.input,
+                            "reference": cfg.reference,
+                            "munsell": str(cfg.munsell),
+                            "mode": cfg.mode,
+                            "flow_method": cfg.flow_method,
+                            "epochs": cfg.epochs,
+                            "per_class": cfg.per_class,
+                            "seconds": round(time.perf_counter() - t0, 1),
+                        }
+                    )
                 pd.DataFrame(rows).to_csv(out, index=False)
     return pd.DataFrame(rows)
 

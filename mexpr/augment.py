@@ -157,8 +157,13 @@ def flow_config(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m mexpr flow --run {run_dir}` first")
     cfg = json.loads(path.read_text())
-    return {"method": cfg["method"], "params": cfg["params"], "normalize": cfg["normalize"], "reference": cfg.get("reference", "consecutive"),
-            "smooth": cfg.get("smooth", 0.0)}
+    return {
+        "method": cfg["method"],
+        "params": cfg["params"],
+        "normalize": cfg["normalize"],
+        "reference": cfg.get("reference", "consecutive"),
+        "smooth": cfg.get("smooth", 0.0),
+    }
 
 
 def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict | None = None) -> np.ndarray:
@@ -215,8 +220,16 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
     return target
 
 
-def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = None, progress: bool = True, desc: str | None = None,
-          flow_cfg: dict | None = None, flow_files: dict | None = None) -> list[str]:
+def build(
+    run_dir: str | os.PathLike,
+    samples,
+    fields: int,
+    jobs: int | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+    flow_cfg: dict | None = None,
+    flow_files: dict | None = None,
+) -> list[str]:
     """Compute (or find in the cache) every sample of the plan ``samples`` for the ``fields``
     stream; returns the ``.npy`` paths, one per row, in order.  Parallel over ``jobs`` processes,
     with a progress bar; finished samples are kept, so an interrupted build resumes.
@@ -241,7 +254,9 @@ def build(run_dir: str | os.PathLike, samples, fields: int, jobs: int | None = N
             folder.mkdir(parents=True, exist_ok=True)
             todo[str(target)] = rec
     files = flow_files or {}
-    tasks = [delayed(_build_one)(str(run_dir), rec, fields, cfg, t, files.get(rec["cache"]) if rec["mode"] == "none" else None) for t, rec in todo.items()]
+    tasks = [
+        delayed(_build_one)(str(run_dir), rec, fields, cfg, t, files.get(rec["cache"]) if rec["mode"] == "none" else None) for t, rec in todo.items()
+    ]
     list(_io.parallel(tasks, jobs, desc or f"augment f{fields}", progress and bool(tasks)))
     return paths
 

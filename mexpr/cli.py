@@ -91,8 +91,18 @@ def _cmd_flow(args) -> int:
         k, _, v = item.partition("=")
         params[k] = float(v) if any(c in v for c in ".e") else int(v)
     normalize = flow.check_scaling(args.normalize)
-    out = flow.run(args.run, args.method, normalize=normalize, raw=args.raw, jobs=args.jobs, progress=not args.quiet, force=args.force,
-                   reference=args.reference, smooth=args.smooth, **params)
+    out = flow.run(
+        args.run,
+        args.method,
+        normalize=normalize,
+        raw=args.raw,
+        jobs=args.jobs,
+        progress=not args.quiet,
+        force=args.force,
+        reference=args.reference,
+        smooth=args.smooth,
+        **params,
+    )
     s = out.attrs["summary"]
     print(
         f"{s['processed']} clip(s) with flow ({s['computed']} computed, {s['processed'] - s['computed']} from cache), "
@@ -106,10 +116,23 @@ def _train_config(args):
     from mexpr import train
 
     return train.config_for(  # an option left out (None) keeps the profile's value
-        args.profile, protocol=args.protocol, seed=args.seed, mixed_precision=args.mixed_precision, jit_compile=args.xla, tag=args.tag,
-        epochs=args.epochs, per_class=args.per_class, schedule=args.schedule, mode=args.mode,
-        input=args.input, reference=args.reference, munsell=args.munsell, flow_method=args.flow_method, smooth=args.smooth,
-        input_scale=args.input_scale, flip=args.flip,
+        args.profile,
+        protocol=args.protocol,
+        seed=args.seed,
+        mixed_precision=args.mixed_precision,
+        jit_compile=args.xla,
+        tag=args.tag,
+        epochs=args.epochs,
+        per_class=args.per_class,
+        schedule=args.schedule,
+        mode=args.mode,
+        input=args.input,
+        reference=args.reference,
+        munsell=args.munsell,
+        flow_method=args.flow_method,
+        smooth=args.smooth,
+        input_scale=args.input_scale,
+        flip=args.flip,
     )
 
 
@@ -145,26 +168,45 @@ def _cmd_evaluate(args) -> int:
     evs = []
     for m in methods:
         if m == "dtscnn":
-            ev = evaluate.evaluate(args.run, config, folds=folds, train_missing=not args.no_train, svm_train=args.svm_train, C=args.C,
-                                   jobs=args.jobs, verbose=0 if args.quiet else "auto", progress=not args.quiet)
+            ev = evaluate.evaluate(
+                args.run,
+                config,
+                folds=folds,
+                train_missing=not args.no_train,
+                svm_train=args.svm_train,
+                C=args.C,
+                jobs=args.jobs,
+                verbose=0 if args.quiet else "auto",
+                progress=not args.quiet,
+            )
             if config.input != "paper":  # our input's rows are labelled as ours, e.g. "DTSCNN (fusion) (mexpr input, ours)"
                 ev = evaluate.relabel(ev, config.label)
         else:
-            ev = evaluate.evaluate_baseline(args.run, m, config.protocol, config.seed, folds=folds, jobs=args.jobs, progress=not args.quiet,
-                                            balanced=args.balanced)
+            ev = evaluate.evaluate_baseline(
+                args.run, m, config.protocol, config.seed, folds=folds, jobs=args.jobs, progress=not args.quiet, balanced=args.balanced
+            )
             for line in ev.info["skipped"]:
                 print(f"skipped {line}")
         t = ev.info["timings"]
         print(f"{m}: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in t.items()) + f" -> {ev.info['dir']}")
         evs.append(ev)
     ev = evs[0] if len(evs) == 1 else evaluate.combine(evs)
-    name = (f"{config.protocol}" + (f"_{args.svm_train}" if args.svm_train != "augmented" else "")) if args.method == "dtscnn" else f"{config.protocol}_{args.method}"
+    name = (
+        (f"{config.protocol}" + (f"_{args.svm_train}" if args.svm_train != "augmented" else ""))
+        if args.method == "dtscnn"
+        else f"{config.protocol}_{args.method}"
+    )
     name += ("_" + config.input if config.input != "paper" else "") + ("_balanced" if args.balanced and args.method != "dtscnn" else "")
     t4 = evaluate.write_table4(ev, args.run, name=f"table4_{name}")
     fused = [m for m in (ev.info.get("methods") or evaluate.PAPER_METHODS) if "(fusion" in m]
     panels = fused if args.method == "all" else (ev.info.get("methods") or evaluate.PAPER_METHODS)
-    viz.confusion_matrices(ev.confusions(panels), args.run, name=f"figure7_{name}", ncols=4 if args.method == "all" else 3,
-                           title=f"protocol {config.protocol}: pooled over {len(ev.folds['fold'].unique())} fold(s)")
+    viz.confusion_matrices(
+        ev.confusions(panels),
+        args.run,
+        name=f"figure7_{name}",
+        ncols=4 if args.method == "all" else 3,
+        title=f"protocol {config.protocol}: pooled over {len(ev.folds['fold'].unique())} fold(s)",
+    )
     print(f"\nTable 4 ({config.protocol} protocol), accuracy %:\n")
     print(evaluate.table_markdown(t4.loc[[m for m in t4.index if m in set(ev.folds["method"])]]))  # rows not evaluated are blank
     s = ev.summary.set_index("method")[["accuracy", "uf1", "uar", "pooled_accuracy", "pooled_uf1", "pooled_uar"]] * 100
@@ -198,11 +240,12 @@ def _cmd_reproduce(args) -> int:
 
     t0 = time.time()
     run = Path(args.run)
-    print(f"mexpr reproduce: {len(series.SERIES)} notebooks into {run}/ (profile {args.profile}, seed {args.seed}, "
-          f"{'data ' + ', '.join(args.data) if args.data else 'synthetic data'})", flush=True)
-    paths = series.run_series(
-        run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force
+    print(
+        f"mexpr reproduce: {len(series.SERIES)} notebooks into {run}/ (profile {args.profile}, seed {args.seed}, "
+        f"{'data ' + ', '.join(args.data) if args.data else 'synthetic data'})",
+        flush=True,
     )
+    paths = series.run_series(run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force)
     if not args.data and args.profile == "default":
         copied = series.publish_figures(run)
         print(f"refreshed {len(copied)} README figure(s) in figures/")
@@ -222,11 +265,19 @@ def _config_options(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="one seed for the split, augmentation, initialisation and batch order")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--per-class", type=int, default=None, help="augmented clips per class (paper: 500)")
-    p.add_argument("--schedule", default=None, choices=["paper", "tuned", "adam"], help="learning rate: the paper's 1e-4 SGD, our tuned SGD, or Adam (ours)")
-    p.add_argument("--input", default=None, choices=["paper", "mexpr"],
-                   help="input representation: the paper's (default), or ours (flow since onset, learned Munsell scale, no crop, mirrored copies; notebook 08)")
+    p.add_argument(
+        "--schedule", default=None, choices=["paper", "tuned", "adam"], help="learning rate: the paper's 1e-4 SGD, our tuned SGD, or Adam (ours)"
+    )
+    p.add_argument(
+        "--input",
+        default=None,
+        choices=["paper", "mexpr"],
+        help="input representation: the paper's (default), or ours (flow since onset, learned Munsell scale, no crop, mirrored copies; notebook 08)",
+    )
     p.add_argument("--mode", default=None, choices=["frame", "clip", "none"], help="crop per frame (paper), one crop per clip, no crop")
-    p.add_argument("--reference", default=None, choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)")
+    p.add_argument(
+        "--reference", default=None, choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)"
+    )
     p.add_argument("--munsell", default=None, help="Munsell scaling: frame (paper), clip, learned (from the fold's training clips), or px")
     p.add_argument("--flow-method", default=None, choices=["dis", "tvl1", "farneback", "deepflow"], help="flow method (default dis)")
     p.add_argument("--smooth", type=float, default=None, help="Gaussian blur of every flow field, sigma in px (0: none, the paper's)")
@@ -278,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--method", default="dis", choices=["dis", "tvl1", "farneback", "deepflow"])
     fl.add_argument("--param", action="append", metavar="NAME=VALUE", help="override a method parameter (repeatable)")
     fl.add_argument("--normalize", default="frame", help="frame (default), clip, learned (raw flow kept, coded per fold), or a fixed scale in px")
-    fl.add_argument("--reference", default="consecutive", choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)")
+    fl.add_argument(
+        "--reference", default="consecutive", choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)"
+    )
     fl.add_argument("--smooth", type=float, default=0.0, help="Gaussian blur of every field, sigma in px (0: none)")
     fl.add_argument("--raw", action="store_true", help="also store the raw flow (float16)")
     fl.add_argument("--jobs", type=int, default=None)
@@ -298,14 +351,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="SVMs on pool4 features, Eq. 11 fusion, metrics, Table 4 and Figure 7 over a protocol's folds")
     e.add_argument("--run", required=True, help="run folder with pre-processing and flow done")
-    e.add_argument("--method", default="dtscnn", choices=["dtscnn", "stclqp", "mdmo", "fdm", "all"],
-                   help="DTSCNN (default), one of the paper's baselines, or all four (one Table 4, Figure 7 of the four fusions)")
+    e.add_argument(
+        "--method",
+        default="dtscnn",
+        choices=["dtscnn", "stclqp", "mdmo", "fdm", "all"],
+        help="DTSCNN (default), one of the paper's baselines, or all four (one Table 4, Figure 7 of the four fusions)",
+    )
     e.add_argument("--fold", default="all", help="fold index or 'all' (default)")
     _config_options(e)
     e.add_argument("--svm-train", default="augmented", choices=["augmented", "original", "both"], help="the clips the SVMs are fitted on")
     e.add_argument("--C", type=float, default=1.0, help="the linear SVMs' C")
-    e.add_argument("--balanced", action="store_true",
-                   help="baselines: SVMs with balanced class weights, grid search scored by balanced accuracy (ours)")
+    e.add_argument(
+        "--balanced", action="store_true", help="baselines: SVMs with balanced class weights, grid search scored by balanced accuracy (ours)"
+    )
     e.add_argument("--no-train", action="store_true", help="fail (naming the command) instead of training a missing stream or fold")
     e.add_argument("--jobs", type=int, default=None)
     e.add_argument("--quiet", action="store_true")

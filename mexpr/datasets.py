@@ -203,10 +203,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         try:
             import xlrd  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise DatasetError(
-                f"{path}: reading legacy .xls sheets needs the 'xlrd' package "
-                "(pip install xlrd), or save the sheet as .xlsx"
-            ) from exc
+            raise DatasetError(f"{path}: reading legacy .xls sheets needs the 'xlrd' package (pip install xlrd), or save the sheet as .xlsx") from exc
     return pd.read_excel(path, dtype=object)
 
 
@@ -220,11 +217,7 @@ def find_sheets(root: str | os.PathLike) -> list[Path]:
     candidates = []
     for depth_glob in ("*", "*/*", "*/*/*"):
         for p in root.glob(depth_glob):
-            if (
-                p.is_file()
-                and p.suffix.lower() in (".xlsx", ".xls", ".csv")
-                and not any(part.startswith(".") for part in p.relative_to(root).parts)
-            ):
+            if p.is_file() and p.suffix.lower() in (".xlsx", ".xls", ".csv") and not any(part.startswith(".") for part in p.relative_to(root).parts):
                 candidates.append(p)
     sheets = []
     for p in sorted(candidates):
@@ -423,8 +416,7 @@ def load(
         raise DatasetError(head, problems)
     if not records:
         raise DatasetError(
-            f"no usable clips in {', '.join(str(r) for r in roots)}"
-            + (f" ({len(problems)} row(s) skipped)" if problems else ""),
+            f"no usable clips in {', '.join(str(r) for r in roots)}" + (f" ({len(problems)} row(s) skipped)" if problems else ""),
             problems,
         )
     df = pd.DataFrame.from_records(records, columns=OUTPUT_COLUMNS)
@@ -455,8 +447,7 @@ def _load_root(root, dataset, variant, class_map, unknown, verify):
         if missing:
             wanted = {f: "/".join(_COLUMN_ALIASES[f]) for f in missing}
             raise DatasetError(
-                f"{sheet}: coding sheet is missing column(s) {missing} (accepted headers: {wanted}); "
-                f"found columns: {[str(c) for c in table.columns]}"
+                f"{sheet}: coding sheet is missing column(s) {missing} (accepted headers: {wanted}); found columns: {[str(c) for c in table.columns]}"
             )
         ds = dataset or _detect_dataset(table.columns, sheet)
         if ds not in FPS:
@@ -472,9 +463,7 @@ def _load_root(root, dataset, variant, class_map, unknown, verify):
             key = (rec["dataset"], rec["subject"], rec["clip"])
             if key in seen:
                 prev = records[seen[key]]
-                rec["notes"] = "; ".join(
-                    x for x in (rec["notes"], f"also in {Path(prev['sheet']).name}; the row of {sheet.name} is used") if x
-                )
+                rec["notes"] = "; ".join(x for x in (rec["notes"], f"also in {Path(prev['sheet']).name}; the row of {sheet.name} is used") if x)
                 records[seen[key]] = rec
             else:
                 seen[key] = len(records)
@@ -509,9 +498,7 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, 
 
     onset, offset = _to_int(row.get(cols["onset"])), _to_int(row.get(cols["offset"]))
     if onset is None or offset is None:
-        return fail(
-            f"onset/offset must be frame numbers, got {row.get(cols['onset'])!r}/{row.get(cols['offset'])!r}"
-        )
+        return fail(f"onset/offset must be frame numbers, got {row.get(cols['onset'])!r}/{row.get(cols['offset'])!r}")
     if onset >= offset:
         return fail(f"onset {onset} is not before offset {offset}")
     apex_cell = row.get(cols["apex"])
@@ -560,10 +547,7 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, 
     if gaps:
         notes.append(f"{len(gaps)} frame(s) missing inside the range: {_ranges(gaps)}")
     if len(inside) < 2:
-        return fail(
-            f"fewer than 2 frames inside onset..offset {onset}..{offset} in {clip_dir} "
-            f"(folder has frames {present[0]}..{present[-1]})"
-        )
+        return fail(f"fewer than 2 frames inside onset..offset {onset}..{offset} in {clip_dir} (folder has frames {present[0]}..{present[-1]})")
     if verify != "none":
         check = _jpeg_ok if verify == "header" else _decode_ok
         for _, p in inside:

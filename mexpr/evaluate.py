@@ -123,8 +123,16 @@ def metrics(y_true, y_pred) -> dict:
 def train_command(run_dir, config: train.Config, fields: int | str, fold: int | str) -> str:
     """The CLI line that trains ``fields`` on ``fold`` with ``config``."""
     base = train.Config()
-    opts = [f"--run {run_dir}", f"--stream {fields}", f"--fold {fold}", f"--protocol {config.protocol}", f"--seed {config.seed}",
-            f"--epochs {config.epochs}", f"--per-class {config.per_class}", f"--schedule {config.schedule}"]
+    opts = [
+        f"--run {run_dir}",
+        f"--stream {fields}",
+        f"--fold {fold}",
+        f"--protocol {config.protocol}",
+        f"--seed {config.seed}",
+        f"--epochs {config.epochs}",
+        f"--per-class {config.per_class}",
+        f"--schedule {config.schedule}",
+    ]
     if config.mode != base.mode:
         opts.append(f"--mode {config.mode}")
     if config.tag:
@@ -181,8 +189,15 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
                 return {k: z[k] for k in z.files if k != "key"}
     trainset, test, samples = train.fold_plan(run_dir, config, fold)
     fcfg = stream_flow(run_dir, config, fields, fold)
-    paths = augment.build(run_dir, samples, fields, progress=progress, desc=f"augment fold {fold} f{fields}", flow_cfg=fcfg,
-                          flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])))
+    paths = augment.build(
+        run_dir,
+        samples,
+        fields,
+        progress=progress,
+        desc=f"augment fold {fold} f{fields}",
+        flow_cfg=fcfg,
+        flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])),
+    )
     model = models.load(out / "model.keras")
     res = {}
     f, _ = _extract(model, lambda p: np.load(p), paths, batch, progress, f"features fold {fold} f{fields} augmented")
@@ -236,7 +251,9 @@ def fuse_fold(f64: dict, f128: dict, svm_train: str = "augmented", C: float = 1.
         probs[name] = fusion.proba(svm, f["test"], name=f"DTSCNN{name} test features")
     if not np.array_equal(y64, y128):
         raise EvaluateError("the two streams were trained on different labels; concatenation needs the same samples")
-    concat = fusion.proba(fusion.fit_svm(np.hstack([X64, X128]), y64, C=C, seed=seed, name="concatenated features"), np.hstack([f64["test"], f128["test"]]))
+    concat = fusion.proba(
+        fusion.fit_svm(np.hstack([X64, X128]), y64, C=C, seed=seed, name="concatenated features"), np.hstack([f64["test"], f128["test"]])
+    )
     p64, p128 = probs["64"], probs["128"]
     subject, clip = zip(*(s.rsplit("/", 1) for s in f64["test_clips"])) if len(f64["test_clips"]) else ((), ())
     preds = {
@@ -317,8 +334,18 @@ def _score(pred: pd.DataFrame, methods=METHODS) -> tuple[pd.DataFrame, pd.DataFr
     for m in methods:
         mean = folds[folds["method"] == m][["accuracy", "uf1", "uar"]].mean()
         pooled = metrics(pred["y"], pred[m].map(CLASSES.index))
-        summ.append({"method": m, "accuracy": mean["accuracy"], "uf1": mean["uf1"], "uar": mean["uar"],
-                     "pooled_accuracy": pooled["accuracy"], "pooled_uf1": pooled["uf1"], "pooled_uar": pooled["uar"], "folds": folds["fold"].nunique()})
+        summ.append(
+            {
+                "method": m,
+                "accuracy": mean["accuracy"],
+                "uf1": mean["uf1"],
+                "uar": mean["uar"],
+                "pooled_accuracy": pooled["accuracy"],
+                "pooled_uf1": pooled["uf1"],
+                "pooled_uar": pooled["uar"],
+                "folds": folds["fold"].nunique(),
+            }
+        )
     return folds, pd.DataFrame(summ)
 
 
@@ -344,7 +371,9 @@ def evaluate(
             what = ", ".join(f"DTSCNN{f} fold {k}" for f, k in missing)
             stream = "both" if len({f for f, _ in missing}) > 1 else missing[0][0]
             fold = "all" if len({k for _, k in missing}) > 1 else missing[0][1]
-            raise EvaluateError(f"not trained in {train.experiment_dir(run_dir, config)}: {what}; run: {train_command(run_dir, config, stream, fold)}")
+            raise EvaluateError(
+                f"not trained in {train.experiment_dir(run_dir, config)}: {what}; run: {train_command(run_dir, config, stream, fold)}"
+            )
     timings = {"train_s": 0.0, "features_s": 0.0, "fusion_s": 0.0}
     parts = []
     for k in folds:
@@ -368,8 +397,14 @@ def evaluate(
     timings["metrics_s"] = time.perf_counter() - t0
     from dataclasses import asdict
 
-    info = {"protocol": config.protocol, "svm_train": svm_train, "C": C, "folds": folds, "config": asdict(config),
-            "timings": {k: round(v, 2) for k, v in timings.items()}}
+    info = {
+        "protocol": config.protocol,
+        "svm_train": svm_train,
+        "C": C,
+        "folds": folds,
+        "config": asdict(config),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
     return _save(evaluate_dir(run_dir, config, svm_train), pred, fold_table, summary, info)
 
 
@@ -378,8 +413,12 @@ def load(run_dir, config: train.Config, svm_train: str = "augmented") -> Evaluat
     out = evaluate_dir(run_dir, config, svm_train)
     if not (out / "evaluate.json").is_file():
         raise EvaluateError(f"no evaluation in {out}; run: python -m mexpr evaluate --run {run_dir} --protocol {config.protocol}")
-    return Evaluation(pd.read_csv(out / "predictions.csv"), pd.read_csv(out / "folds.csv"), pd.read_csv(out / "summary.csv"),
-                      json.loads((out / "evaluate.json").read_text()))
+    return Evaluation(
+        pd.read_csv(out / "predictions.csv"),
+        pd.read_csv(out / "folds.csv"),
+        pd.read_csv(out / "summary.csv"),
+        json.loads((out / "evaluate.json").read_text()),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,8 +497,15 @@ def write_table4(ev: Evaluation, run_dir, name: str = "table4", methods=None) ->
 def fold_svms(run_dir, config: train.Config, fold: int = 0, svm_train: str = "augmented", C: float = 1.0) -> dict:
     """Both streams' SVMs of ``fold``, refitted from the cached features (deterministic, a second
     or two; no pickles are stored): ``{64: svm, 128: svm}``."""
-    return {f: fusion.fit_svm(*svm_training_set(stream_features(run_dir, config, f, fold), svm_train), C=C, seed=config.seed,
-                              name=f"DTSCNN{f} {svm_train} training features") for f in (64, 128)}
+    return {
+        f: fusion.fit_svm(
+            *svm_training_set(stream_features(run_dir, config, f, fold), svm_train),
+            C=C,
+            seed=config.seed,
+            name=f"DTSCNN{f} {svm_train} training features",
+        )
+        for f in (64, 128)
+    }
 
 
 def frame_files(folder: str | os.PathLike) -> list[Path]:
@@ -517,15 +563,21 @@ def run_facts(run_dir, config: train.Config, ev: Evaluation) -> pd.Series:
     tj = train.experiment_dir(run_dir, config) / "train.json"
     if tj.is_file():
         streams = json.loads(tj.read_text())["streams"]
-        facts["networks' final training accuracy (augmented clips)"] = ", ".join(f"{r['stream']} fold {r['fold']}: {r['accuracy']:.2f}" for r in streams)
+        facts["networks' final training accuracy (augmented clips)"] = ", ".join(
+            f"{r['stream']} fold {r['fold']}: {r['accuracy']:.2f}" for r in streams
+        )
     jitter = run_dir / "tables" / "augment_jitter.csv"
     if jitter.is_file():
         for m, g in pd.read_csv(jitter).groupby("mode"):
-            facts[f"mean flow per field, crops per {m} (px, notebook 04)"] = f"{g['plain_px'].mean():.3f} before augmentation, {g['augmented_px'].mean():.3f} after"
+            facts[f"mean flow per field, crops per {m} (px, notebook 04)"] = (
+                f"{g['plain_px'].mean():.3f} before augmentation, {g['augmented_px'].mean():.3f} after"
+            )
     shift = run_dir / "tables" / "fusion_feature_shift.csv"
     if shift.is_file():
         for r in pd.read_csv(shift).itertuples():
-            facts[f"{r.stream} features, mean |z| vs the augmented training clips (notebook 05)"] = f"augmented {r.augmented}, original {r.original}, test {r.test}"
+            facts[f"{r.stream} features, mean |z| vs the augmented training clips (notebook 05)"] = (
+                f"augmented {r.augmented}, original {r.original}, test {r.test}"
+            )
     return pd.Series(facts, name="this run")
 
 
@@ -546,11 +598,16 @@ def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int
         raise KeyError(f"{key!r} is not a processed clip with flow in {run_dir} (see its manifest.csv and flow_manifest.csv)")
     row = row.iloc[0]
     scale = {f: None if config is None else stream_flow(run_dir, config, f, fold)["normalize"] for f in (64, 128)}
-    return {"clip": hit.iloc[0], "crop": preprocess.load_clip(run_dir, row, 129),
-            "munsell": {f: train.clip_munsell(run_dir, row, f, scale[f]) for f in (64, 128)}}
+    return {
+        "clip": hit.iloc[0],
+        "crop": preprocess.load_clip(run_dir, row, 129),
+        "munsell": {f: train.clip_munsell(run_dir, row, f, scale[f]) for f in (64, 128)},
+    }
 
 
-def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True) -> pd.DataFrame:
+def predict_clips(
+    run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True
+) -> pd.DataFrame:
     """Classify new clips (raw frame folders) with fold ``fold``'s trained streams, their SVMs and
     Eq. 11.  One row per folder: ``status`` ("ok" or "error" with the ``reason``), the fused
     ``prediction``, which stream it came from, and both streams' probabilities.  A folder that
@@ -575,8 +632,12 @@ def predict_clips(run_dir, config: train.Config, folders, fold: int = 0, svm_tra
             feats = extractors[f].predict(models.check_clips(x[f], f, name=str(folder)), verbose=0)
             p[f] = fusion.proba(svms[f], feats)
         fused = int(fusion.decision_fusion(p[64], p[128])[0])
-        row |= {"prediction": CLASSES[fused], "from": "DTSCNN64" if fusion.first_decides(p[64], p[128])[0] else "DTSCNN128",
-                "DTSCNN64": CLASSES[int(p[64].argmax())], "DTSCNN128": CLASSES[int(p[128].argmax())]}
+        row |= {
+            "prediction": CLASSES[fused],
+            "from": "DTSCNN64" if fusion.first_decides(p[64], p[128])[0] else "DTSCNN128",
+            "DTSCNN64": CLASSES[int(p[64].argmax())],
+            "DTSCNN128": CLASSES[int(p[128].argmax())],
+        }
         for f in (64, 128):
             row |= {f"p{f}_{s}": round(float(v), 4) for s, v in zip(SHORT, p[f][0])}
         rows.append(row)
@@ -604,8 +665,17 @@ def baseline_dir(run_dir, method: str, protocol: str, seed: int, balanced: bool 
     return Path(run_dir) / "baselines" / f"{method}{'-balanced' if balanced else ''}-{protocol}-s{int(seed)}"
 
 
-def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int = 0, folds=None, jobs: int | None = None,
-                      progress: bool = True, inner_folds: int = 3, balanced: bool = False) -> Evaluation:
+def evaluate_baseline(
+    run_dir,
+    method: str,
+    protocol: str = "paper",
+    seed: int = 0,
+    folds=None,
+    jobs: int | None = None,
+    progress: bool = True,
+    inner_folds: int = 3,
+    balanced: bool = False,
+) -> Evaluation:
     """A baseline (``"stclqp"``, ``"mdmo"``, ``"fdm"``) through the same folds, metrics and Eq. 11 as
     DTSCNN: its descriptor on every clip's TIM64 and TIM128 input (:mod:`mexpr.baselines.extract`,
     cached), per fold the paper's SVM fitted on the training clips only (STCLQP's codebooks too),
@@ -659,8 +729,16 @@ def evaluate_baseline(run_dir, method: str, protocol: str = "paper", seed: int =
     pred = pd.concat(parts, ignore_index=True)
     fold_table, summary = _score(pred, names)
     out = baseline_dir(run_dir, method, protocol, seed, balanced)
-    info = {"method": method, "methods": names, "protocol": protocol, "seed": seed, "balanced": bool(balanced), "folds": folds, "skipped": skipped,
-            "timings": {k: round(v, 2) for k, v in timings.items()}}
+    info = {
+        "method": method,
+        "methods": names,
+        "protocol": protocol,
+        "seed": seed,
+        "balanced": bool(balanced),
+        "folds": folds,
+        "skipped": skipped,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
     ev = _save(out, pred, fold_table, summary, info)
     pd.DataFrame(chosen).to_csv(out / "svm_parameters.csv", index=False)
     return ev

@@ -37,7 +37,16 @@ METHODS: dict[str, dict] = {
     "tvl1": {"tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 3, "warps": 1, "epsilon": 0.01, "scale_step": 0.5, "median_filtering": 5},
     # Kroeger et al. 2016 (cv2.DISOpticalFlow): dense inverse search, coarse to fine down to full
     # resolution (finest_scale 0), then variational refinement.
-    "dis": {"finest_scale": 0, "patch_size": 8, "patch_stride": 6, "grad_descent_iterations": 12, "variational_iterations": 1, "alpha": 20.0, "delta": 5.0, "gamma": 10.0},
+    "dis": {
+        "finest_scale": 0,
+        "patch_size": 8,
+        "patch_stride": 6,
+        "grad_descent_iterations": 12,
+        "variational_iterations": 1,
+        "alpha": 20.0,
+        "delta": 5.0,
+        "gamma": 10.0,
+    },
     # Farneback 2003 (cv2.calcOpticalFlowFarneback): polynomial expansion.  Tuned: a single
     # level (levels=0; the pyramid only adds error at these amplitudes), one iteration.
     "farneback": {"pyr_scale": 0.5, "levels": 0, "winsize": 9, "iterations": 1, "poly_n": 5, "poly_sigma": 0.9},
@@ -231,9 +240,7 @@ def _deficit_tables():
     """Per channel: ``255 - wheel[k]`` and its step to the next entry (wrapping), float32."""
     deficit = 255.0 - colour_wheel().astype(np.float64)
     step = np.roll(deficit, -1, axis=0) - deficit
-    return [np.ascontiguousarray(deficit[:, c], np.float32) for c in range(3)], [
-        np.ascontiguousarray(step[:, c], np.float32) for c in range(3)
-    ]
+    return [np.ascontiguousarray(deficit[:, c], np.float32) for c in range(3)], [np.ascontiguousarray(step[:, c], np.float32) for c in range(3)]
 
 
 def to_munsell(flow: np.ndarray, normalize: str | float = "frame") -> np.ndarray:
@@ -349,7 +356,15 @@ FLOW_VERSION = 2
 
 
 def _flow_key(method: str, params: dict, reference: str, normalize, lengths, raw: bool, smooth: float = 0.0) -> str:
-    d = {"method": method, "params": params, "reference": reference, "normalize": normalize, "lengths": list(lengths), "raw": raw, "version": FLOW_VERSION}
+    d = {
+        "method": method,
+        "params": params,
+        "reference": reference,
+        "normalize": normalize,
+        "lengths": list(lengths),
+        "raw": raw,
+        "version": FLOW_VERSION,
+    }
     if smooth:
         d["smooth"] = smooth
     return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=8).hexdigest()
@@ -362,7 +377,9 @@ def robust_peak(fl: np.ndarray, q: float = 99.0) -> np.ndarray:
     return np.percentile(mag, q, axis=1).astype(np.float32)
 
 
-def _flow_clip(run_dir: str, row: dict, method: str, params: dict, reference: str, normalize, lengths, raw: bool, target: str, smooth: float = 0.0) -> dict:
+def _flow_clip(
+    run_dir: str, row: dict, method: str, params: dict, reference: str, normalize, lengths, raw: bool, target: str, smooth: float = 0.0
+) -> dict:
     import cv2
 
     from mexpr import _io, preprocess
@@ -383,8 +400,16 @@ def _flow_clip(run_dir: str, row: dict, method: str, params: dict, reference: st
     return {"seconds": time.perf_counter() - t0}
 
 
-def folder(run_dir: str | os.PathLike, method: str = DEFAULT_METHOD, reference: str = "consecutive", normalize: str | float = "frame",
-           lengths: tuple[int, ...] | None = None, raw: bool = False, smooth: float = 0.0, **params) -> Path:
+def folder(
+    run_dir: str | os.PathLike,
+    method: str = DEFAULT_METHOD,
+    reference: str = "consecutive",
+    normalize: str | float = "frame",
+    lengths: tuple[int, ...] | None = None,
+    raw: bool = False,
+    smooth: float = 0.0,
+    **params,
+) -> Path:
     """The cache folder of one flow setting: ``<run_dir>/cache/flow/<method>[-onset]-<key>``."""
     run_dir = Path(run_dir)
     p = _params(method, params)
@@ -541,8 +566,10 @@ def load_munsell(run_dir: str | os.PathLike, cache: str, fields: int, normalize:
         if stored == normalize and f"munsell{fields}" in z.files and not mirrored:
             return z[f"munsell{fields}"]
         if f"flow{fields}" not in z.files:
-            raise FlowError(f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be coded with {normalize!r}"
-                            f"{' or mirrored' if mirrored else ''}; run the flow stage with raw=True (CLI: --raw) or with this scaling")
+            raise FlowError(
+                f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be coded with {normalize!r}"
+                f"{' or mirrored' if mirrored else ''}; run the flow stage with raw=True (CLI: --raw) or with this scaling"
+            )
         fl = z[f"flow{fields}"].astype(np.float32)
     return to_munsell(mirror(fl) if mirrored else fl, normalize)
 
@@ -679,10 +706,19 @@ def score(pairs, methods: dict[str, dict] | None = None, progress: bool = False)
             face = flow_errors(est, pair["flow"], pair["face"])
             au = flow_errors(est, pair["flow"], pair["au"])
             zero = flow_errors(np.zeros_like(est), pair["flow"], pair["au"])
-            rows.append({
-                "clip": pair["clip"], "amplitude": pair["amplitude"], "method": name, "ms": ms,
-                "epe_face": face["epe"], "ae_face": face["ae"], "epe_au": au["epe"], "ae_au": au["ae"], "epe_au_zero_flow": zero["epe"],
-            })
+            rows.append(
+                {
+                    "clip": pair["clip"],
+                    "amplitude": pair["amplitude"],
+                    "method": name,
+                    "ms": ms,
+                    "epe_face": face["epe"],
+                    "ae_face": face["ae"],
+                    "epe_au": au["epe"],
+                    "ae_au": au["ae"],
+                    "epe_au_zero_flow": zero["epe"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -690,8 +726,15 @@ def score(pairs, methods: dict[str, dict] | None = None, progress: bool = False)
 PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry", "brick", "coins")
 
 
-def photo_pairs(amplitudes=(0.25, 0.5, 1.0), per_photo: int = 4, drift: float = 0.3, noise: float = 1.5, seed: int = 0,
-                size: tuple[int, int] = (96, 112), photos=PHOTOS):
+def photo_pairs(
+    amplitudes=(0.25, 0.5, 1.0),
+    per_photo: int = 4,
+    drift: float = 0.3,
+    noise: float = 1.5,
+    seed: int = 0,
+    size: tuple[int, int] = (96, 112),
+    photos=PHOTOS,
+):
     """Frame pairs with exactly known flow made from real photographs (scikit-image's bundled ones),
     not from our synthetic faces: a ``size`` (w, h) crop of each photo, moved by a smooth random
     local field (Gaussian-filtered noise, its peak scaled to each amplitude in px) plus a global
@@ -727,5 +770,11 @@ def photo_pairs(amplitudes=(0.25, 0.5, 1.0), per_photo: int = 4, drift: float = 
                     back = cv2.remap(gt, xx - back[..., 0], yy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 second = cv2.remap(crop, xx - back[..., 0], yy - back[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
                 pair = [np.clip(f + rng.normal(0, noise, f.shape), 0, 255).astype(np.uint8) for f in (crop, second)]
-                yield {"clip": f"{name}#{k}", "amplitude": a, "frames": np.stack(pair), "flow": gt, "face": inner,
-                       "au": inner & (np.hypot(loc[..., 0], loc[..., 1]) >= 0.25 * a)}
+                yield {
+                    "clip": f"{name}#{k}",
+                    "amplitude": a,
+                    "frames": np.stack(pair),
+                    "flow": gt,
+                    "face": inner,
+                    "au": inner & (np.hypot(loc[..., 0], loc[..., 1]) >= 0.25 * a),
+                }

@@ -64,8 +64,15 @@ def input_shape(fields: int) -> tuple[int, int, int, int]:
     return (int(fields), CROP_H, CROP_W, 3)
 
 
-def dtscnn(fields: int = 64, classes: int = len(CLASSES), dropout: float = 0.5, dtype=None, name: str | None = None, seed: int | None = None,
-           input_scale: str = "symmetric"):
+def dtscnn(
+    fields: int = 64,
+    classes: int = len(CLASSES),
+    dropout: float = 0.5,
+    dtype=None,
+    name: str | None = None,
+    seed: int | None = None,
+    input_scale: str = "symmetric",
+):
     """The DTSCNN stream for ``fields`` (64 or 128) Munsell flow images, exactly per Table 2.
 
     ``dtype`` is a Keras dtype policy (``"mixed_float16"`` for mixed precision on a GPU); the
@@ -133,8 +140,7 @@ def check_clips(x, fields: int, name: str = "clips") -> np.ndarray:
         x = x[None]
     if x.dtype != np.uint8:
         raise ClipShapeError(
-            f"{name}: DTSCNN{fields} takes uint8 Munsell images (0-255), got dtype {x.dtype}; "
-            "code the flow with mexpr.flow.to_munsell first"
+            f"{name}: DTSCNN{fields} takes uint8 Munsell images (0-255), got dtype {x.dtype}; code the flow with mexpr.flow.to_munsell first"
         )
     if x.ndim != 5 or tuple(x.shape[1:]) != want:
         raise ClipShapeError(f"{name}: DTSCNN{fields} takes clips of shape (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")

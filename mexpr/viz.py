@@ -105,8 +105,17 @@ def motion_quiver(ax, image: np.ndarray, field: np.ndarray, window: tuple[slice,
     mag = np.hypot(u, v) / face_scale
     keep = mag > 0.02
     q = ax.quiver(
-        gx[keep], gy[keep], u[keep] * amplify, v[keep] * amplify, mag[keep],
-        angles="xy", scale_units="xy", scale=1, cmap="autumn", width=0.006, clim=(0, max(0.3, float(mag.max()))),
+        gx[keep],
+        gy[keep],
+        u[keep] * amplify,
+        v[keep] * amplify,
+        mag[keep],
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        cmap="autumn",
+        width=0.006,
+        clim=(0, max(0.3, float(mag.max()))),
     )
     ax.set_xticks([])
     ax.set_yticks([])
@@ -315,8 +324,20 @@ def confusion_matrices(cms: dict, run_dir=None, name: str = "figure7_confusion_m
         support = cm.sum(1, keepdims=True)
         pct = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0) * 100
         annot = np.array([[f"{pct[i, j]:.1f}%\n({int(cm[i, j])})" for j in range(cm.shape[1])] for i in range(cm.shape[0])])
-        sns.heatmap(pct, annot=annot, fmt="", vmin=0, vmax=100, cmap="Blues", cbar=False, square=True, ax=ax,
-                    xticklabels=short, yticklabels=[f"{s} ({int(k)})" for s, k in zip(short, support[:, 0])], annot_kws={"fontsize": 8})
+        sns.heatmap(
+            pct,
+            annot=annot,
+            fmt="",
+            vmin=0,
+            vmax=100,
+            cmap="Blues",
+            cbar=False,
+            square=True,
+            ax=ax,
+            xticklabels=short,
+            yticklabels=[f"{s} ({int(k)})" for s, k in zip(short, support[:, 0])],
+            annot_kws={"fontsize": 8},
+        )
         acc = np.trace(cm) / max(cm.sum(), 1) * 100
         ax.set_title(f"{method}\naccuracy {acc:.1f}%", fontsize=9)
         ax.set_xlabel("predicted")
@@ -357,7 +378,17 @@ def fdm_panel(ax, frame: np.ndarray, directions: np.ndarray, strength: np.ndarra
     cx = (np.arange(nx) + 0.5) * w / nx
     X, Y = np.meshgrid(cx, cy)
     ax.imshow(frame, alpha=0.6)
-    ax.quiver(X, Y, gain * directions[..., 0] * strength, gain * directions[..., 1] * strength, angles="xy", scale_units="xy", scale=1, color="C3", width=0.006)
+    ax.quiver(
+        X,
+        Y,
+        gain * directions[..., 0] * strength,
+        gain * directions[..., 1] * strength,
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        color="C3",
+        width=0.006,
+    )
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -412,8 +443,10 @@ def pipeline_figure(clip, crop: np.ndarray, munsell: dict, features: dict, probs
     ax = axes[1, 3]
     ax.axis("off")
     c1, c2 = CLASSES[int(p[64].argmax())], CLASSES[int(p[128].argmax())]
-    text = (f"DTSCNN64:  C1 = {c1},  P1 = {p[64].max():.2f}\nDTSCNN128: C2 = {c2},  P2 = {p[128].max():.2f}\n\n"
-            f"{'P1 ≥ P2' if take64 else 'P1 < P2'}  →  C = {CLASSES[fused]}\n\ntrue class: {clip['label']}")
+    text = (
+        f"DTSCNN64:  C1 = {c1},  P1 = {p[64].max():.2f}\nDTSCNN128: C2 = {c2},  P2 = {p[128].max():.2f}\n\n"
+        f"{'P1 ≥ P2' if take64 else 'P1 < P2'}  →  C = {CLASSES[fused]}\n\ntrue class: {clip['label']}"
+    )
     ax.text(0.0, 0.85, text, fontsize=9, va="top", family="monospace")
     ax.set_title("8  decision fusion (Eq. 11):\nthe surer stream decides", fontsize=9)
     return _finish(fig, run_dir, name, readme)

@@ -23,6 +23,7 @@ def test_nine_crops_cut_two_pixel_slices_and_resize_back():
     crops = augment.nine_crops(img)
     assert crops.shape == (9, 112, 96, 3)
     rows, cols = np.arange(112), np.arange(96)
+
     # cv2.resize's pixel-centre convention: out p samples the slice at (p + 0.5) * kept / size - 0.5
     def expect(offset, kept, size, p):
         return offset + np.clip((p + 0.5) * kept / size - 0.5, 0, kept - 1)
@@ -40,7 +41,9 @@ def table():
     rows = []
     for cls, n in zip(datasets.CLASSES, (4, 6, 2, 3)):
         for i in range(n):
-            rows.append({"subject_id": f"s{i % 2}", "clip": f"{cls}{i}", "label": cls, "status": "processed", "n_used": 10 + i, "cache": f"c/{cls}{i}.npz"})
+            rows.append(
+                {"subject_id": f"s{i % 2}", "clip": f"{cls}{i}", "label": cls, "status": "processed", "n_used": 10 + i, "cache": f"c/{cls}{i}.npz"}
+            )
     return pd.DataFrame(rows)
 
 
@@ -103,8 +106,12 @@ def test_samples_are_built_once_and_coded_like_real_clips(flowrun, monkeypatch):
     row_o = onset[(onset["subject_id"] + "/" + onset["clip"]) == plain["source"].iloc[0]].iloc[0]
     spec = {"method": "dis", "params": flow._params("dis", {}), "reference": "onset", "smooth": 0.0, "normalize": 0.8}
     pair = plain.assign(flip=[True])
-    m1, m0 = (augment.build(flowrun, pair.assign(flip=[f]), 64, jobs=1, progress=False, flow_cfg=spec,
-                            flow_files={pair["cache"].iloc[0]: row_o["cache"]})[0] for f in (True, False))
+    m1, m0 = (
+        augment.build(flowrun, pair.assign(flip=[f]), 64, jobs=1, progress=False, flow_cfg=spec, flow_files={pair["cache"].iloc[0]: row_o["cache"]})[
+            0
+        ]
+        for f in (True, False)
+    )
     assert m1 != m0  # mirrored samples have their own cache entries
     with np.load(flowrun / row_o["cache"]) as z:
         raw = z["flow64"].astype(np.float32)
@@ -113,7 +120,6 @@ def test_samples_are_built_once_and_coded_like_real_clips(flowrun, monkeypatch):
     frames, times = preprocess.read_cache(flowrun, pair["cache"].iloc[0])
     computed = flow.compute_as(preprocess.interpolate(frames, 65, times), spec)
     assert np.array_equal(real(flowrun, pair.iloc[0], 64, spec), flow.to_munsell(flow.mirror(computed), 0.8))
-
 
 
 def test_crop_jitter_adds_motion_that_one_crop_per_clip_does_not(flowrun):

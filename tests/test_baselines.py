@@ -459,8 +459,10 @@ def test_balanced_false_is_the_default():
     assert off.cv_results_.equals(default.cv_results_) and off.scoring == default.scoring == "accuracy"
     assert off.priors_ is None and default.calibrated_.calibrated_classifiers_[0].estimator[-1].class_weight is None
     np.testing.assert_array_equal(default.predict_proba(Xt), default.calibrated_.predict_proba(Xt))  # no prior correction
-    scores = {s: classify.grid_search("mdmo", X, y, seed=2, balanced=True, scoring=s)[2]["mean_score"].to_numpy()
-              for s in (None, "balanced_accuracy", "accuracy")}
+    scores = {
+        s: classify.grid_search("mdmo", X, y, seed=2, balanced=True, scoring=s)[2]["mean_score"].to_numpy()
+        for s in (None, "balanced_accuracy", "accuracy")
+    }
     np.testing.assert_array_equal(scores[None], scores["balanced_accuracy"])  # balanced: UAR unless told otherwise
     assert not np.array_equal(scores[None], scores["accuracy"])  # an explicit scoring wins
 

@@ -81,7 +81,14 @@ def test_evaluate_a_fold_end_to_end(flowrun, monkeypatch):
         assert len(f["augmented"]) == 4 * QUICK.per_class and len(f["original"]) + len(f["test"]) == len(train.clips_table(flowrun))
         assert not (set(f["augmented_sources"]) | set(f["original_clips"])) & set(f["test_clips"])
     t4 = evaluate.table4(ev)
-    assert list(t4.index) == evaluate.PAPER_METHODS and list(t4.columns) == ["Fold1", "Average", "paper Fold1", "paper Fold2", "paper Fold3", "paper Average"]
+    assert list(t4.index) == evaluate.PAPER_METHODS and list(t4.columns) == [
+        "Fold1",
+        "Average",
+        "paper Fold1",
+        "paper Fold2",
+        "paper Fold3",
+        "paper Average",
+    ]
     assert t4.loc["DTSCNN (fusion)", "paper Average"] == 66.67
     cms = ev.confusions()
     assert all(cm.sum() == len(test) for cm in cms.values())
@@ -125,8 +132,9 @@ def test_cli_evaluate_and_predict(flowrun, casme2_root, tmp_path):
     for i in range(3):
         cv2.imwrite(str(noface / f"img{i + 1}.jpg"), rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
     csv = tmp_path / "pred.csv"
-    out = subprocess.run([sys.executable, "-m", "mexpr", "predict", *base, str(clip), str(noface), "--out", str(csv), "--quiet"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mexpr", "predict", *base, str(clip), str(noface), "--out", str(csv), "--quiet"], capture_output=True, text=True
+    )
     assert out.returncode == 1, out.stderr[-2000:]  # one folder failed, the other was classified
     df = pd.read_csv(csv)
     ok, err = df.iloc[0], df.iloc[1]
@@ -159,9 +167,15 @@ def test_a_baseline_through_the_same_folds_and_fusion(flowrun):
 
 
 def test_table4_names_the_folds_that_ran():
-    folds = pd.DataFrame([{"method": m, "fold": k, "accuracy": 0.5 + 0.1 * k, "uf1": 0.3, "uar": 0.3, "n": 10} for m in evaluate.PAPER_METHODS for k in (1, 2)])
-    summary = pd.DataFrame([{"method": m, "accuracy": 0.65, "uf1": 0.3, "uar": 0.3, "pooled_accuracy": 0.65, "pooled_uf1": 0.3, "pooled_uar": 0.3, "folds": 2}
-                            for m in evaluate.PAPER_METHODS])
+    folds = pd.DataFrame(
+        [{"method": m, "fold": k, "accuracy": 0.5 + 0.1 * k, "uf1": 0.3, "uar": 0.3, "n": 10} for m in evaluate.PAPER_METHODS for k in (1, 2)]
+    )
+    summary = pd.DataFrame(
+        [
+            {"method": m, "accuracy": 0.65, "uf1": 0.3, "uar": 0.3, "pooled_accuracy": 0.65, "pooled_uf1": 0.3, "pooled_uar": 0.3, "folds": 2}
+            for m in evaluate.PAPER_METHODS
+        ]
+    )
     t4 = evaluate.table4(evaluate.Evaluation(pd.DataFrame(), folds, summary), paper=False)
     assert list(t4.columns) == ["Fold2", "Fold3", "Average"]
     assert t4.loc["DTSCNN64"].tolist() == pytest.approx([60.0, 70.0, 65.0])

@@ -234,7 +234,9 @@ def test_flow_scores_against_synthetic_ground_truth(prerun):
 def test_cli_flow(prerun):
     out = subprocess.run(
         [sys.executable, "-m", "mexpr", "flow", "--run", str(prerun), "--method", "farneback", "--quiet", "--jobs", "1"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "4 clip(s) with flow (4 computed, 0 from cache)" in out and "[64, 128] fields" in out
 

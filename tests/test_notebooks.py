@@ -195,7 +195,9 @@ def test_ablation_notebook_measures_every_step(quick_run):
     for step, cfg in ablation.configs("quick", "paper", 0, per_class=2, epochs=1).items():
         assert (train.stream_dir(run, cfg, 128, 0) / "done.json").is_file(), step
     jitter = pd.read_csv(run / "tables" / "ablation_crop_jitter.csv", index_col="input")
-    assert jitter.loc["consecutive, crop per frame", "added by the crops (x)"] > 2 > jitter.loc["consecutive, crop per clip", "added by the crops (x)"]
+    assert (
+        jitter.loc["consecutive, crop per frame", "added by the crops (x)"] > 2 > jitter.loc["consecutive, crop per clip", "added by the crops (x)"]
+    )
     summary = pd.read_csv(run / "tables" / "ablation_summary.csv")
     assert len(summary) == len(ablation.STEPS) * len(ablation.METHODS) and (summary["seeds"] == 1).all()
     for fig in ("ablation", "ablation_flow_signal", "ablation_munsell_codings"):
@@ -205,7 +207,9 @@ def test_ablation_notebook_measures_every_step(quick_run):
 @pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run):
     run, _ = quick_run
-    params = json.loads(json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")}))
+    params = json.loads(
+        json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")})
+    )
     lines = []
     series.run_notebook(series.SERIES[0], run, params, log=lines.append)
     assert len(lines) == 1 and lines[0].startswith("00_dataset.ipynb") and "skipped: finished earlier" in lines[0]

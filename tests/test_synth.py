@@ -25,7 +25,13 @@ def test_scaled_counts_follow_table3_with_minimum_two():
     assert synth.scaled_counts("casme1", 1.0) == TABLE3["casme1"]
     assert set(synth.scaled_counts("casme2", 0.001).values()) == {2}
     assert synth.scaled_counts("casme2", 0.05) == {
-        "disgust": 3, "sadness": 2, "fear": 2, "repression": 2, "others": 5, "happiness": 2, "surprise": 2,
+        "disgust": 3,
+        "sadness": 2,
+        "fear": 2,
+        "repression": 2,
+        "others": 5,
+        "happiness": 2,
+        "surprise": 2,
     }
     with pytest.raises(ValueError, match="scale"):
         synth.scaled_counts("casme2", 0)
@@ -54,8 +60,15 @@ def test_synthetic_dataset_loads_with_table3_counts(name, request):
 def test_casme2_sheet_has_real_columns_and_quirks(casme2_root):
     sheet = pd.read_excel(casme2_root / "CASME2-coding-synthetic.xlsx")
     assert list(sheet.columns) == [
-        "Subject", "Filename", "Unnamed: 2", "OnsetFrame", "ApexFrame", "OffsetFrame", "Unnamed: 6",
-        "Action Units", "Estimated Emotion",
+        "Subject",
+        "Filename",
+        "Unnamed: 2",
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        "Unnamed: 6",
+        "Action Units",
+        "Estimated Emotion",
     ]
     assert pd.api.types.is_integer_dtype(sheet["Subject"])
     assert (casme2_root / "CASME2_RAW_selected" / "sub01").is_dir()

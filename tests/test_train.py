@@ -181,8 +181,25 @@ def test_a_fold_without_a_class_in_training_is_a_clear_error(flowrun, monkeypatc
 
 
 def test_cli_train(flowrun):
-    cmd = [sys.executable, "-m", "mexpr", "train", "--run", str(flowrun), "--stream", "128", "--fold", "2",
-           "--profile", "quick", "--per-class", "1", "--epochs", "1", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mexpr",
+        "train",
+        "--run",
+        str(flowrun),
+        "--stream",
+        "128",
+        "--fold",
+        "2",
+        "--profile",
+        "quick",
+        "--per-class",
+        "1",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "DTSCNN128 fold 2" in out.stdout

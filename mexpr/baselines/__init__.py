@@ -46,7 +46,9 @@ def check_flow(flow, name: str = "flow") -> np.ndarray:
         per_field = bad.reshape(len(arr), -1).sum(axis=1)
         fields = np.flatnonzero(per_field)
         shown = ", ".join(str(int(f)) for f in fields[:10]) + (" ..." if len(fields) > 10 else "")
-        raise ValueError(f"{name} has {int(bad.sum())} non-finite values (NaN/inf), first in field {int(fields[0])} (0-based); fields affected: {shown}")
+        raise ValueError(
+            f"{name} has {int(bad.sum())} non-finite values (NaN/inf), first in field {int(fields[0])} (0-based); fields affected: {shown}"
+        )
     return arr
 
 

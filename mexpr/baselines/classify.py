@@ -144,8 +144,7 @@ def _default_scoring(scoring: str | None, balanced: bool) -> str:
     return scoring
 
 
-def grid_search(method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring: str | None = None, grid: dict | None = None,
-                balanced: bool = False):
+def grid_search(method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring: str | None = None, grid: dict | None = None, balanced: bool = False):
     """The grid search of :func:`fit` alone: ``(best_params, best_score, results)``, ``results`` a
     DataFrame with one row per setting (its parameters, ``gamma_x_D``, ``mean_score``,
     ``std_score`` and one ``split<k>`` column per inner fold).  ``balanced`` (ours): the inner
@@ -163,7 +162,9 @@ def grid_search(method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring:
     settings = param_grid(method, X.shape[1], grid)
     fewest = int(np.bincount(y, minlength=len(CLASSES)).min())
     if inner_folds < 2 or fewest < 2:
-        raise ClassifyError(f"the grid search needs inner_folds >= 2 and 2 training samples per class, got inner_folds={inner_folds}, fewest per class {fewest}")
+        raise ClassifyError(
+            f"the grid search needs inner_folds >= 2 and 2 training samples per class, got inner_folds={inner_folds}, fewest per class {fewest}"
+        )
     cv = StratifiedKFold(n_splits=min(int(inner_folds), fewest), shuffle=True, random_state=int(seed))
     scores = np.zeros((len(settings), cv.get_n_splits()))
     for f, (tr, va) in enumerate(cv.split(X, y)):
@@ -172,7 +173,9 @@ def grid_search(method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring:
         g_tr, g_va = a @ a.T, b @ a.T
         sq_a, sq_b = (a * a).sum(1), (b * b).sum(1)
         for s, params in enumerate(settings):
-            svm = SVC(kernel="precomputed", C=params["C"], class_weight="balanced" if balanced else None).fit(kernel_matrix(g_tr, sq_a, sq_a, params), y[tr])
+            svm = SVC(kernel="precomputed", C=params["C"], class_weight="balanced" if balanced else None).fit(
+                kernel_matrix(g_tr, sq_a, sq_a, params), y[tr]
+            )
             scores[s, f] = _score(scoring, y[va], svm.predict(kernel_matrix(g_va, sq_b, sq_a, params)))
     results = pd.DataFrame(settings)
     if "gamma" in results:
@@ -196,8 +199,7 @@ class BaselineSVM:
     the training class frequencies :meth:`predict_proba` divides by; else None).
     """
 
-    def __init__(self, method: str, best_params: dict, best_score: float, cv_results, scoring: str, calibrated,
-                 balanced: bool = False, priors=None):
+    def __init__(self, method: str, best_params: dict, best_score: float, cv_results, scoring: str, calibrated, balanced: bool = False, priors=None):
         self.method = method
         self.best_params_ = best_params
         self.best_score_ = best_score
@@ -236,8 +238,9 @@ class BaselineSVM:
         return self.predict_proba(X).argmax(1)
 
 
-def fit(method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring: str | None = None, grid: dict | None = None,
-        balanced: bool = False) -> BaselineSVM:
+def fit(
+    method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring: str | None = None, grid: dict | None = None, balanced: bool = False
+) -> BaselineSVM:
     """The paper's classifier for baseline ``method`` (``"stclqp"``: polynomial SVM; ``"mdmo"``:
     Gaussian; ``"fdm"``: linear), grid-searched and calibrated on **training** features ``X``
     ``(N, D)`` with labels ``y`` ``(N,)`` (class indices 0..3 or names); see the module docstring.
@@ -270,10 +273,14 @@ def fit(method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring: str | N
     counts = np.bincount(y, minlength=len(CLASSES))
     missing = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 0]
     if missing:
-        raise ClassifyError(f"{method}: no training sample of class(es) {', '.join(missing)}; every class needs at least 2 to fit and calibrate the SVM")
+        raise ClassifyError(
+            f"{method}: no training sample of class(es) {', '.join(missing)}; every class needs at least 2 to fit and calibrate the SVM"
+        )
     single = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 1]
     if single:
-        raise ClassifyError(f"{method}: class(es) {', '.join(single)} have a single training sample; the grid search and the calibration need at least 2 per class")
+        raise ClassifyError(
+            f"{method}: class(es) {', '.join(single)} have a single training sample; the grid search and the calibration need at least 2 per class"
+        )
     scoring = _default_scoring(scoring, balanced)
     best, score, results = grid_search(method, X, y, seed, inner_folds, scoring, grid, balanced=balanced)
     svm = SVC(**best, random_state=int(seed), class_weight="balanced" if balanced else None)

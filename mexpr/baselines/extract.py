@@ -315,7 +315,9 @@ def features(
                 raise ValueError(f"{len(x)} values, expected {dim}")
             X[i] = x
         except _FAILURES as e:
-            row.update(status="skipped", reason=f"cached file {row['file']} unreadable ({type(e).__name__}: {e}); delete it or pass force=True", file="")
+            row.update(
+                status="skipped", reason=f"cached file {row['file']} unreadable ({type(e).__name__}: {e}); delete it or pass force=True", file=""
+            )
     out = pd.DataFrame(rows)
     _write_manifest(folder / "manifest.csv", out)
     computed = [i for i, _, _ in todo]
@@ -363,7 +365,9 @@ def stclqp_fold_features(raw, train_idx, blocks=(4, 4), **codebook) -> np.ndarra
     ok = np.isfinite(raw).all(axis=1)
     if not ok[idx].all():
         bad = idx[~ok[idx]]
-        raise ExtractError(f"{len(bad)} training row(s) have no STCLQP histograms (first: row {int(bad[0])}); leave out the clips that extraction skipped")
+        raise ExtractError(
+            f"{len(bad)} training row(s) have no STCLQP histograms (first: row {int(bad[0])}); leave out the clips that extraction skipped"
+        )
     desc.fit_histograms(raw[idx])
     out = np.full((len(raw), desc.n_features), np.nan, np.float32)
     if ok.any():

@@ -88,7 +88,9 @@ def _per_pixel(x: np.ndarray, sizes: list[np.ndarray]) -> np.ndarray:
     return x
 
 
-def principal_directions(flow, block: int = DEFAULT_BLOCK, frames: int = DEFAULT_FRAMES, iterations: int = DEFAULT_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+def principal_directions(
+    flow, block: int = DEFAULT_BLOCK, frames: int = DEFAULT_FRAMES, iterations: int = DEFAULT_ITERATIONS
+) -> tuple[np.ndarray, np.ndarray]:
     """Each cuboid's principal direction and strength (see the module docstring).
 
     ``flow``: ``(T, H, W, 2)`` (u, v) pixels per frame (u right, v down).  Returns

@@ -277,7 +277,9 @@ class STCLQP:
         if arr.dtype.kind == "f":
             bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
             if bad.any():
-                raise ValueError(f"{what}: {int(bad.sum())} clip(s) have NaN/inf counts (first: clip {int(np.flatnonzero(bad)[0])}); leave out clips whose extraction failed")
+                raise ValueError(
+                    f"{what}: {int(bad.sum())} clip(s) have NaN/inf counts (first: clip {int(np.flatnonzero(bad)[0])}); leave out clips whose extraction failed"
+                )
         neg = (arr < 0).reshape(len(arr), -1).any(axis=1)
         if neg.any():
             raise ValueError(f"{what}: clip {int(np.flatnonzero(neg)[0])} has negative counts")
