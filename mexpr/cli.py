@@ -133,6 +133,7 @@ def _train_config(args):
         smooth=args.smooth,
         input_scale=args.input_scale,
         flip=args.flip,
+        ema=args.ema,
     )
 
 
@@ -283,6 +284,7 @@ def _config_options(p) -> None:
     p.add_argument("--smooth", type=float, default=None, help="Gaussian blur of every flow field, sigma in px (0: none, the paper's)")
     p.add_argument("--input-scale", default=None, choices=["symmetric", "motion"], help="first layer: [-1, 1] or zero for no motion (ours)")
     p.add_argument("--flip", default=None, action=argparse.BooleanOptionalAction, help="mirror half the training samples left-right (ours)")
+    p.add_argument("--ema", type=float, default=None, help="end on a moving average of the weights with this momentum, e.g. 0.99 (ours; 0: none)")
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
     p.add_argument("--xla", action="store_true", help="compile the training step with XLA")
     p.add_argument("--tag", default="", help="suffix of the experiment folder")

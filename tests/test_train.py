@@ -246,3 +246,17 @@ def test_the_test_fold_is_a_monitor_only(flowrun):
     hidden = train.train_stream(flowrun, 64, 1, replace(cfg, tag="no-monitor"), verbose=0, monitor_test=False)
     assert shown["history"]["val_accuracy"].notna().all() and hidden["history"].get("val_accuracy", pd.Series([np.nan])).isna().all()
     assert same(weights(shown["model"]), weights(hidden["model"]))
+
+
+def test_cli_options_name_our_training_settings():
+    from mexpr import cli
+
+    def config(*extra):
+        return cli._train_config(cli.build_parser().parse_args(["train", "--run", "r", "--profile", "quick", *extra]))
+
+    assert config().flip is False and config().ema == 0.0  # the paper's
+    assert config("--flip", "--ema", "0.9").flip is True and config("--flip", "--ema", "0.9").ema == 0.9
+    ours = config("--input", "mexpr")
+    assert ours.input == "mexpr" and config("--input", "mexpr", "--no-flip").input == "custom"
+    with pytest.raises(ValueError, match="ema must be a momentum"):
+        config("--ema", "1.5")
