@@ -200,7 +200,10 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
     )
     model = models.load(out / "model.keras")
     res = {}
-    f, _ = _extract(model, lambda p: np.load(p), paths, batch, progress, f"features fold {fold} f{fields} augmented")
+    # a sample drawn twice is one file (plain oversampling): its features are computed once
+    unique, again = np.unique(np.asarray(paths, dtype=str), return_inverse=True)
+    f, _ = _extract(model, lambda p: np.load(p), list(unique), batch, progress, f"features fold {fold} f{fields} augmented")
+    f = f[again]
     res["augmented"], res["augmented_y"] = f, np.array([CLASSES.index(c) for c in samples["label"]], np.int64)
     res["augmented_sources"] = samples["source"].to_numpy(dtype=str)  # the clip each sample was made from
     rows = [r for _, r in trainset.iterrows()]

@@ -179,3 +179,22 @@ def test_table4_names_the_folds_that_ran():
     t4 = evaluate.table4(evaluate.Evaluation(pd.DataFrame(), folds, summary), paper=False)
     assert list(t4.columns) == ["Fold2", "Fold3", "Average"]
     assert t4.loc["DTSCNN64"].tolist() == pytest.approx([60.0, 70.0, 65.0])
+
+
+def test_a_sample_drawn_twice_has_its_features_computed_once(flowrun, monkeypatch):
+    from mexpr import augment
+
+    cfg = replace(train.config_for("quick", input="mexpr"), per_class=4, epochs=1, tag="dedupe")
+    train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
+    _, _, samples = train.fold_plan(flowrun, cfg, 0)
+    fcfg = evaluate.stream_flow(flowrun, cfg, 64, 0)
+    paths = augment.build(flowrun, samples, 64, flow_cfg=fcfg, progress=False)
+    assert len(set(paths)) < len(paths)  # oversampled: some samples repeat
+    sizes = []
+    real = evaluate._extract
+    monkeypatch.setattr(evaluate, "_extract", lambda m, ld, items, *a: sizes.append(len(items)) or real(m, ld, items, *a))
+    f = evaluate.stream_features(flowrun, cfg, 64, 0)
+    assert sizes[0] == len(set(paths)) and len(f["augmented"]) == len(paths)
+    for p in set(paths):  # every copy of a sample has that sample's features
+        rows = [i for i, q in enumerate(paths) if q == p]
+        assert all(np.array_equal(f["augmented"][rows[0]], f["augmented"][i]) for i in rows)
