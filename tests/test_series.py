@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -140,3 +142,17 @@ def test_the_project_kernel_runs_a_notebook_from_jupyterlab():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_import_mexpr_exposes_every_stage():
+    code = (
+        "import mexpr, pkgutil\n"
+        "stages = sorted(m.name for m in pkgutil.iter_modules(mexpr.__path__) if not m.name.startswith('_'))\n"
+        "missing = [s for s in stages if not hasattr(mexpr, s)]\n"
+        "assert not missing, missing\n"
+        "assert set(stages) <= set(dir(mexpr))\n"
+        "print(len(stages))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip()) >= 14
