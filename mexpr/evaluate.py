@@ -175,7 +175,7 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
     Cached as ``features.npz`` beside the model, keyed by the model's ``done.json``: retraining
     the stream recomputes them.  Only the fold's training side is ever augmented (the plan is
     :func:`mexpr.train.fold_plan`'s, which refuses test clips)."""
-    from mexpr import augment, models
+    from mexpr import models
 
     out = train.stream_dir(run_dir, config, fields, fold)
     done = out / "done.json"
@@ -189,15 +189,7 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
                 return {k: z[k] for k in z.files if k != "key"}
     trainset, test, samples = train.fold_plan(run_dir, config, fold)
     fcfg = stream_flow(run_dir, config, fields, fold)
-    paths = augment.build(
-        run_dir,
-        samples,
-        fields,
-        progress=progress,
-        desc=f"augment fold {fold} f{fields}",
-        flow_cfg=fcfg,
-        flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])),
-    )
+    paths = train.build_samples(run_dir, trainset, samples, fields, fold, fcfg, progress=progress)
     model = models.load(out / "model.keras")
     res = {}
     # a sample drawn twice is one file (plain oversampling): its features are computed once

@@ -285,6 +285,24 @@ def fold_plan(run_dir: str | os.PathLike, config: Config, fold: int, per_class: 
     return train, test, samples
 
 
+def build_samples(run_dir, trainset, samples, fields: int, fold: int, flow_cfg: dict, jobs: int | None = None, progress: bool = True) -> list[str]:
+    """The ``.npy`` files of a fold's augmentation plan ``samples`` for the ``fields`` stream
+    (:func:`mexpr.augment.build`, cached), coded with the stream's ``flow_cfg``; uncropped samples
+    are read from the flow stage's file of their clip (``trainset``'s ``flow_cache``)."""
+    from mexpr import augment
+
+    return augment.build(
+        run_dir,
+        samples,
+        fields,
+        jobs=jobs,
+        progress=progress,
+        desc=f"augment fold {fold} f{fields}",
+        flow_cfg=flow_cfg,
+        flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])),
+    )
+
+
 def fold_count(run_dir: str | os.PathLike, config: Config) -> int:
     """How many folds the config's protocol makes of the run's clips."""
     from mexpr import datasets
@@ -519,7 +537,7 @@ def train_stream(
     import keras
     import pandas as pd
 
-    from mexpr import augment, models
+    from mexpr import models
 
     config = config or Config()
     run_dir = Path(run_dir)
@@ -539,16 +557,7 @@ def train_stream(
     stream_seed = int(config.seed) * 1000 + int(fold) * 10 + (1 if fields == 128 else 0)
     samples.to_csv(out / "plan.csv", index=False)
     t_aug = time.perf_counter()
-    paths = augment.build(
-        run_dir,
-        samples,
-        fields,
-        jobs=jobs,
-        progress=verbose != 0,
-        desc=f"augment fold {fold} f{fields}",
-        flow_cfg=fcfg,
-        flow_files=dict(zip(trainset["cache"], trainset["flow_cache"])),
-    )
+    paths = build_samples(run_dir, trainset, samples, fields, fold, fcfg, jobs=jobs, progress=verbose != 0)
     t_aug = time.perf_counter() - t_aug
     labels = np.array([CLASSES.index(c) for c in samples["label"]], dtype=np.int32)
 

@@ -71,17 +71,23 @@ def test_the_learned_scale_comes_from_training_clips_only(flowrun):
 
 
 def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun):
-    cfg = replace(train.config_for("quick", input="mexpr", mode="none"), per_class=2, epochs=1)
+    from mexpr import flow
+
+    cfg = replace(train.config_for("quick", input="mexpr"), per_class=4, epochs=1)
     r = train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
     done = json.loads(open(f"{r['dir']}/done.json").read())
     scale = done["flow"]["normalize"]
     assert isinstance(scale, float) and scale > 0 and done["flow"]["reference"] == "onset"
-    # an uncropped training sample is its clip, coded exactly as the clip is coded for testing
+    # an uncropped training sample is its clip, coded exactly as the clip is coded for testing; a mirrored one its mirror image
     plan = __import__("pandas").read_csv(f"{r['dir']}/plan.csv", dtype={"crops": str})
+    assert plan["flip"].dtype == bool and 0 < plan["flip"].sum() < len(plan)
     tr, _ = train.fold_split(flowrun, cfg, 0)
-    paths = augment.build(flowrun, plan.head(1), 64, flow_cfg=done["flow"], progress=False)
-    row = tr[(tr["subject_id"] + "/" + tr["clip"]) == plan.iloc[0]["source"]].iloc[0]
-    assert np.array_equal(np.load(paths[0]), train.clip_munsell(flowrun, row, 64, scale))
+    for flipped in (False, True):
+        sample = plan[plan["flip"] == flipped].head(1)
+        path = augment.build(flowrun, sample, 64, flow_cfg=done["flow"], progress=False)[0]
+        row = tr[(tr["subject_id"] + "/" + tr["clip"]) == sample.iloc[0]["source"]].iloc[0]
+        want = flow.load_munsell(flowrun, row["flow_cache"], 64, scale, mirrored=True) if flipped else train.clip_munsell(flowrun, row, 64, scale)
+        assert np.array_equal(np.load(path), want)
 
 
 def weights(path):
