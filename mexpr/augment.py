@@ -11,6 +11,8 @@ of its nine crops, interpolate to 65/129 frames, then compute the flow and its M
 exactly as the flow stage does for real clips, until the class has ``per_class`` clips (paper:
 500).  ``mode="clip"`` is the variant of docs/DESIGN.md §3 that draws one crop per clip (no crop
 jitter between frames); ``mode="none"`` repeats clips without cropping (plain oversampling).
+``plan(flip=True)`` (ours, part of the ``mexpr`` input) also mirrors half the samples left-right:
+the flow of the sample is flipped and its horizontal component negated (:func:`mexpr.flow.mirror`).
 
 A sample is planned (:func:`plan`) as a source clip plus one crop index per native frame, so a
 plan is a small table and both streams' inputs (64 and 128 fields) come from the same sample.
