@@ -62,7 +62,7 @@ def main() -> None:
     for protocol, d in df.groupby("protocol", sort=False):
         per_seed = d.groupby(["kind", "input", "method"], sort=False)[["uar", "uf1", "accuracy"]]
         table = per_seed.mean().join(per_seed.std(), rsuffix="_std").join(per_seed.size().rename("seeds"))
-        print(f"\n## protocol {protocol}: mean ± std over seeds {sorted(d['seed'].unique())}\n")
+        print(f"\n## protocol {protocol}: mean ± std over seeds {sorted(int(x) for x in d['seed'].unique())}\n")
         print("| method | input | UAR | UF1 | accuracy |\n|---|---|---|---|---|")
         for (_kind, inp, method), r in table.iterrows():
             cells = [f"{100 * r[m]:.1f} ± {100 * r[m + '_std']:.1f}" for m in ("uar", "uf1", "accuracy")]
