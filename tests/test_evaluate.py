@@ -184,7 +184,7 @@ def test_table4_names_the_folds_that_ran():
 def test_a_sample_drawn_twice_has_its_features_computed_once(flowrun, monkeypatch):
     from mexpr import augment
 
-    cfg = replace(train.config_for("quick", input="mexpr"), per_class=4, epochs=1, tag="dedupe")
+    cfg = replace(train.config_for("quick", input="mexpr"), per_class=4, epochs=1)  # the stream test_train trains too: trained once
     train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
     _, _, samples = train.fold_plan(flowrun, cfg, 0)
     fcfg = evaluate.stream_flow(flowrun, cfg, 64, 0)
