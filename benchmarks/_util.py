@@ -9,6 +9,15 @@ import time
 import psutil
 
 
+def add_plan_args(ap) -> None:
+    """The options of the scripts that train over protocols and seeds (ablation.py, bar.py): the run,
+    the profile, the protocols and the seeds."""
+    ap.add_argument("--run", required=True, help="a run with pre-processing and flow done (make reproduce leaves runs/default)")
+    ap.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    ap.add_argument("--protocols", nargs="+", default=["paper", "subject3"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+
+
 class PeakRSS:
     """Polls the resident memory of this process and all its children; ``peak`` in bytes."""
 

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import add_plan_args  # noqa: E402
 
 
 def main() -> None:
     from mexpr import ablation, evaluate, viz
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
-    ap.add_argument("--protocols", nargs="+", default=["paper", "subject3"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_plan_args(ap)
     ap.add_argument("--steps", nargs="+", default=None, help=f"default: all of {list(ablation.STEPS)}")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--per-class", type=int, default=None)

@@ -15,8 +15,12 @@ the default profile one protocol and seed trains six streams (about a quarter of
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import add_plan_args  # noqa: E402
 
 BAR = {"paper": 0.60, "subject3": 0.55}
 MARGIN = 0.10
@@ -28,10 +32,7 @@ def main() -> None:
     from mexpr import evaluate, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
-    ap.add_argument("--protocols", nargs="+", default=["paper", "subject3"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    add_plan_args(ap)
     ap.add_argument("--inputs", nargs="+", default=["mexpr"], choices=list(train.INPUTS))
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
