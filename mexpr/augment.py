@@ -208,12 +208,14 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
     from mexpr import flow
 
     cv2.setNumThreads(1)
-    x = None
+    x, mirrored = None, _flipped(row)
     if flow_file:  # mode "none": the sample is the clip itself (or its mirror image), as the flow stage computed it
         try:
-            x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"], mirrored=_flipped(row))
-        except flow.FlowError:  # a flow stage that kept no raw flow cannot mirror: compute it
-            x = None
+            x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"], mirrored=mirrored)
+        except flow.FlowError:
+            if not mirrored:  # an unmirrored clip the flow file cannot give is an error, as before
+                raise
+            x = None  # a flow stage that kept no raw flow cannot mirror: compute the mirrored sample
     if x is None:
         x = sample_munsell(run_dir, row, fields, cfg)
     tmp = target + ".tmp.npy"
