@@ -27,7 +27,7 @@ from _util import add_plan_args  # noqa: E402
 
 
 def main() -> None:
-    from mexpr import ablation, evaluate, viz
+    from mexpr import ablation, report, viz
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_plan_args(ap)
@@ -57,8 +57,8 @@ def main() -> None:
     for m in ablation.METHODS:
         t = ablation.table(runs, m)
         name = {"DTSCNN (fusion)": "fusion"}.get(m, m.lower())
-        (tables / f"ablation_{name}.md").write_text(evaluate.table_markdown(t))
-        print(f"\n{m}\n" + evaluate.table_markdown(t))
+        (tables / f"ablation_{name}.md").write_text(report.table_markdown(t))
+        print(f"\n{m}\n" + report.table_markdown(t))
     viz.ablation_plot(summ, run_dir=args.run, name="ablation")
     info = {"args": vars(args), "seconds": round(time.perf_counter() - t0, 1), "rows": len(runs)}
     (tables / "ablation.json").write_text(json.dumps(info, indent=2) + "\n")

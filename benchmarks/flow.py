@@ -27,7 +27,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import PeakRSS, du  # noqa: E402
 
-from mexpr import datasets, flow, preprocess  # noqa: E402
+from mexpr import datasets, flow, groundtruth, preprocess  # noqa: E402
 
 GRIDS = {
     "tvl1": {"lambda_": [0.15, 0.3, 0.6, 1.0], "warps": [1, 3], "median_filtering": [1, 5]},
@@ -74,14 +74,14 @@ def main(argv=None):
     res = {}
 
     # 1. tuning on clips not used for the evaluation
-    tune_pairs = list(flow.synthetic_pairs(run, tune_rows, amplitudes=TUNE_AMPLITUDES, seed=args.seed, table=table))
+    tune_pairs = list(groundtruth.synthetic_pairs(run, tune_rows, amplitudes=TUNE_AMPLITUDES, seed=args.seed, table=table))
     specs = {}
     for m in flow.METHODS:
         for i, p in enumerate(grid(m)):
             specs[f"{m}#{i}"] = {"method": m, **p}
         if not GRIDS[m]:
             specs[f"{m}#0"] = {"method": m}
-    tuning = flow.score(tune_pairs, specs, progress=True)
+    tuning = groundtruth.score(tune_pairs, specs, progress=True)
     tuning["method_name"] = tuning["method"].str.split("#").str[0]
     t = tuning.groupby("method")[["epe_au", "ae_au"]].mean()
     t["ms"] = tuning.groupby("method")["ms"].median()
@@ -106,8 +106,8 @@ def main(argv=None):
     res["tuned"] = tuned
 
     # 2. evaluation of the defaults at every amplitude
-    pairs = list(flow.synthetic_pairs(run, eval_rows, amplitudes=tuple(args.amplitudes), seed=args.seed + 1, table=table))
-    ev = flow.score(pairs, progress=True)  # each method with its defaults (mexpr.flow.METHODS)
+    pairs = list(groundtruth.synthetic_pairs(run, eval_rows, amplitudes=tuple(args.amplitudes), seed=args.seed + 1, table=table))
+    ev = groundtruth.score(pairs, progress=True)  # each method with its defaults (mexpr.flow.METHODS)
     ev.to_csv(out / "pairs.csv", index=False)
     summary = summarise(ev)
     overall = ev.groupby("method")[["epe_au", "ae_au", "epe_face", "ms"]].mean()

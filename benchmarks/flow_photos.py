@@ -1,6 +1,6 @@
 """Flow methods on real photographs (issue "DTSCNN that learns", flow method): end-point and
 angular error of every method, with its default parameters, on pairs made from scikit-image's
-bundled photographs moved by smooth local fields plus a global drift (:func:`mexpr.flow.photo_pairs`),
+bundled photographs moved by smooth local fields plus a global drift (:func:`mexpr.groundtruth.photo_pairs`),
 not on the synthetic generator's own faces and AU fields, where the defaults were tuned.
 
     python benchmarks/flow_photos.py [--per-photo 4] [--amplitudes 0.25 0.5 1.0] [--drift 0.3]
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from mexpr import evaluate, flow
+from mexpr import groundtruth, report
 
 
 def main() -> None:
@@ -28,17 +28,17 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "results" / "flow_photos.csv"))
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    pairs = list(flow.photo_pairs(tuple(args.amplitudes), args.per_photo, args.drift, seed=args.seed))
-    res = flow.score(pairs, progress=True)
+    pairs = list(groundtruth.photo_pairs(tuple(args.amplitudes), args.per_photo, args.drift, seed=args.seed))
+    res = groundtruth.score(pairs, progress=True)
     out = res.groupby(["method", "amplitude"])[["epe_au", "epe_face", "ae_face", "ms"]].mean()
     tv = out.xs("tvl1", level="method")
     out["epe_face / tvl1"] = out["epe_face"] / out.index.get_level_values("amplitude").map(tv["epe_face"]).to_numpy()
     overall = res.groupby("method")[["epe_face", "ms"]].mean()
     overall["epe_face / tvl1"] = overall["epe_face"] / overall.loc["tvl1", "epe_face"]
     out.round(4).to_csv(args.out)
-    print(f"{len(pairs)} pairs from {len(flow.PHOTOS)} photographs\n")
-    print(evaluate.table_markdown(out.round(3).reset_index().set_index("method"), ".3f"))
-    print(evaluate.table_markdown(overall.round(3), ".3f"))
+    print(f"{len(pairs)} pairs from {len(groundtruth.PHOTOS)} photographs\n")
+    print(report.table_markdown(out.round(3).reset_index().set_index("method"), ".3f"))
+    print(report.table_markdown(overall.round(3), ".3f"))
     print(f"-> {args.out}")
 
 

@@ -29,16 +29,16 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import PeakRSS, du  # noqa: E402
 
-from mexpr import datasets, preprocess  # noqa: E402
+from mexpr import align, datasets, face, groundtruth, preprocess  # noqa: E402
 
 
 def stage_rates(df: pd.DataFrame) -> dict:
     cv2.setNumThreads(1)
     t = dict.fromkeys(["decode", "grey", "detect", "landmarks", "warp", "interpolate", "end_to_end"], 0.0)
-    t.update({f"maps[{m}]": 0.0 for m in preprocess.ALIGN_MODES})
+    t.update({f"maps[{m}]": 0.0 for m in align.ALIGN_MODES})
     frames = 0
     config = preprocess.Config()
-    model = str(preprocess.predictor_path())
+    model = str(face.predictor_path())
     preprocess.preprocess_clip(df.iloc[0]["frames"])  # warm-up: model load, template operator
     for _, row in df.iterrows():
         paths = row["frames"]
@@ -50,20 +50,20 @@ def stage_rates(df: pd.DataFrame) -> dict:
         greys = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in imgs]
         t["grey"] += time.perf_counter() - s
         s = time.perf_counter()
-        box = preprocess.find_face(greys[0])
+        box = face.find_face(greys[0])
         t["detect"] += time.perf_counter() - s
         s = time.perf_counter()
-        lms = np.stack([preprocess.landmarks(g, box, model) for g in greys])
+        lms = np.stack([face.landmarks(g, box, model) for g in greys])
         t["landmarks"] += time.perf_counter() - s
         maps = None
-        for m in preprocess.ALIGN_MODES:
+        for m in align.ALIGN_MODES:
             s = time.perf_counter()
-            out = preprocess.alignment_maps(lms, m)
+            out = align.alignment_maps(lms, m)
             t[f"maps[{m}]"] += time.perf_counter() - s
             if m == config.align:
                 maps = out
         s = time.perf_counter()
-        crops = np.stack([preprocess.warp(im, mp) for im, mp in zip(imgs, maps)])
+        crops = np.stack([align.warp(im, mp) for im, mp in zip(imgs, maps)])
         t["warp"] += time.perf_counter() - s
         s = time.perf_counter()
         preprocess.interpolate(crops, 65)
@@ -107,7 +107,7 @@ def main(argv=None):
     res["cached_rerun_s"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
-    acc = preprocess.compare_alignments(df.sample(min(args.align_clips, len(df)), random_state=args.seed), progress=True)
+    acc = groundtruth.compare_alignments(df.sample(min(args.align_clips, len(df)), random_state=args.seed), progress=True)
     res["alignment_s"] = round(time.perf_counter() - t0, 1)
     acc.to_csv(out / "alignment_modes.csv", index=False)
     cols = ["head_rms", "residual_head_rms", "jitter_rms", "expression_kept", "magnitude_ratio", "noise_rms"]

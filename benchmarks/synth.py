@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import PeakRSS, du  # noqa: E402
 
 from mexpr import datasets, synth  # noqa: E402
-from mexpr.preprocess import detect_faces, landmarks  # noqa: E402
+from mexpr.face import detect_faces, landmarks  # noqa: E402
 
 
 def main(argv=None):

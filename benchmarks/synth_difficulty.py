@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from mexpr import datasets, synth
-from mexpr.preprocess import detect_faces, landmarks
+from mexpr.face import detect_faces, landmarks
 
 # template points in the 96x112 crop: eye centres, nose tip, mouth corners
 TEMPLATE = np.float32([[30, 44], [66, 44], [48, 68], [35, 87], [61, 87]])
@@ -66,7 +66,7 @@ def clip_features(row):
         i0 = int(row["onset"]) - int(m.frame_numbers[0])
         i1 = int(datasets.frame_number(frames[apex_pos])) - int(m.frame_numbers[0])
         D = list(m.displacements())
-        q = synth._inverse_map(D[i0])
+        q = synth.inverse_map(D[i0])
         full = cv2.remap(D[i1] - D[i0], q[..., 0], q[..., 1], cv2.INTER_LINEAR)
         s = np.sqrt(abs(np.linalg.det(M[:, :2])))
         gt = cv2.warpAffine(full, M, (96, 112), flags=cv2.INTER_LINEAR)

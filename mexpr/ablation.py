@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mexpr import evaluate, train
+from mexpr import evaluate, settings, train
 
 #: Each setting in which our input differs from the paper's, as the ablation names it.
 FACTORS = {
@@ -174,28 +174,19 @@ def table(runs: pd.DataFrame, method: str = "DTSCNN (fusion)", metrics=METRICS) 
     return out
 
 
-def settings(cfg: train.Config) -> dict:
+def input_settings(cfg: train.Config) -> dict:
     """A config's input settings and budget, for the notebook's prose."""
     d = asdict(cfg)
     return {k: d[k] for k in ("reference", "munsell", "mode", "flow_method", "per_class", "epochs", "schedule")}
 
 
-#: The notebook's ablation per profile (notebook 08; ``benchmarks/ablation.py`` runs the full one):
-#: protocols, seeds, folds (None: all) and the training budget of every step.
-PROFILES = {
-    "quick": {"protocols": ["paper"], "seeds": [0], "folds": [0], "per_class": 2, "epochs": 1},  # 2: the SVMs calibrate on >= 2 per class
-    # make reproduce: a small plan (fold 0, a reduced budget: about 20 min on 2 cores); the full one is the benchmark's
-    "default": {"protocols": ["paper"], "seeds": [0], "folds": [0], "per_class": 40, "epochs": 10},
-    "paper": {"protocols": ["paper", "subject3"], "seeds": [0, 1, 2], "folds": None, "per_class": None, "epochs": None},
-}
-
-
 def plan_for(profile: str, **overrides) -> dict:
-    """The notebook's ablation plan for ``profile`` (:data:`PROFILES`), with overrides (``None``
-    keeps the profile's)."""
-    if profile not in PROFILES:
-        raise AblationError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
-    return PROFILES[profile] | {k: v for k, v in overrides.items() if v is not None}
+    """The notebook's ablation plan for ``profile`` (the ``"ablation"`` entry of
+    :data:`mexpr.settings.PROFILES`: protocols, seeds, folds and the training budget of every
+    step), with overrides (``None`` keeps the profile's)."""
+    if profile not in settings.PROFILES:
+        raise AblationError(f"profile must be one of {', '.join(settings.PROFILES)}, not {profile!r}")
+    return settings.PROFILES[profile]["ablation"] | {k: v for k, v in overrides.items() if v is not None}
 
 
 def signal_curves(run_dir, examples, configs: dict, fields: int = 64) -> dict:

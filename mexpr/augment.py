@@ -34,7 +34,6 @@ import numpy as np
 
 from mexpr.datasets import CLASSES, clip_keys
 
-CROP_H, CROP_W = 112, 96
 SLICE = 2
 
 #: The nine crops of Figure 6: pixels removed at (top, bottom, left, right).

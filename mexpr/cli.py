@@ -138,13 +138,13 @@ def _train_config(args):
 
 
 def _cmd_train(args) -> int:
-    from mexpr import train
+    from mexpr import settings, train
 
     config = _train_config(args)
     if args.fold == "all":
         folds = range(train.fold_count(args.run, config))
     elif args.fold == "profile":
-        folds = train.PROFILES[args.profile]["folds"]
+        folds = train.folds_of(args.run, config, settings.profile(args.profile)["folds"])
     else:
         folds = [int(args.fold)]
     streams = (64, 128) if args.stream == "both" else (int(args.stream),)
@@ -161,7 +161,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from mexpr import evaluate, viz
+    from mexpr import evaluate, report, viz
 
     config = _train_config(args)
     folds = None if args.fold == "all" else [int(args.fold)]
@@ -181,7 +181,7 @@ def _cmd_evaluate(args) -> int:
                 progress=not args.quiet,
             )
             if config.input != "paper":  # our input's rows are labelled as ours, e.g. "DTSCNN (fusion) (mexpr input, ours)"
-                ev = evaluate.relabel(ev, config.label)
+                ev = report.relabel(ev, config.label)
         else:
             ev = evaluate.evaluate_baseline(
                 args.run, m, config.protocol, config.seed, folds=folds, jobs=args.jobs, progress=not args.quiet, balanced=args.balanced
@@ -191,14 +191,14 @@ def _cmd_evaluate(args) -> int:
         t = ev.info["timings"]
         print(f"{m}: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in t.items()) + f" -> {ev.info['dir']}")
         evs.append(ev)
-    ev = evs[0] if len(evs) == 1 else evaluate.combine(evs)
+    ev = evs[0] if len(evs) == 1 else report.combine(evs)
     name = (
         (f"{config.protocol}" + (f"_{args.svm_train}" if args.svm_train != "augmented" else ""))
         if args.method == "dtscnn"
         else f"{config.protocol}_{args.method}"
     )
     name += ("_" + config.input if config.input != "paper" else "") + ("_balanced" if args.balanced and args.method != "dtscnn" else "")
-    t4 = evaluate.write_table4(ev, args.run, name=f"table4_{name}")
+    t4 = report.write_table4(ev, args.run, name=f"table4_{name}")
     fused = [m for m in (ev.info.get("methods") or evaluate.PAPER_METHODS) if "(fusion" in m]
     panels = fused if args.method == "all" else (ev.info.get("methods") or evaluate.PAPER_METHODS)
     viz.confusion_matrices(
@@ -209,23 +209,23 @@ def _cmd_evaluate(args) -> int:
         title=f"protocol {config.protocol}: pooled over {len(ev.folds['fold'].unique())} fold(s)",
     )
     print(f"\nTable 4 ({config.protocol} protocol), accuracy %:\n")
-    print(evaluate.table_markdown(t4.loc[[m for m in t4.index if m in set(ev.folds["method"])]]))  # rows not evaluated are blank
+    print(report.table_markdown(t4.loc[[m for m in t4.index if m in set(ev.folds["method"])]]))  # rows not evaluated are blank
     s = ev.summary.set_index("method")[["accuracy", "uf1", "uar", "pooled_accuracy", "pooled_uf1", "pooled_uar"]] * 100
-    print(evaluate.table_markdown(s.round(2)))
+    print(report.table_markdown(s.round(2)))
     print(f"tables/table4_{name}.csv|md and figures/figure7_{name}.png|svg -> {args.run}")
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from mexpr import evaluate
+    from mexpr import metrics, predict
 
     config = _train_config(args)
-    df = evaluate.predict_clips(args.run, config, args.clips, fold=args.fold, svm_train=args.svm_train, progress=not args.quiet)
+    df = predict.predict_clips(args.run, config, args.clips, fold=args.fold, svm_train=args.svm_train, progress=not args.quiet)
     for r in df.to_dict("records"):
         if r["status"] != "ok":
             print(f"{r['clip_dir']}: error: {r['reason']}")
             continue
-        p64, p128 = (" ".join(f"{s} {r[k]:.2f}" for s, k in zip(evaluate.SHORT, [f"p{f}_{s}" for s in evaluate.SHORT])) for f in (64, 128))
+        p64, p128 = (" ".join(f"{s} {r[k]:.2f}" for s, k in zip(metrics.SHORT, [f"p{f}_{s}" for s in metrics.SHORT])) for f in (64, 128))
         print(f"{r['clip_dir']}: {r['prediction']} (Eq. 11 took {r['from']}) | DTSCNN64 {r['DTSCNN64']}: {p64} | DTSCNN128 {r['DTSCNN128']}: {p128}")
     if args.out:
         df.to_csv(args.out, index=False)
@@ -258,31 +258,31 @@ def _cmd_reproduce(args) -> int:
 
 
 def _config_options(p) -> None:
-    """The options that name a training experiment (shared by train, evaluate and predict)."""
+    """The options that name a training experiment (shared by train, evaluate and predict); their
+    choices come from the modules that define them."""
+    from mexpr import augment, flow, models, settings, train
     from mexpr.datasets import PROTOCOLS
 
-    p.add_argument("--profile", default="default", choices=["quick", "default", "paper"], help="samples per class, epochs and folds")
+    p.add_argument("--profile", default="default", choices=list(settings.PROFILES), help="samples per class, epochs and folds")
     p.add_argument("--protocol", default="paper", choices=list(PROTOCOLS), help="paper (3 stratified 75/25 splits), subject3, loso")
     p.add_argument("--seed", type=int, default=0, help="one seed for the split, augmentation, initialisation and batch order")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--per-class", type=int, default=None, help="augmented clips per class (paper: 500)")
     p.add_argument(
-        "--schedule", default=None, choices=["paper", "tuned", "adam"], help="learning rate: the paper's 1e-4 SGD, our tuned SGD, or Adam (ours)"
+        "--schedule", default=None, choices=list(train.SCHEDULES), help="learning rate: the paper's 1e-4 SGD, our tuned SGD, or Adam (ours)"
     )
     p.add_argument(
         "--input",
         default=None,
-        choices=["paper", "mexpr"],
+        choices=list(train.INPUTS),
         help="input representation: the paper's (default), or ours (flow since onset, learned Munsell scale, no crop, mirrored copies; notebook 08)",
     )
-    p.add_argument("--mode", default=None, choices=["frame", "clip", "none"], help="crop per frame (paper), one crop per clip, no crop")
-    p.add_argument(
-        "--reference", default=None, choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)"
-    )
+    p.add_argument("--mode", default=None, choices=list(augment.MODES), help="crop per frame (paper), one crop per clip, no crop")
+    p.add_argument("--reference", default=None, choices=list(flow.REFERENCES), help="flow between neighbouring frames (paper) or since onset (ours)")
     p.add_argument("--munsell", default=None, help="Munsell scaling: frame (paper), clip, learned (from the fold's training clips), or px")
-    p.add_argument("--flow-method", default=None, choices=["dis", "tvl1", "farneback", "deepflow"], help="flow method (default dis)")
+    p.add_argument("--flow-method", default=None, choices=list(flow.METHODS), help=f"flow method (default {flow.DEFAULT_METHOD})")
     p.add_argument("--smooth", type=float, default=None, help="Gaussian blur of every flow field, sigma in px (0: none, the paper's)")
-    p.add_argument("--input-scale", default=None, choices=["symmetric", "motion"], help="first layer: [-1, 1] or zero for no motion (ours)")
+    p.add_argument("--input-scale", default=None, choices=list(models.INPUT_SCALES), help="first layer: [-1, 1] or zero for no motion (ours)")
     p.add_argument("--flip", default=None, action=argparse.BooleanOptionalAction, help="mirror half the training samples left-right (ours)")
     p.add_argument("--ema", type=float, default=None, help="end on a moving average of the weights with this momentum, e.g. 0.99 (ours; 0: none)")
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
@@ -291,16 +291,18 @@ def _config_options(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mexpr import align, datasets, evaluate, face, flow, fusion, preprocess, settings, synth
+
     p = argparse.ArgumentParser(prog="mexpr", description="DTSCNN micro-expression recognition (Peng et al. 2017)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="write a synthetic CASME II / CASME I dataset")
-    s.add_argument("--dataset", choices=["casme2", "casme1"], default="casme2")
+    s.add_argument("--dataset", choices=list(synth.DATASETS), default=synth.DATASETS[0])
     s.add_argument("--scale", type=float, default=1.0, help="Table 3 counts x scale (>= 2 clips per emotion)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output folder (new or empty; an interrupted run resumes)")
     s.add_argument("--faces", default=None, help="optional folder of extra frontal face photos")
-    s.add_argument("--difficulty", default="default", choices=["easy", "moderate", "default", "hard"])
+    s.add_argument("--difficulty", default="default", choices=list(synth.DIFFICULTIES))
     s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synth)
@@ -308,19 +310,25 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="clip counts of dataset roots beside Table 3")
     i.add_argument("data", nargs="+", help="dataset root(s): CASME II and/or CASME I, real or synthetic")
     i.add_argument("--skip", action="store_true", help="skip unusable rows (listed) instead of failing")
-    i.add_argument("--verify", choices=["header", "decode", "none"], default="header")
+    i.add_argument("--verify", choices=list(datasets.VERIFY), default=datasets.VERIFY[0])
     i.set_defaults(func=_cmd_info)
 
     pre = sub.add_parser("preprocess", help="detect, align, crop and interpolate every clip (cached, resumable)")
     pre.add_argument("--data", action="append", required=True, help="dataset root (repeatable): CASME II / CASME I, real or synthetic")
     pre.add_argument("--run", required=True, help="run folder, e.g. runs/NAME")
-    pre.add_argument("--align", default="lwm-similarity", choices=["lwm-similarity", "lwm-first", "lwm-per-frame", "similarity", "none"])
-    pre.add_argument("--smooth", type=float, default=2.0, help="temporal smoothing of the landmark tracks (sigma, frames; 0: none)")
-    pre.add_argument("--lengths", type=int, nargs="+", default=[65, 129], help="temporal lengths (default: 65 129)")
-    pre.add_argument("--several", default="largest", choices=["largest", "best", "error"], help="rule when several faces are found")
+    pre.add_argument("--align", default=align.DEFAULT_ALIGN, choices=list(align.ALIGN_MODES))
+    pre.add_argument(
+        "--smooth", type=float, default=preprocess.Config.smooth, help="temporal smoothing of the landmark tracks (sigma, frames; 0: none)"
+    )
+    pre.add_argument(
+        "--lengths", type=int, nargs="+", default=list(settings.LENGTHS), help=f"temporal lengths (default: {' '.join(map(str, settings.LENGTHS))})"
+    )
+    pre.add_argument("--several", default=face.SEVERAL[0], choices=list(face.SEVERAL), help="rule when several faces are found")
     pre.add_argument("--model", default=None, help="another dlib 68-point model file")
-    pre.add_argument("--bad-frames", default="skip", choices=["skip", "drop"], help="a corrupt frame skips its clip, or is dropped")
-    pre.add_argument("--verify", choices=["header", "decode", "none"], default="header")
+    pre.add_argument(
+        "--bad-frames", default=preprocess.BAD_FRAMES[0], choices=list(preprocess.BAD_FRAMES), help="a corrupt frame skips its clip, or is dropped"
+    )
+    pre.add_argument("--verify", choices=list(datasets.VERIFY), default=datasets.VERIFY[0])
     pre.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     pre.add_argument("--force", action="store_true", help="recompute clips found in the cache")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -328,11 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     fl = sub.add_parser("flow", help="optical flow + Munsell coding of a run's pre-processed clips (cached, resumable)")
     fl.add_argument("--run", required=True, help="run folder holding a pre-processing manifest")
-    fl.add_argument("--method", default="dis", choices=["dis", "tvl1", "farneback", "deepflow"])
+    fl.add_argument("--method", default=flow.DEFAULT_METHOD, choices=list(flow.METHODS))
     fl.add_argument("--param", action="append", metavar="NAME=VALUE", help="override a method parameter (repeatable)")
     fl.add_argument("--normalize", default="frame", help="frame (default), clip, learned (raw flow kept, coded per fold), or a fixed scale in px")
     fl.add_argument(
-        "--reference", default="consecutive", choices=["consecutive", "onset"], help="flow between neighbouring frames (paper) or since onset (ours)"
+        "--reference",
+        default=flow.REFERENCES[0],
+        choices=list(flow.REFERENCES),
+        help="flow between neighbouring frames (paper) or since onset (ours)",
     )
     fl.add_argument("--smooth", type=float, default=0.0, help="Gaussian blur of every field, sigma in px (0: none)")
     fl.add_argument("--raw", action="store_true", help="also store the raw flow (float16)")
@@ -356,12 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--method",
         default="dtscnn",
-        choices=["dtscnn", "stclqp", "mdmo", "fdm", "all"],
+        choices=["dtscnn", *evaluate.BASELINES, "all"],
         help="DTSCNN (default), one of the paper's baselines, or all four (one Table 4, Figure 7 of the four fusions)",
     )
     e.add_argument("--fold", default="all", help="fold index or 'all' (default)")
     _config_options(e)
-    e.add_argument("--svm-train", default="augmented", choices=["augmented", "original", "both"], help="the clips the SVMs are fitted on")
+    e.add_argument("--svm-train", default=fusion.SVM_TRAIN[0], choices=list(fusion.SVM_TRAIN), help="the clips the SVMs are fitted on")
     e.add_argument("--C", type=float, default=1.0, help="the linear SVMs' C")
     e.add_argument(
         "--balanced", action="store_true", help="baselines: SVMs with balanced class weights, grid search scored by balanced accuracy (ours)"
@@ -376,14 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("clips", nargs="+", help="folders of frames (onset..offset), e.g. CASME2_RAW_selected/sub01/EP02_01f")
     pr.add_argument("--fold", type=int, default=0, help="whose models and SVMs (default 0)")
     _config_options(pr)
-    pr.add_argument("--svm-train", default="augmented", choices=["augmented", "original", "both"])
+    pr.add_argument("--svm-train", default=fusion.SVM_TRAIN[0], choices=list(fusion.SVM_TRAIN))
     pr.add_argument("--out", default=None, help="also write the table as CSV")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_cmd_predict)
 
     r = sub.add_parser("reproduce", help="run the notebook series with papermill into runs/<name>")
     r.add_argument("--run", default="runs/default")
-    r.add_argument("--profile", default="default", choices=["quick", "default", "paper"])
+    r.add_argument("--profile", default="default", choices=list(settings.PROFILES))
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--data", action="append", default=None, help="real dataset root (repeatable); default: synthetic")
     r.add_argument("--jobs", type=int, default=None)

@@ -77,6 +77,9 @@ FPS: dict[str, int] = {"casme1": 60, "casme2": 200}
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
+#: How :func:`load` checks the frame files: their image header, a full decode, or not at all.
+VERIFY = ("header", "decode", "none")
+
 # canonical field -> accepted header spellings (normalised: lower case, no spaces/_/-)
 _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "subject": ("subject",),
@@ -382,8 +385,8 @@ def load(
         raise DatasetError("no dataset root given")
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
-    if verify not in ("header", "decode", "none"):
-        raise ValueError(f"verify must be 'header', 'decode' or 'none', not {verify!r}")
+    if verify not in VERIFY:
+        raise ValueError(f"verify must be one of {', '.join(VERIFY)}, not {verify!r}")
     if variant not in ("auto", "raw", "cropped"):
         raise ValueError(f"variant must be 'auto', 'raw' or 'cropped', not {variant!r}")
     class_map = dict(EMOTION_TO_CLASS)
@@ -611,10 +614,19 @@ def clip_keys(df: pd.DataFrame) -> pd.Series:
     return df["subject_id"].astype(str) + "/" + df["clip"].astype(str)
 
 
+def scaled_counts(dataset: str, scale: float | None) -> dict[str, int]:
+    """Table 3 per-emotion counts × ``scale``, rounded half up, at least 2 each (for splits)."""
+    if dataset not in TABLE3:
+        raise ValueError(f"dataset must be one of {sorted(TABLE3)}, not {dataset!r}")
+    if scale is None:
+        return dict(TABLE3[dataset])
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, not {scale!r}")
+    return {e: max(2, int(math.floor(n * scale + 0.5))) for e, n in TABLE3[dataset].items()}
+
+
 def counts_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
     """Per-dataset, per-emotion clip counts beside Table 3 (and Table 3 × ``scale``)."""
-    from mexpr.synth import scaled_counts
-
     rows = []
     present = sorted(set(df["dataset"]) & set(TABLE3)) or sorted(TABLE3)
     for ds in present:

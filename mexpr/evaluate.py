@@ -16,10 +16,10 @@
 It writes ``<experiment>/evaluate-<svm_train>/`` (``predictions.csv``, ``folds.csv``,
 ``summary.csv``, ``evaluate.json`` with timings) and returns an :class:`Evaluation`.
 
-Metrics: accuracy; UF1, the unweighted mean over the four classes of each class's F1; UAR, the
-unweighted mean of the per-class recalls (classes absent from a test set are left out of UAR and
-count F1 = 0 only if predicted).  Averages are the mean over folds (as Table 4's "Average");
-"pooled" computes the metric once over every fold's test clips together (the LOSO convention).
+Metrics (:mod:`mexpr.metrics`): accuracy, UF1 and UAR.  Averages are the mean over folds (as
+Table 4's "Average"); "pooled" computes the metric once over every fold's test clips together (the
+LOSO convention).  Table 4 and the combined tables are :mod:`mexpr.report`'s; classifying new clips
+is :mod:`mexpr.predict`'s.
 """
 
 from __future__ import annotations
@@ -36,42 +36,13 @@ import pandas as pd
 
 from mexpr import fusion, train
 from mexpr.datasets import CLASSES, PROTOCOLS, clip_keys  # noqa: F401  (re-exported: evaluate.PROTOCOLS)
-
-SHORT = [c[0] for c in CLASSES]  # N, O, P, S: Figure 7's order
+from mexpr.metrics import SHORT, confusion, metrics
 
 #: The paper's three DTSCNN rows, in Table 4's order.
 PAPER_METHODS = ["DTSCNN64", "DTSCNN128", "DTSCNN (fusion)"]
 #: Our labelled extensions, computed beside them.
 EXTENSIONS = ["DTSCNN (probability average, ours)", "DTSCNN (feature concatenation, ours)", "DTSCNN64 softmax (ours)", "DTSCNN128 softmax (ours)"]
 METHODS = PAPER_METHODS + EXTENSIONS
-
-#: Table 4 of the paper (accuracy %, CASME I/II, "3-fold cross-validation").
-PAPER_TABLE4 = pd.DataFrame(
-    [
-        ("DTSCNN64", 65.45, 65.45, 65.45, 65.45),
-        ("DTSCNN128", 65.45, 66.36, 65.45, 65.75),
-        ("DTSCNN (fusion)", 67.27, 67.27, 65.45, 66.67),
-        ("STCLQP TIM64", 56.36, 55.45, 52.73, 54.85),
-        ("STCLQP TIM128", 57.27, 53.64, 53.64, 54.85),
-        ("STCLQP (fusion)", 58.18, 56.36, 54.55, 56.36),
-        ("MDMO TIM64", 54.54, 52.73, 52.73, 53.33),
-        ("MDMO TIM128", 54.54, 54.54, 53.63, 54.24),
-        ("MDMO (fusion)", 57.27, 55.45, 53.63, 55.45),
-        ("FDM TIM64", 53.64, 53.64, 54.55, 53.94),
-        ("FDM TIM128", 53.64, 53.64, 55.45, 54.24),
-        ("FDM (fusion)", 57.27, 57.27, 56.36, 56.97),
-    ],
-    columns=["method", "Fold1", "Fold2", "Fold3", "Average"],
-).set_index("method")
-
-#: Figure 7's diagonal values the paper's text quotes (% of the class's test clips).
-PAPER_FIGURE7_QUOTED = {
-    "DTSCNN (fusion)": {"Negative": 50.54, "Positive": 13.33},
-    "STCLQP (fusion)": {"Negative": 26.88},
-    "MDMO (fusion)": {"Negative": 21.51},
-    "FDM (fusion)": {"Negative": 23.66, "Surprise": 60.61},
-}
-
 
 FEATURES_VERSION = 2  # part of the feature cache's key
 
@@ -90,30 +61,6 @@ def splits(df: pd.DataFrame, protocol: str = "paper", seed: int = 0) -> list[tup
 
 # --------------------------------------------------------------------------------------------
 # metrics
-
-
-def confusion(y_true, y_pred) -> np.ndarray:
-    """Counts ``(4, 4)``: rows the true class, columns the predicted one, N/O/P/S order."""
-    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
-    k = len(CLASSES)
-    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
-
-
-def metrics(y_true, y_pred) -> dict:
-    """``{"accuracy", "uf1", "uar", "n"}`` (fractions) of class-index predictions."""
-    cm = confusion(y_true, y_pred).astype(float)
-    n = cm.sum()
-    if n == 0:
-        raise ValueError("no predictions to score")
-    tp = np.diag(cm)
-    support, predicted = cm.sum(1), cm.sum(0)
-    present = support > 0
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
-    scored = present | (predicted > 0)  # a class neither present nor predicted is left out
-    recall = tp[present] / support[present]
-    return {"accuracy": float(tp.sum() / n), "uf1": float(f1[scored].mean()), "uar": float(recall.mean()), "n": int(n)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,229 +364,6 @@ def load(run_dir, config: train.Config, svm_train: str = "augmented") -> Evaluat
 
 
 # --------------------------------------------------------------------------------------------
-# Table 4
-
-
-def table4(ev: Evaluation, methods=None, paper: bool = True, max_fold_columns: int = 5) -> pd.DataFrame:
-    """Table 4's layout: accuracy (%) per fold and the average over folds, one row per method;
-    with ``paper=True`` the paper's numbers beside ours (``paper Fold1`` ... ``paper Average``).
-    Protocols with more than ``max_fold_columns`` folds (LOSO) show the average and pooled only."""
-    methods = list(methods or PAPER_METHODS)
-    f = ev.folds[ev.folds["method"].isin(methods)]
-    wide = f.pivot(index="method", columns="fold", values="accuracy").reindex(methods) * 100
-    n = wide.shape[1]
-    wide.columns = [f"Fold{int(k) + 1}" for k in wide.columns]  # the fold's own number, also when only some ran
-    out = wide if n <= max_fold_columns else pd.DataFrame(index=wide.index)
-    out = out.assign(Average=wide.mean(axis=1))
-    pooled = ev.summary.set_index("method")["pooled_accuracy"].reindex(methods) * 100
-    if n > max_fold_columns:
-        out["Pooled"] = pooled
-    out = out.round(2)
-    if paper:
-        ref = PAPER_TABLE4.reindex(methods).add_prefix("paper ")
-        out = out.join(ref)
-    out.index.name = "method"
-    return out
-
-
-def table_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    """A DataFrame as a GitHub markdown table (no tabulate dependency); NaN shows as an en dash."""
-    cols = [df.index.name or ""] + [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for idx, row in df.iterrows():
-        cells = [str(idx)] + ["–" if isinstance(v, float) and np.isnan(v) else (format(v, floatfmt) if isinstance(v, float) else str(v)) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def table_rows(ev: Evaluation) -> list[str]:
-    """Table 4's rows for ``ev``: all of the paper's, in its order (blank where not evaluated), then
-    the labelled rows of ours that ``ev`` holds (e.g. DTSCNN on the ``mexpr`` input, baselines with
-    balanced SVMs), leaving out the fusion extensions (:data:`EXTENSIONS`)."""
-    paper = list(PAPER_TABLE4.index)
-    ours = [m for m in dict.fromkeys(ev.folds["method"]) if m not in paper and m not in EXTENSIONS and not any(m.startswith(e) for e in EXTENSIONS)]
-    return paper + ours
-
-
-def relabel(ev: Evaluation, label: str, methods=PAPER_METHODS) -> Evaluation:
-    """``ev`` with its ``methods`` renamed ``<method><label>`` (e.g. ``"DTSCNN (fusion) (mexpr input,
-    ours)"``) and only those kept, so that DTSCNN on two inputs can sit in one Table 4 and Figure 7
-    (:func:`combine`)."""
-    names = {m: m + label for m in methods}
-    keys = ["fold", "subject_id", "clip", "label", "y"]
-    pred = ev.predictions[keys + list(methods)].rename(columns=names)
-    folds = ev.folds[ev.folds["method"].isin(methods)].replace({"method": names})
-    summary = ev.summary[ev.summary["method"].isin(methods)].replace({"method": names})
-    return Evaluation(pred, folds.reset_index(drop=True), summary.reset_index(drop=True), ev.info | {"methods": list(names.values())})
-
-
-def write_table4(ev: Evaluation, run_dir, name: str = "table4", methods=None) -> pd.DataFrame:
-    """Table 4 as ``<run_dir>/tables/<name>.csv`` and ``.md``: by default all of the paper's rows, ours
-    beside them (rows we have not evaluated, e.g. the baselines before notebook 07, are blank), then
-    our labelled rows (:func:`table_rows`); returns it."""
-    t = table4(ev, methods or table_rows(ev))
-    out = Path(run_dir) / "tables"
-    out.mkdir(parents=True, exist_ok=True)
-    t.to_csv(out / f"{name}.csv")
-    (out / f"{name}.md").write_text(table_markdown(t))
-    return t
-
-
-# --------------------------------------------------------------------------------------------
-# prediction on new clips
-
-
-def fold_svms(run_dir, config: train.Config, fold: int = 0, svm_train: str = "augmented", C: float = 1.0) -> dict:
-    """Both streams' SVMs of ``fold``, refitted from the cached features (deterministic, a second
-    or two; no pickles are stored): ``{64: svm, 128: svm}``."""
-    return {
-        f: fusion.fit_svm(
-            *svm_training_set(stream_features(run_dir, config, f, fold), svm_train),
-            C=C,
-            seed=config.seed,
-            name=f"DTSCNN{f} {svm_train} training features",
-        )
-        for f in (64, 128)
-    }
-
-
-def frame_files(folder: str | os.PathLike) -> list[Path]:
-    """A clip folder's image files in frame order (by the last number in the name, not as text)."""
-    from mexpr.datasets import IMAGE_SUFFIXES, frame_number
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder of frames")
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    if len(files) < 2:
-        raise ValueError(f"{folder}: {len(files)} image frame(s) ({', '.join(IMAGE_SUFFIXES)}); a clip needs at least 2")
-    return sorted(files, key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
-
-
-def run_preprocess_config(run_dir):
-    """The run's pre-processing :class:`~mexpr.preprocess.Config` (``preprocess.json``)."""
-    import dataclasses
-
-    from mexpr import preprocess
-
-    path = Path(run_dir) / "preprocess.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} has no pre-processing")
-    saved = json.loads(path.read_text())["config"]
-    names = {f.name for f in dataclasses.fields(preprocess.Config)} - {"model"}  # the model is recorded as name:size
-    return preprocess.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names})
-
-
-def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
-    """A raw frame folder through the run's own pre-processing, flow and Munsell coding:
-    ``{64: uint8 (64, 112, 96, 3), 128: uint8 (128, 112, 96, 3)}``.  ``flows``: per stream, how
-    to compute and code the flow (:func:`stream_flow`; default: the run's flow stage).  Raises the
-    pre-processing's errors (e.g. :class:`~mexpr.preprocess.FaceNotFoundError` naming the frame)
-    on bad input."""
-    from mexpr import augment, flow, preprocess
-
-    flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
-    clip = preprocess.preprocess_clip(frame_files(folder), run_preprocess_config(run_dir))
-    return {f: flow.to_munsell(flow.compute_as(clip.resample(f + 1), cfg), cfg["normalize"]) for f, cfg in flows.items()}
-
-
-def run_facts(run_dir, config: train.Config, ev: Evaluation) -> pd.Series:
-    """The measurements of a run that bear on its results, gathered from what the notebooks wrote
-    (notebook 06's "reading the gap"): the fused predictions per class against the test clips per
-    class, each stream's final training accuracy (``train.json``), the flow magnitude before and
-    after the crops (notebook 04's ``augment_jitter.csv``) and how far the test clips' pool4
-    features lie from the augmented training clips' (notebook 05's ``fusion_feature_shift.csv``).
-    A table a notebook did not write is left out."""
-    run_dir = Path(run_dir)
-    facts = {}
-    share = lambda s: ", ".join(f"{c[0]} {100 * v:.0f}" for c, v in s.value_counts(normalize=True).reindex(CLASSES, fill_value=0).items())  # noqa: E731
-    facts["fused predictions per class (%)"] = share(ev.predictions["DTSCNN (fusion)"])
-    facts["test clips per class (%)"] = share(ev.predictions["label"])
-    tj = train.experiment_dir(run_dir, config) / "train.json"
-    if tj.is_file():
-        streams = json.loads(tj.read_text())["streams"]
-        facts["networks' final training accuracy (augmented clips)"] = ", ".join(
-            f"{r['stream']} fold {r['fold']}: {r['accuracy']:.2f}" for r in streams
-        )
-    jitter = run_dir / "tables" / "augment_jitter.csv"
-    if jitter.is_file():
-        for m, g in pd.read_csv(jitter).groupby("mode"):
-            facts[f"mean flow per field, crops per {m} (px, notebook 04)"] = (
-                f"{g['plain_px'].mean():.3f} before augmentation, {g['augmented_px'].mean():.3f} after"
-            )
-    shift = run_dir / "tables" / "fusion_feature_shift.csv"
-    if shift.is_file():
-        for r in pd.read_csv(shift).itertuples():
-            facts[f"{r.stream} features, mean |z| vs the augmented training clips (notebook 05)"] = (
-                f"augmented {r.augmented}, original {r.original}, test {r.test}"
-            )
-    return pd.Series(facts, name="this run")
-
-
-def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int = 0) -> dict:
-    """What the pipeline made of one of the run's clips (``subject_id/clip``), for pictures:
-    ``clip`` (its :func:`mexpr.datasets.load` row: frame files, onset, apex, offset, label),
-    ``crop`` (the pre-processed frames interpolated to 129, ``uint8 (129, 112, 96, 3)``) and
-    ``munsell`` (``{64: ..., 128: ...}``, the coded flow each stream reads: the run's flow stage,
-    or ``config``'s input as fold ``fold`` codes it).  ``KeyError`` names a clip the run does not
-    have (or skipped)."""
-    from mexpr import datasets, preprocess
-
-    info = json.loads((Path(run_dir) / "dataset.json").read_text())
-    df = datasets.load(info["roots"], errors="skip")
-    clips = train.clips_table(run_dir, config)
-    hit, row = df[clip_keys(df) == key], clips[clip_keys(clips) == key]
-    if hit.empty or row.empty:
-        raise KeyError(f"{key!r} is not a processed clip with flow in {run_dir} (see its manifest.csv and flow_manifest.csv)")
-    row = row.iloc[0]
-    scale = {f: None if config is None else stream_flow(run_dir, config, f, fold)["normalize"] for f in (64, 128)}
-    return {
-        "clip": hit.iloc[0],
-        "crop": preprocess.load_clip(run_dir, row, 129),
-        "munsell": {f: train.clip_munsell(run_dir, row, f, scale[f]) for f in (64, 128)},
-    }
-
-
-def predict_clips(
-    run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True
-) -> pd.DataFrame:
-    """Classify new clips (raw frame folders) with fold ``fold``'s trained streams, their SVMs and
-    Eq. 11.  One row per folder: ``status`` ("ok" or "error" with the ``reason``), the fused
-    ``prediction``, which stream it came from, and both streams' probabilities.  A folder that
-    fails (no face, corrupt frame...) is reported and the others carry on."""
-    from tqdm.auto import tqdm
-
-    from mexpr import models, preprocess
-
-    svms = fold_svms(run_dir, config, fold, svm_train, C)
-    flows = {f: stream_flow(run_dir, config, f, fold) for f in (64, 128)}
-    extractors = {f: models.pool4_features(models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras")) for f in (64, 128)}
-    rows = []
-    for folder in tqdm(list(folders), desc="predict", unit="clip", disable=not progress):
-        row = {"clip_dir": str(folder), "status": "ok", "reason": ""}
-        try:
-            x = clip_inputs(run_dir, folder, flows)
-        except (preprocess.PreprocessError, ValueError, FileNotFoundError) as exc:
-            rows.append(row | {"status": "error", "reason": str(exc)})
-            continue
-        p = {}
-        for f in (64, 128):
-            feats = extractors[f].predict(models.check_clips(x[f], f, name=str(folder)), verbose=0)
-            p[f] = fusion.proba(svms[f], feats)
-        fused = int(fusion.decision_fusion(p[64], p[128])[0])
-        row |= {
-            "prediction": CLASSES[fused],
-            "from": "DTSCNN64" if fusion.first_decides(p[64], p[128])[0] else "DTSCNN128",
-            "DTSCNN64": CLASSES[int(p[64].argmax())],
-            "DTSCNN128": CLASSES[int(p[128].argmax())],
-        }
-        for f in (64, 128):
-            row |= {f"p{f}_{s}": round(float(v), 4) for s, v in zip(SHORT, p[f][0])}
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------------------
 # the baselines (Table 4's other rows)
 
 #: The paper's baselines and their Table 4 names.
@@ -737,21 +461,3 @@ def evaluate_baseline(
     ev = _save(out, pred, fold_table, summary, info)
     pd.DataFrame(chosen).to_csv(out / "svm_parameters.csv", index=False)
     return ev
-
-
-def combine(evaluations) -> Evaluation:
-    """Several evaluations of one protocol (DTSCNN and baselines) as one, for a single Table 4
-    and Figure 7: folds and summaries stacked, predictions joined clip by clip (probability
-    columns dropped)."""
-    evaluations = list(evaluations)
-    keys = ["fold", "subject_id", "clip", "label", "y"]
-    pred = None
-    methods = []
-    for ev in evaluations:
-        ms = ev.info.get("methods") or METHODS
-        methods += ms
-        part = ev.predictions[keys + [m for m in ms if m in ev.predictions]]
-        pred = part if pred is None else pred.merge(part, on=keys, how="inner")
-    folds = pd.concat([ev.folds for ev in evaluations], ignore_index=True)
-    summary = pd.concat([ev.summary for ev in evaluations], ignore_index=True)
-    return Evaluation(pred, folds, summary, {"methods": methods, "parts": [ev.info.get("dir") for ev in evaluations]})

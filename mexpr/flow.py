@@ -73,7 +73,9 @@ class FlowError(ValueError):
     """Bad input to the flow estimators or the colour coding."""
 
 
-def _params(method: str, overrides: dict) -> dict:
+def method_params(method: str, overrides: dict) -> dict:
+    """``method``'s parameters (:data:`METHODS`) with ``overrides``; :class:`FlowError` for an
+    unknown method or parameter."""
     if method not in METHODS:
         raise FlowError(f"unknown flow method {method!r}; valid: {', '.join(METHODS)}")
     unknown = set(overrides) - set(METHODS[method])
@@ -177,7 +179,7 @@ def compute(frames, method: str = DEFAULT_METHOD, reference: str = "consecutive"
     a Gaussian blur of every field, sigma in px (0, the paper's: none; ours: keeps the motion of
     face regions and drops the pixel-level noise a network would otherwise learn by heart).
     """
-    p = _params(method, params)
+    p = method_params(method, params)
     check_reference(reference)
     smooth = check_smooth(smooth)
     grey = _as_grey_frames(frames)
@@ -412,7 +414,7 @@ def folder(
 ) -> Path:
     """The cache folder of one flow setting: ``<run_dir>/cache/flow/<method>[-onset]-<key>``."""
     run_dir = Path(run_dir)
-    p = _params(method, params)
+    p = method_params(method, params)
     check_reference(reference)
     normalize = check_scaling(normalize)
     raw = raw or normalize == "learned"
@@ -466,7 +468,7 @@ def run(
 
     run_dir = Path(run_dir)
     manifest = preprocess.load_manifest(run_dir)
-    p = _params(method, params)
+    p = method_params(method, params)
     normalize = check_scaling(normalize)
     raw = raw or normalize == "learned"
     lengths = _lengths(run_dir, lengths)
@@ -602,179 +604,3 @@ def load_manifest(run_dir: str | os.PathLike):
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m mexpr flow --run {run_dir}` first")
     return pd.read_csv(path, keep_default_na=False)
-
-
-# --------------------------------------------------------------------------------------------
-# scoring against the synthetic ground truth
-
-
-def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.5, 1.0, 2.0), noise: float = 1.5, seed: int = 0, table=None):
-    """Frame pairs with exactly known flow, at chosen micro-motion amplitudes, from a run's
-    pre-processed synthetic clips.
-
-    For each clip (rows of the pre-processing manifest) and amplitude ``a``: the clip's true
-    apex expression field (from ``motion.npz``), scaled so that its peak is ``a`` px at the crop
-    scale, is applied to the clip's first full-size frame; both frames get independent sensor
-    noise (``noise`` grey levels at 640 x 480) and go through the same crop as the clip (its
-    first frame's alignment map).  The true flow in crop px is the field mapped through that
-    crop.  Yields dicts: ``frames (2, 112, 96, 3) uint8``, ``flow (112, 96, 2) float32``,
-    ``face``/``au`` masks, ``amplitude``, ``clip``.  ``table``: the clips' dataset table
-    (default: loaded from the roots in ``<run_dir>/dataset.json``).
-    """
-    import cv2
-
-    from mexpr import datasets, preprocess, synth
-
-    run_dir = Path(run_dir)
-    rng = np.random.default_rng(seed)
-    pre = json.loads((run_dir / "preprocess.json").read_text())["config"]
-    if table is None:
-        table = datasets.load(json.loads((run_dir / "dataset.json").read_text())["roots"])
-    clip_table = {f"{r['subject_id']}/{r['clip']}": r for r in table.to_dict("records")}
-    for _, row in clips.iterrows():
-        info = clip_table[f"{row['subject_id']}/{row['clip']}"]
-        motion = synth.Motion.load(info["clip_dir"])
-        with np.load(run_dir / row["cache"]) as z:
-            lms = z["landmarks"]
-        maps = preprocess.alignment_maps(lms[:1], pre["align"], pre["lwm_n"], pre["lwm_fallback"], pre["lwm_anchors"])[0]
-        frame0 = cv2.imread(str(info["frames"][0]))
-        idx0 = datasets.frame_number(info["frames"][0]) - int(motion.frame_numbers[0])
-        A = motion.rigid[idx0]
-        Ainv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
-        E = motion.expression(int(motion.apex_index))  # reference coords, frame px
-        h, w = frame0.shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        ref = np.stack([xx, yy], -1) @ Ainv[:, :2].T.astype(np.float32) + Ainv[:, 2].astype(np.float32)
-        D = cv2.remap(E, ref[..., 0], ref[..., 1], cv2.INTER_LINEAR) @ A[:, :2].T.astype(np.float32)  # frame coords
-        # the field in crop px at each crop pixel: J^-1 D(q0(p))
-        Dq = cv2.remap(D, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
-        crop_flow = preprocess.frame_to_crop(preprocess.map_jacobian(maps), Dq).astype(np.float32)
-        _, mask = motion._upsampled()
-        face = cv2.remap(mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR) > 0.99
-        mag = np.hypot(crop_flow[..., 0], crop_flow[..., 1])
-        peak = float(mag[face].max()) if face.any() else 0.0
-        if peak <= 0:
-            continue
-        for a in amplitudes:
-            k = a / peak
-            Dk = D * np.float32(k)
-            inv = synth._inverse_map(Dk)
-            frame1 = cv2.remap(frame0, inv[..., 0], inv[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            pair = []
-            for f in (frame0, frame1):
-                noisy = np.clip(f.astype(np.float32) + rng.normal(0, noise, f.shape).astype(np.float32), 0, 255).astype(np.uint8)
-                pair.append(preprocess.warp(noisy, maps)[..., ::-1])
-            gt = crop_flow * np.float32(k)
-            yield {
-                "clip": f"{row['subject_id']}/{row['clip']}",
-                "amplitude": a,
-                "frames": np.stack(pair),
-                "flow": gt,
-                "face": face,
-                "au": face & (mag * k >= 0.25 * a),
-            }
-
-
-def flow_errors(est: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict:
-    """End-point error (px) and angular error (degrees; Barron et al.'s, between (u, v, 1)
-    vectors) of ``est`` against ``gt`` over ``region``."""
-    e, g = est[region].astype(np.float64), gt[region].astype(np.float64)
-    epe = np.hypot(*(e - g).T)
-    num = (e * g).sum(1) + 1.0
-    den = np.sqrt(((e**2).sum(1) + 1.0) * ((g**2).sum(1) + 1.0))
-    ae = np.degrees(np.arccos(np.clip(num / den, -1.0, 1.0)))
-    return {"epe": float(epe.mean()), "ae": float(ae.mean())}
-
-
-def score(pairs, methods: dict[str, dict] | None = None, progress: bool = False):
-    """EPE and angular error (over the face and inside the AU regions) and milliseconds per
-    pair of each method (``{name: {"method": ..., **params}}``; default: every method with its
-    defaults) on :func:`synthetic_pairs`.  One row per (pair, method)."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    methods = methods or {m: {"method": m} for m in METHODS}
-    rows = []
-    pairs = list(pairs)
-    for pair in tqdm(pairs, desc="flow vs ground truth", unit="pair", disable=not progress):
-        for name, spec in methods.items():
-            spec = dict(spec)
-            m = spec.pop("method", name)
-            t0 = time.perf_counter()
-            est = compute(pair["frames"], m, **spec)[0]
-            ms = (time.perf_counter() - t0) * 1e3
-            face = flow_errors(est, pair["flow"], pair["face"])
-            au = flow_errors(est, pair["flow"], pair["au"])
-            zero = flow_errors(np.zeros_like(est), pair["flow"], pair["au"])
-            rows.append(
-                {
-                    "clip": pair["clip"],
-                    "amplitude": pair["amplitude"],
-                    "method": name,
-                    "ms": ms,
-                    "epe_face": face["epe"],
-                    "ae_face": face["ae"],
-                    "epe_au": au["epe"],
-                    "ae_au": au["ae"],
-                    "epe_au_zero_flow": zero["epe"],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-#: scikit-image's bundled photographs used for :func:`photo_pairs` (real textures, not our faces).
-PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry", "brick", "coins")
-
-
-def photo_pairs(
-    amplitudes=(0.25, 0.5, 1.0),
-    per_photo: int = 4,
-    drift: float = 0.3,
-    noise: float = 1.5,
-    seed: int = 0,
-    size: tuple[int, int] = (96, 112),
-    photos=PHOTOS,
-):
-    """Frame pairs with exactly known flow made from real photographs (scikit-image's bundled ones),
-    not from our synthetic faces: a ``size`` (w, h) crop of each photo, moved by a smooth random
-    local field (Gaussian-filtered noise, its peak scaled to each amplitude in px) plus a global
-    drift (a random translation up to ``drift`` px), both frames with independent sensor noise.
-    Used to choose a flow method on images the generator did not make (``benchmarks/flow_photos.py``).
-    Yields dicts like :func:`synthetic_pairs`: ``frames (2, h, w, 3) uint8``, ``flow (h, w, 2)``,
-    ``face`` (the whole image but a 6-px border), ``au`` (where the local field exceeds a quarter of
-    its peak), ``amplitude``, ``clip`` (the photo and draw)."""
-    import cv2
-    from skimage import data
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    for name in photos:
-        img = getattr(data, name)()
-        img = np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img[..., :3]
-        for k in range(per_photo):
-            H, W = img.shape[:2]
-            side = int(min(H, W * h / w) * rng.uniform(0.35, 0.6))
-            y0, x0 = rng.integers(0, H - side + 1), rng.integers(0, W - int(side * w / h) + 1)
-            crop = cv2.resize(img[y0 : y0 + side, x0 : x0 + int(side * w / h)], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-            local = np.stack([cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 10) for _ in range(2)], -1)
-            shift = rng.uniform(-drift, drift, 2).astype(np.float32)
-            inner = np.zeros((h, w), bool)
-            inner[6:-6, 6:-6] = True
-            for a in amplitudes:
-                loc = local * np.float32(a / max(float(np.hypot(local[..., 0], local[..., 1]).max()), 1e-9))
-                gt = loc + shift
-                yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-                # frame 1 (x) = frame 0 (x - flow(x)), with the flow given at frame 0's pixels: invert it by fixed-point steps
-                back = gt.copy()
-                for _ in range(5):
-                    back = cv2.remap(gt, xx - back[..., 0], yy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                second = cv2.remap(crop, xx - back[..., 0], yy - back[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-                pair = [np.clip(f + rng.normal(0, noise, f.shape), 0, 255).astype(np.uint8) for f in (crop, second)]
-                yield {
-                    "clip": f"{name}#{k}",
-                    "amplitude": a,
-                    "frames": np.stack(pair),
-                    "flow": gt,
-                    "face": inner,
-                    "au": inner & (np.hypot(loc[..., 0], loc[..., 1]) >= 0.25 * a),
-                }

@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mexpr.datasets import CLASSES  # N, O, P, S
-
-CROP_H, CROP_W = 112, 96
+from mexpr.settings import CROP_H, CROP_W
 
 #: Per stream: (conv1 temporal kernel, temporal padding, temporal stride) - Table 2.
 STREAMS = {64: (8, 2, 4), 128: (16, 4, 8)}
@@ -52,7 +51,6 @@ INPUT_SCALES = {"symmetric": (1 / 127.5, -1.0), "motion": (-1 / 255, 1.0)}
 
 #: Parameter counts worked out by hand from Table 2 (pinned by the tests).
 PARAMS = {64: 372_340, 128: 375_796}
-POOL4_FEATURES = 1152
 
 
 class ClipShapeError(ValueError):

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from mexpr import settings
+
 #: The series, in order.  Later issues add their notebooks here.
 SERIES = [
     "00_dataset.ipynb",
@@ -29,15 +31,6 @@ SERIES = [
     "07_baselines.ipynb",
     "08_what_makes_dtscnn_learn.ipynb",
 ]
-
-#: Profiles: what ``make reproduce PROFILE=...`` means for each stage.
-PROFILES = {
-    # synth_scale: Table 3 counts x scale; align_clips: clips scored per alignment mode (notebook 01);
-    # flow_bench_clips: clips for the live flow accuracy check (notebook 02)
-    "quick": {"synth_scale": 0.02, "align_clips": 4, "flow_bench_clips": 2},  # tests: 2 clips per emotion
-    "default": {"synth_scale": 1.0, "align_clips": 40, "flow_bench_clips": 10},  # make reproduce on 2 cores
-    "paper": {"synth_scale": 1.0, "align_clips": 120, "flow_bench_clips": 30},  # full scale (GPU for training)
-}
 
 
 def repo_root() -> Path:
@@ -180,8 +173,7 @@ def run_series(
     """
     from papermill.exceptions import PapermillExecutionError
 
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    settings.profile(profile)  # a ValueError naming the valid ones
     run_dir = Path(run_dir).resolve()
     params = {
         "run_dir": str(run_dir),

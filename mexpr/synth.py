@@ -43,11 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from mexpr import _io
-from mexpr.datasets import FPS, TABLE3
+from mexpr.datasets import FPS, scaled_counts
+from mexpr.face import MIRROR_68, base_faces, normalise_shape
 
 FRAME_W, FRAME_H = 640, 480
-#: The paper's crop (Pre-Processing): 96 wide, 112 high.
-CROP_W, CROP_H = 96, 112
 #: Jaw width (landmark 0 to 16) of a face in the 96×112 crop, px.  Used to express synthetic
 #: motion amplitudes "at crop scale": frame px = crop px × (jaw width in frame / CROP_JAW_WIDTH).
 CROP_JAW_WIDTH = 80.0
@@ -82,6 +81,8 @@ _FORMATS = {
         ("subject", "filename", None, "onset", "apex", "apex2", "offset", None, "aus", "emotion"),
     ),
 }
+#: The datasets the generator writes, in their real formats.
+DATASETS = tuple(_FORMATS)
 
 # --------------------------------------------------------------------------------------------
 # difficulty
@@ -199,17 +200,6 @@ def _au_sides(au: str) -> tuple[str, set[str]]:
 
 # --------------------------------------------------------------------------------------------
 # counts and plan
-
-
-def scaled_counts(dataset: str, scale: float | None) -> dict[str, int]:
-    """Table 3 per-emotion counts × ``scale``, rounded half up, at least 2 each (for splits)."""
-    if dataset not in TABLE3:
-        raise ValueError(f"dataset must be one of {sorted(TABLE3)}, not {dataset!r}")
-    if scale is None:
-        return dict(TABLE3[dataset])
-    if not scale > 0:
-        raise ValueError(f"scale must be > 0, not {scale!r}")
-    return {e: max(2, int(math.floor(n * scale + 0.5))) for e, n in TABLE3[dataset].items()}
 
 
 @dataclass
@@ -335,81 +325,6 @@ def _draw_aus(rng: np.random.Generator, emotion: str, difficulty: Difficulty) ->
     return sorted(chosen, key=lambda a: (int(_au_sides(a)[0]), a))
 
 
-# --------------------------------------------------------------------------------------------
-# base faces and identities
-
-_MIRROR_68 = np.array(
-    list(range(16, -1, -1))  # jaw
-    + list(range(26, 16, -1))  # brows
-    + [27, 28, 29, 30]  # nose bridge
-    + [35, 34, 33, 32, 31]  # nostrils
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
-    + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips
-)
-
-
-@dataclass
-class _BaseFace:
-    name: str
-    image: np.ndarray  # float32 RGB 0..255
-    landmarks: np.ndarray  # (68, 2)
-
-
-def _bundled_photos() -> list[tuple[str, np.ndarray]]:
-    import matplotlib.cbook
-    import skimage.data
-    from PIL import Image
-
-    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
-        hopper = np.asarray(im.convert("RGB"))
-    return [("skimage:astronaut", skimage.data.astronaut()), ("matplotlib:grace_hopper", hopper)]
-
-
-def _user_photos(folder: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
-    from PIL import Image
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"faces folder not found: {folder}")
-    out = []
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"):
-            try:
-                with Image.open(p) as im:
-                    out.append((str(p), np.asarray(im.convert("RGB"))))
-            except Exception as exc:
-                raise ValueError(f"{p}: cannot read face photo ({exc})") from exc
-    if not out:
-        raise ValueError(f"{folder}: no .jpg/.png photos found")
-    return out
-
-
-@functools.lru_cache(maxsize=4)
-def _base_faces(faces: str | None) -> tuple[_BaseFace, ...]:
-    from mexpr.preprocess import FaceNotFoundError, detect_faces, landmarks
-
-    photos = _bundled_photos() + (_user_photos(faces) if faces else [])
-    out = []
-    for name, img in photos:
-        found = detect_faces(img, upsample=1)
-        if not found:
-            raise FaceNotFoundError(f"{name}: no face found; faces must be frontal photographs")
-        pts = landmarks(img, found[0][0], source=name)
-        out.append(_BaseFace(name, img.astype(np.float32), pts))
-    return tuple(out)
-
-
-def _normalise_shape(pts: np.ndarray) -> np.ndarray:
-    """Landmarks -> eye midpoint at 0, eye line horizontal, jaw width 1."""
-    le, re_ = pts[36:42].mean(0), pts[42:48].mean(0)
-    mid = (le + re_) / 2
-    ang = math.atan2(re_[1] - le[1], re_[0] - le[0])
-    c, s = math.cos(-ang), math.sin(-ang)
-    rot = (pts - mid) @ np.array([[c, s], [-s, c]])
-    return rot / np.linalg.norm(rot[16] - rot[0])
-
-
 def _tps_map(dst_pts: np.ndarray, src_pts: np.ndarray, shape: tuple[int, int], stride: int = 8) -> np.ndarray:
     """Thin-plate spline backward map: for every pixel of an ``shape`` canvas, the source position.
 
@@ -462,7 +377,7 @@ def make_identity(seed: int, faces: str | os.PathLike | None = None, difficulty:
     import cv2
 
     difficulty = difficulty or Difficulty()
-    bases = _base_faces(str(faces) if faces else None)
+    bases = base_faces(str(faces) if faces else None)
     rng = np.random.default_rng([seed, 7])
     i, j = rng.choice(len(bases), size=2, replace=len(bases) < 2)
     alpha = float(rng.uniform(0.2, 0.8)) if i != j else 0.0
@@ -474,10 +389,10 @@ def make_identity(seed: int, faces: str | os.PathLike | None = None, difficulty:
             img = img[:, ::-1]
             pts = pts.copy()
             pts[:, 0] = img.shape[1] - 1 - pts[:, 0]
-            pts = pts[_MIRROR_68]
+            pts = pts[MIRROR_68]
         chosen.append((np.ascontiguousarray(img), pts.astype(np.float64), b.name + (" (mirrored)" if flip else "")))
 
-    shape = (1 - alpha) * _normalise_shape(chosen[0][1]) + alpha * _normalise_shape(chosen[1][1])
+    shape = (1 - alpha) * normalise_shape(chosen[0][1]) + alpha * normalise_shape(chosen[1][1])
     shape = shape.copy()
     # identity shape modes (units: jaw width)
     shape[:, 1] *= 1 + rng.uniform(-0.06, 0.06)  # face height
@@ -645,7 +560,8 @@ class Motion:
         return self.landmarks @ A[:, :2].T + A[:, 2]
 
     # -- dense fields ------------------------------------------------------------------------
-    def _upsampled(self):
+    def upsampled(self):
+        """The AU basis fields and the head mask at full frame size (stored at ``stride``)."""
         import cv2
 
         size = (self.mask.shape[1] * self.stride, self.mask.shape[0] * self.stride)
@@ -655,7 +571,7 @@ class Motion:
 
     def displacements(self):
         """Yield ``D_t`` ``(H, W, 2) float32`` for every frame (reference -> frame t)."""
-        fields, mask = self._upsampled()
+        fields, mask = self.upsampled()
         h, w = mask.shape
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         for t in range(len(self.frame_numbers)):
@@ -675,7 +591,7 @@ class Motion:
     def expression(self, t: int, blink: bool = False) -> np.ndarray:
         """The expression part ``E_t`` alone (no head motion; blinks only if ``blink``),
         ``(H, W, 2) float32``, frame px, in reference coordinates."""
-        fields, _ = self._upsampled()
+        fields, _ = self.upsampled()
         out = np.zeros(fields[0].shape if fields else (FRAME_H, FRAME_W, 2), np.float32)
         for k, f in enumerate(fields):
             if blink or str(self.au_names[k]) != "45":
@@ -683,7 +599,7 @@ class Motion:
         return out
 
 
-def _inverse_map(D: np.ndarray, iterations: int = 4) -> np.ndarray:
+def inverse_map(D: np.ndarray, iterations: int = 4) -> np.ndarray:
     """For each frame pixel x, the reference point p with p + D(p) = x (fixed-point iteration)."""
     import cv2
 
@@ -717,7 +633,7 @@ def ground_truth_flow(clip: str | os.PathLike | Motion, pairs: Sequence[int] | N
     prev = None
     for t, D in enumerate(motion.displacements()):
         if t - 1 in wanted and prev is not None:
-            q = _inverse_map(prev)
+            q = inverse_map(prev)
             diff = D - prev
             out.append(cv2.remap(diff, q[..., 0], q[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         prev = D if t in need else None
@@ -836,7 +752,7 @@ def render_frames(ident: Identity, motion: Motion, difficulty: Difficulty, fps: 
         f_hz = rng.uniform(1.0, 8.0)
         phase = rng.uniform(0, 2 * math.pi)
     for t, D in enumerate(motion.displacements()):
-        q = _inverse_map(D)
+        q = inverse_map(D)
         frame = cv2.remap(ident.image, q[..., 0], q[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         if rng is not None:
             gain = 1 + difficulty.flicker * math.sin(2 * math.pi * f_hz * t / fps + phase) + rng.normal(0, difficulty.flicker / 3)

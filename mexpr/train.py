@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mexpr import settings
 from mexpr.datasets import CLASSES
 
 #: Learning-rate schedules: initial rate, and the factor applied every ``decay_every`` epochs.
@@ -40,18 +41,6 @@ SCHEDULES = {
     "paper": {"lr": 1e-4, "decay_every": 10, "decay": 0.1},  # the paper's text
     "tuned": {"lr": 1e-3, "decay_every": 10, "decay": 0.1},  # ours: see notebook 04 and docs/benchmarks.md
     "adam": {"lr": 3e-4, "decay_every": 15, "decay": 0.3, "optimizer": "adam"},  # ours: Adam (the mexpr input; notebook 08)
-}
-
-#: Profiles: samples per class, epochs and folds trained per stream.
-PROFILES = {
-    "quick": {"per_class": 3, "epochs": 2, "folds": [0], "schedule": "tuned"},  # tests: seconds
-    "default": {
-        "per_class": 100,
-        "epochs": 10,
-        "folds": [0, 1, 2],
-        "schedule": "tuned",
-    },  # make reproduce, 2 cores (DTSCNN on our input plateaus by ~8 epochs)
-    "paper": {"per_class": 500, "epochs": 30, "folds": [0, 1, 2], "schedule": "paper"},  # 2,000 clips per fold; GPU
 }
 
 #: Input representations: what the network is shown.  ``"paper"`` is the paper's (flow between
@@ -188,11 +177,10 @@ def config_for(profile: str = "default", input: str | None = None, **overrides) 
     representation (:data:`INPUTS`: ``"paper"`` by default, or ``"mexpr"``) with overrides; an
     override of ``None`` keeps the profile's (or the input's) value (so a notebook parameter left
     at ``None`` means "the profile's")."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    training = {k: settings.profile(profile)[k] for k in settings.TRAINING_KEYS}
     if input is not None and input not in INPUTS:
         raise ValueError(f"unknown input representation {input!r}; valid: {', '.join(INPUTS)}")
-    p = {k: v for k, v in PROFILES[profile].items() if k != "folds"} | INPUTS[input or "paper"]
+    p = training | INPUTS[input or "paper"]
     return replace(Config(), **(p | {k: v for k, v in overrides.items() if v is not None}))
 
 
@@ -310,6 +298,17 @@ def fold_count(run_dir: str | os.PathLike, config: Config) -> int:
     return len(datasets.splits(clips_table(run_dir, config), config.protocol, config.seed))
 
 
+def folds_of(run_dir: str | os.PathLike, config: Config, folds=None) -> list[int]:
+    """``folds`` as a list of the config's protocol's fold indices (``None``: every fold, as a
+    profile's ``folds`` of ``None`` means); ``ValueError`` names a fold that does not exist."""
+    n = fold_count(run_dir, config)
+    folds = list(range(n)) if folds is None else [int(k) for k in folds]
+    bad = [k for k in folds if not 0 <= k < n]
+    if bad:
+        raise ValueError(f"fold(s) {bad} do not exist: protocol {config.protocol!r} has {n} fold(s) (0..{n - 1})")
+    return folds
+
+
 def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int, train=None) -> dict:
     """How the ``fields`` stream of ``fold`` computes and codes flow: ``{"method", "params",
     "reference", "normalize"}``, ``normalize`` being ``"frame"``, ``"clip"`` or px.  A
@@ -324,7 +323,7 @@ def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int
         normalize = round(flow.learn_scale(run_dir, train["flow_cache"], fields), 4)
     return {
         "method": config.flow_method,
-        "params": flow._params(config.flow_method, {}),
+        "params": flow.method_params(config.flow_method, {}),
         "reference": config.reference,
         "smooth": config.smooth,
         "normalize": normalize,

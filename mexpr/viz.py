@@ -62,7 +62,7 @@ def face_window(landmarks: np.ndarray, shape: tuple[int, int], margin: float = 0
 def detected_face_window(image: np.ndarray) -> tuple[slice, slice]:
     """The face dlib finds in ``image``, its box widened by 25 % (for display); the whole image if
     none is found."""
-    from mexpr.preprocess import detect_faces
+    from mexpr.face import detect_faces
 
     faces = detect_faces(image, upsample=0)
     if not faces:
@@ -281,7 +281,7 @@ def apex_difference(clips: dict, apex_index: int, run_dir=None, name: str = "pre
 
 
 def alignment_modes_plot(results, run_dir=None, name: str = "preprocess_alignment_modes", readme: bool = False):
-    """Box plots per alignment variant of :func:`mexpr.preprocess.compare_alignments` results."""
+    """Box plots per alignment variant of :func:`mexpr.groundtruth.compare_alignments` results."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 

@@ -104,7 +104,7 @@ def test_samples_are_built_once_and_coded_like_real_clips(flowrun, monkeypatch):
     # a mirrored sample is the mirrored flow, coded: colours swap left-right and hue across the vertical
     onset = flow.run(flowrun, "dis", reference="onset", normalize="learned", jobs=1, progress=False, primary=False)
     row_o = onset[(onset["subject_id"] + "/" + onset["clip"]) == plain["source"].iloc[0]].iloc[0]
-    spec = {"method": "dis", "params": flow._params("dis", {}), "reference": "onset", "smooth": 0.0, "normalize": 0.8}
+    spec = {"method": "dis", "params": flow.method_params("dis", {}), "reference": "onset", "smooth": 0.0, "normalize": 0.8}
     pair = plain.assign(flip=[True])
     m1, m0 = (
         augment.build(flowrun, pair.assign(flip=[f]), 64, jobs=1, progress=False, flow_cfg=spec, flow_files={pair["cache"].iloc[0]: row_o["cache"]})[

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mexpr.baselines import fdm, mdmo, stclqp
-from mexpr.preprocess import TEMPLATE
+from mexpr.face import TEMPLATE
 
 H, W = 112, 96
 
@@ -470,7 +470,7 @@ def test_balanced_false_is_the_default():
 def test_balanced_baseline_through_the_folds(flowrun):
     import json
 
-    from mexpr import evaluate
+    from mexpr import evaluate, report
 
     ev = evaluate.evaluate_baseline(flowrun, "mdmo", "paper", seed=0, folds=[0], jobs=1, progress=False, balanced=True)
     names = ["MDMO TIM64 (balanced, ours)", "MDMO TIM128 (balanced, ours)", "MDMO (fusion, balanced, ours)"]
@@ -481,8 +481,8 @@ def test_balanced_baseline_through_the_folds(flowrun):
     assert set(names) <= set(ev.predictions.columns) and set(ev.summary["method"]) == set(names)
     plain = evaluate.evaluate_baseline(flowrun, "mdmo", "paper", seed=0, folds=[0], jobs=1, progress=False)  # features cached now
     assert plain.info["balanced"] is False and plain.info["dir"] != ev.info["dir"]
-    both = evaluate.combine([plain, ev])  # the paper's rows and ours in one Table 4
-    t4 = evaluate.table4(both, methods=[*evaluate.baseline_methods("mdmo"), *names])  # no paper value for ours: blank, not an error
+    both = report.combine([plain, ev])  # the paper's rows and ours in one Table 4
+    t4 = report.table4(both, methods=[*evaluate.baseline_methods("mdmo"), *names])  # no paper value for ours: blank, not an error
     assert np.isnan(t4.loc[names, "paper Average"]).all() and t4.loc["MDMO (fusion)", "paper Average"] == 55.45
     assert t4.loc[names[2], "Fold1"] == pytest.approx(100 * (ev.predictions[names[2]] == ev.predictions["label"]).mean(), abs=0.01)
     assert not t4[["Fold1", "Average"]].isna().any().any()

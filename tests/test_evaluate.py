@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mexpr import datasets, evaluate, train
+from mexpr import datasets, evaluate, metrics, report, train
 from mexpr.evaluate import EvaluateError
 
 QUICK = train.config_for("quick", per_class=3, epochs=1, tag="eval")
@@ -49,18 +49,18 @@ def test_metrics_known_answer():
 
     y = np.array([0, 0, 0, 1, 1, 1, 1, 2, 3, 3])
     p = np.array([0, 1, 1, 1, 1, 1, 0, 1, 3, 0])
-    m = evaluate.metrics(y, p)
+    m = metrics.metrics(y, p)
     assert m["accuracy"] == pytest.approx(0.5) and m["n"] == 10
     # per class F1 = 2 TP / (support + predicted): N 2/(3+3), O 6/(4+6), P 0, S 2/(2+1)
     assert m["uf1"] == pytest.approx((1 / 3 + 0.6 + 0 + 2 / 3) / 4)
     assert m["uar"] == pytest.approx((1 / 3 + 3 / 4 + 0 + 1 / 2) / 4)
     assert m["uf1"] == pytest.approx(f1_score(y, p, average="macro"))
     assert m["uar"] == pytest.approx(recall_score(y, p, average="macro"))
-    assert np.array_equal(evaluate.confusion(y, p), confusion_matrix(y, p, labels=range(4)))
+    assert np.array_equal(metrics.confusion(y, p), confusion_matrix(y, p, labels=range(4)))
     # a class absent from a test set and never predicted is left out of both averages
-    assert evaluate.metrics([0, 1], [0, 1]) == {"accuracy": 1.0, "uf1": 1.0, "uar": 1.0, "n": 2}
+    assert metrics.metrics([0, 1], [0, 1]) == {"accuracy": 1.0, "uf1": 1.0, "uar": 1.0, "n": 2}
     with pytest.raises(ValueError, match="3 true labels but 2 predictions"):
-        evaluate.metrics([0, 1, 2], [0, 1])
+        metrics.metrics([0, 1, 2], [0, 1])
 
 
 def test_evaluate_a_fold_end_to_end(flowrun, monkeypatch):
@@ -71,8 +71,8 @@ def test_evaluate_a_fold_end_to_end(flowrun, monkeypatch):
     pred = ev.predictions
     assert len(pred) == len(test) and set(pred["subject_id"] + "/" + pred["clip"]) == set(test["subject_id"] + "/" + test["clip"])
     # Eq. 11 re-derived from the saved probabilities
-    p64 = pred[[f"p64_{s}" for s in evaluate.SHORT]].to_numpy()
-    p128 = pred[[f"p128_{s}" for s in evaluate.SHORT]].to_numpy()
+    p64 = pred[[f"p64_{s}" for s in metrics.SHORT]].to_numpy()
+    p128 = pred[[f"p128_{s}" for s in metrics.SHORT]].to_numpy()
     want = np.where(p64.max(1) >= p128.max(1), p64.argmax(1), p128.argmax(1))
     assert pred["DTSCNN (fusion)"].tolist() == [datasets.CLASSES[k] for k in want]
     assert set(ev.folds["method"]) == set(evaluate.METHODS) and ev.folds["accuracy"].between(0, 1).all()
@@ -80,7 +80,7 @@ def test_evaluate_a_fold_end_to_end(flowrun, monkeypatch):
         f = evaluate.stream_features(flowrun, QUICK, fields, 0)
         assert len(f["augmented"]) == 4 * QUICK.per_class and len(f["original"]) + len(f["test"]) == len(train.clips_table(flowrun))
         assert not (set(f["augmented_sources"]) | set(f["original_clips"])) & set(f["test_clips"])
-    t4 = evaluate.table4(ev)
+    t4 = report.table4(ev)
     assert list(t4.index) == evaluate.PAPER_METHODS and list(t4.columns) == [
         "Fold1",
         "Average",
@@ -139,7 +139,7 @@ def test_cli_evaluate_and_predict(flowrun, casme2_root, tmp_path):
     df = pd.read_csv(csv)
     ok, err = df.iloc[0], df.iloc[1]
     assert ok["status"] == "ok" and ok["prediction"] in datasets.CLASSES
-    assert np.isclose(sum(ok[f"p64_{s}"] for s in evaluate.SHORT), 1, atol=1e-3)
+    assert np.isclose(sum(ok[f"p64_{s}"] for s in metrics.SHORT), 1, atol=1e-3)
     assert err["status"] == "error" and "img1.jpg" in err["reason"] and "face" in err["reason"].lower()
     assert f"{noface}: error:" in out.stdout
 
@@ -149,16 +149,16 @@ def test_a_baseline_through_the_same_folds_and_fusion(flowrun):
     _, test = train.fold_split(flowrun, QUICK, 0)  # the same split as DTSCNN's
     pred = ev.predictions
     assert set(pred["subject_id"] + "/" + pred["clip"]) == set(test["subject_id"] + "/" + test["clip"]) and not ev.info["skipped"]
-    p64 = pred[[f"p64_{s}" for s in evaluate.SHORT]].to_numpy()
-    p128 = pred[[f"p128_{s}" for s in evaluate.SHORT]].to_numpy()
+    p64 = pred[[f"p64_{s}" for s in metrics.SHORT]].to_numpy()
+    p128 = pred[[f"p128_{s}" for s in metrics.SHORT]].to_numpy()
     want = np.where(p64.max(1) >= p128.max(1), p64.argmax(1), p128.argmax(1))
     assert pred["MDMO (fusion)"].tolist() == [datasets.CLASSES[k] for k in want]
     assert ev.info["methods"] == ["MDMO TIM64", "MDMO TIM128", "MDMO (fusion)"]
     params = pd.read_csv(evaluate.baseline_dir(flowrun, "mdmo", "paper", 0) / "svm_parameters.csv")
     assert set(params["fields"]) == {64, 128} and (params["kernel"] == "rbf").all()  # the paper's Gaussian SVM
     dt = evaluate.evaluate(flowrun, QUICK, folds=[0], progress=False, verbose=0)
-    both = evaluate.combine([dt, ev])
-    t4 = evaluate.table4(both, methods=list(evaluate.PAPER_TABLE4.index))
+    both = report.combine([dt, ev])
+    t4 = report.table4(both, methods=list(report.PAPER_TABLE4.index))
     assert t4.loc["MDMO (fusion)", "Fold1"] == pytest.approx(100 * (pred["MDMO (fusion)"] == pred["label"]).mean(), abs=0.01)
     assert np.isnan(t4.loc["FDM (fusion)", "Fold1"]) and t4.loc["FDM (fusion)", "paper Average"] == 56.97
     assert set(both.confusions(["DTSCNN (fusion)", "MDMO (fusion)"])) == {"DTSCNN (fusion)", "MDMO (fusion)"}
@@ -176,7 +176,7 @@ def test_table4_names_the_folds_that_ran():
             for m in evaluate.PAPER_METHODS
         ]
     )
-    t4 = evaluate.table4(evaluate.Evaluation(pd.DataFrame(), folds, summary), paper=False)
+    t4 = report.table4(evaluate.Evaluation(pd.DataFrame(), folds, summary), paper=False)
     assert list(t4.columns) == ["Fold2", "Fold3", "Average"]
     assert t4.loc["DTSCNN64"].tolist() == pytest.approx([60.0, 70.0, 65.0])
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from mexpr import datasets, flow, preprocess
+from mexpr import datasets, flow, groundtruth, preprocess
 from mexpr.flow import FlowError
 
 RNG = np.random.default_rng(0)
@@ -143,9 +143,9 @@ def test_onset_reference_measures_the_displacement_since_the_first_frame():
 
 
 def test_photo_pairs_have_exactly_known_flow():
-    pairs = list(flow.photo_pairs(amplitudes=(0.5,), per_photo=1, photos=("astronaut", "camera")))
+    pairs = list(groundtruth.photo_pairs(amplitudes=(0.5,), per_photo=1, photos=("astronaut", "camera")))
     assert len(pairs) == 2 and pairs[0]["frames"].shape == (2, 112, 96, 3) and pairs[0]["flow"].shape == (112, 96, 2)
-    res = flow.score(pairs, {"dis": {"method": "dis"}, "tvl1": {"method": "tvl1"}})
+    res = groundtruth.score(pairs, {"dis": {"method": "dis"}, "tvl1": {"method": "tvl1"}})
     assert (res["epe_au"] < 0.5 * res["epe_au_zero_flow"]).all()  # every method recovers most of the known motion
 
 
@@ -223,10 +223,10 @@ def test_each_flow_setting_has_its_own_cache_and_learned_scales_code_on_load(pre
 
 def test_flow_scores_against_synthetic_ground_truth(prerun):
     man = preprocess.load_manifest(prerun)
-    pairs = list(flow.synthetic_pairs(prerun, man.iloc[:2], amplitudes=(0.5, 1.0)))
+    pairs = list(groundtruth.synthetic_pairs(prerun, man.iloc[:2], amplitudes=(0.5, 1.0)))
     assert len(pairs) == 4 and pairs[0]["frames"].shape == (2, 112, 96, 3)
     assert abs(np.hypot(*pairs[0]["flow"][pairs[0]["face"]].T).max() - 0.5) < 1e-3
-    res = flow.score(pairs, {"dis": {"method": "dis"}})
+    res = groundtruth.score(pairs, {"dis": {"method": "dis"}})
     # the estimate is far closer to the truth than "no motion" is
     assert (res["epe_au"] < 0.6 * res["epe_au_zero_flow"]).all()
 

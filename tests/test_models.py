@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mexpr import models
+from mexpr import models, settings
 from mexpr.models import ClipShapeError
 
 # Table 2 worked out by hand in Keras layout (T, H, W, C); conv1 differs between the streams only
@@ -48,7 +48,7 @@ def test_pool4_features_and_probabilities():
     x = np.random.default_rng(0).integers(0, 256, (2, 64, 112, 96, 3), dtype=np.uint8)
     f = models.features(m, x)
     p = models.predict_proba(m, x)
-    assert f.shape == (2, models.POOL4_FEATURES) and (f >= 0).all()  # after ReLU and max pooling
+    assert f.shape == (2, settings.POOL4_FEATURES) and (f >= 0).all()  # after ReLU and max pooling
     assert p.shape == (2, 4) and np.allclose(p.sum(1), 1, atol=1e-5)
     # the softmax is a linear map of the pool4 features (dropout is off at inference)
     W, b = m.get_layer("fc").get_weights()

@@ -73,7 +73,7 @@ def test_dataset_notebook_hands_off_to_the_next(quick_run):
 
 @pytest.mark.notebook
 def test_preprocessing_notebook_hands_off_to_the_next(quick_run):
-    from mexpr import preprocess
+    from mexpr import align, preprocess
 
     run, _ = quick_run
     manifest = preprocess.load_manifest(run)
@@ -81,7 +81,7 @@ def test_preprocessing_notebook_hands_off_to_the_next(quick_run):
     x = preprocess.load_clip(run, manifest.iloc[0], 129)
     assert x.shape == (129, 112, 96, 3) and x.dtype == "uint8"
     modes = pd.read_csv(run / "tables" / "preprocess_alignment_modes.csv", index_col="variant")
-    assert set(modes["align"]) == set(preprocess.ALIGN_MODES)
+    assert set(modes["align"]) == set(align.ALIGN_MODES)
     assert modes.loc["lwm-similarity, smooth 2", "residual_head_rms"] < modes.loc["none", "residual_head_rms"]
     for fig in ("preprocess_landmarks", "preprocess_template", "preprocess_alignment_modes", "preprocess_strip_129"):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000
@@ -132,7 +132,7 @@ def test_model_and_training_notebooks_hand_off_to_the_next(quick_run):
 
 @pytest.mark.notebook
 def test_fusion_and_evaluation_notebooks_hand_off(quick_run):
-    from mexpr import evaluate, train
+    from mexpr import evaluate, predict, report, train
 
     run, _ = quick_run
     config = train.config_for("quick")
@@ -144,15 +144,15 @@ def test_fusion_and_evaluation_notebooks_hand_off(quick_run):
     _, test = train.fold_split(run, config, 0)
     assert len(ev.predictions) == len(test) and set(ev.folds["method"]) == set(evaluate.METHODS)
     t4 = pd.read_csv(run / "tables" / "table4_paper.csv", index_col="method")
-    assert list(t4.index) == list(evaluate.PAPER_TABLE4.index) and t4.loc["DTSCNN (fusion)", "paper Average"] == 66.67
+    assert list(t4.index) == list(report.PAPER_TABLE4.index) and t4.loc["DTSCNN (fusion)", "paper Average"] == 66.67
     assert t4.loc["DTSCNN64", "Fold1"] == pytest.approx(100 * ev.folds.query("method == 'DTSCNN64'")["accuracy"].iloc[0], abs=0.01)
     assert (run / "tables" / "table4_paper.md").read_text().startswith("| method | Fold1 |")
     assert (run / "figures" / "readme" / "pipeline.png").stat().st_size > 30_000  # notebook 05's one clip, the whole way
     key = ev.predictions["subject_id"].iloc[0] + "/" + ev.predictions["clip"].iloc[0]
-    stages = evaluate.clip_stages(run, key)
+    stages = predict.clip_stages(run, key)
     assert stages["crop"].shape == (129, 112, 96, 3) and stages["munsell"][128].shape == (128, 112, 96, 3)
     with pytest.raises(KeyError, match="not a processed clip"):
-        evaluate.clip_stages(run, "casme2/sub99/EP00")
+        predict.clip_stages(run, "casme2/sub99/EP00")
     for ext in ("png", "svg"):
         assert (run / "figures" / f"figure7_paper.{ext}").stat().st_size > 10_000
         assert (run / "figures" / "readme" / f"figure7_paper.{ext}").is_file()
@@ -160,11 +160,11 @@ def test_fusion_and_evaluation_notebooks_hand_off(quick_run):
 
 @pytest.mark.notebook
 def test_baselines_notebook_builds_one_table4_and_figure7(quick_run):
-    from mexpr import evaluate
+    from mexpr import evaluate, report
 
     run, _ = quick_run
     t4 = pd.read_csv(run / "tables" / "table4_all_paper.csv", index_col="method")
-    assert list(t4.index)[:12] == list(evaluate.PAPER_TABLE4.index) and t4["Fold1"].notna().all()  # every row of the paper filled
+    assert list(t4.index)[:12] == list(report.PAPER_TABLE4.index) and t4["Fold1"].notna().all()  # every row of the paper filled
     ours = list(t4.index)[12:]  # then our labelled rows: DTSCNN on the mexpr input, the baselines with balanced SVMs
     assert "DTSCNN (fusion) (mexpr input, ours)" in ours and "STCLQP (fusion, balanced, ours)" in ours and len(ours) == 3 + 9
     assert t4.loc[ours, "paper Average"].isna().all()  # no paper number beside a row of ours

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mexpr import datasets, preprocess, synth
+from mexpr import align, datasets, face, groundtruth, preprocess, settings, synth
 from mexpr.preprocess import (
     AlignmentError,
     Config,
@@ -29,13 +29,13 @@ RNG = np.random.default_rng(0)
 
 
 def test_template_is_rebuilt_symmetric_and_inside_the_crop():
-    assert np.allclose(preprocess.TEMPLATE, preprocess.build_template(), atol=0.01)
-    t = preprocess.TEMPLATE
-    mirrored = t[synth._MIRROR_68].copy()
-    mirrored[:, 0] = (preprocess.CROP_W - 1) - mirrored[:, 0]
+    assert np.allclose(face.TEMPLATE, face.build_template(), atol=0.01)
+    t = face.TEMPLATE
+    mirrored = t[face.MIRROR_68].copy()
+    mirrored[:, 0] = (settings.CROP_W - 1) - mirrored[:, 0]
     assert np.allclose(mirrored, t, atol=1e-3)
-    assert t[:, 0].min() > 4 and t[:, 0].max() < preprocess.CROP_W - 4
-    assert t[:, 1].min() > 20 and t[:, 1].max() < preprocess.CROP_H - 4
+    assert t[:, 0].min() > 4 and t[:, 0].max() < settings.CROP_W - 4
+    assert t[:, 1].min() > 20 and t[:, 1].max() < settings.CROP_H - 4
     assert np.isclose(np.linalg.norm(t[16] - t[0]), 80.0, atol=0.01)
 
 
@@ -67,7 +67,7 @@ def test_lwm_matches_the_definition_and_reproduces_quadratics():
     fixed = RNG.uniform(0, 100, (40, 2))
     moving = fixed + RNG.normal(0, 3, fixed.shape)
     query = np.vstack([RNG.uniform(-20, 120, (300, 2)), [[-200.0, 50.0], [300.0, 300.0]]])
-    ours = preprocess.lwm_operator(fixed, query, n=10, fallback=0) @ moving
+    ours = align.lwm_operator(fixed, query, n=10, fallback=0) @ moving
     ref = _lwm_reference(fixed, moving, query, 10)
     assert np.array_equal(np.isnan(ours), np.isnan(ref)) and np.isnan(ref).any() and (~np.isnan(ref)).any()
     inside = ~np.isnan(ref[:, 0])
@@ -77,7 +77,7 @@ def test_lwm_matches_the_definition_and_reproduces_quadratics():
         x, y = p[:, 0], p[:, 1]
         return np.stack([3 + 0.9 * x + 0.1 * y + 0.002 * x * x, -2 + 1.1 * y - 0.001 * x * y + 0.003 * y * y], 1)
 
-    tf = preprocess.LWM(fixed, quad(fixed), n=10, fallback=0)
+    tf = align.LWM(fixed, quad(fixed), n=10, fallback=0)
     assert np.abs(tf(query[inside]) - quad(query[inside])).max() < 1e-8
 
 
@@ -86,43 +86,43 @@ def test_lwm_fallback_is_the_affine_fit_far_away_and_continuous():
     M = np.array([[1.1, 0.2, 5.0], [-0.1, 0.9, -3.0]])
     moving = fixed @ M[:, :2].T + M[:, 2]
     far = np.array([[500.0, 500.0], [-300.0, 40.0]])
-    assert np.allclose(preprocess.LWM(fixed, moving, fallback=0.01)(far), far @ M[:, :2].T + M[:, 2])
+    assert np.allclose(align.LWM(fixed, moving, fallback=0.01)(far), far @ M[:, :2].T + M[:, 2])
     line = np.stack([np.linspace(-40, 90, 2000), np.full(2000, 25.0)], 1)
     moving2 = moving + RNG.normal(0, 1, moving.shape)
-    out = preprocess.LWM(fixed, moving2, fallback=0.01)(line)
+    out = align.LWM(fixed, moving2, fallback=0.01)(line)
     assert np.isfinite(out).all() and np.abs(np.diff(out, axis=0)).max() < 0.5  # no jump at the support's edge
 
 
 def test_degenerate_lwm_systems_are_refused():
     collinear = np.stack([np.arange(20.0), 2 * np.arange(20.0)], 1)
     with pytest.raises(AlignmentError, match="degenerate LWM"):
-        preprocess.lwm_operator(collinear, collinear[:3])
+        align.lwm_operator(collinear, collinear[:3])
     same = np.tile([[10.0, 10.0]], (68, 1))
     with pytest.raises(AlignmentError, match="coincide"):
-        preprocess.lwm_operator(same, same[:1])
+        align.lwm_operator(same, same[:1])
     with pytest.raises(AlignmentError, match="non-finite"):
-        preprocess.alignment_maps(np.full((3, 68, 2), np.nan))
+        align.alignment_maps(np.full((3, 68, 2), np.nan))
     with pytest.raises(ValueError, match="unknown align .*valid: lwm-first"):
-        preprocess.alignment_maps(np.zeros((2, 68, 2)), align="affine")
+        align.alignment_maps(np.zeros((2, 68, 2)), align="affine")
 
 
 def test_similarity_fit_recovers_a_known_transform():
     src = RNG.uniform(0, 100, (68, 2))
     a = 0.3
     M = np.array([[1.7 * np.cos(a), -1.7 * np.sin(a), 12.0], [1.7 * np.sin(a), 1.7 * np.cos(a), -4.0]])
-    assert np.allclose(preprocess.similarity(src, src @ M[:, :2].T + M[:, 2]), M)
+    assert np.allclose(align.similarity(src, src @ M[:, :2].T + M[:, 2]), M)
 
 
 def test_alignment_maps_of_a_pure_translation():
-    lm = preprocess.TEMPLATE.astype(np.float64) * 3 + 100
+    lm = face.TEMPLATE.astype(np.float64) * 3 + 100
     lms = np.stack([lm, lm + [4.0, -2.5], lm + [1.0, 1.0]])
-    for align in preprocess.ALIGN_MODES:
-        maps = preprocess.alignment_maps(lms, align)
+    for mode in align.ALIGN_MODES:
+        maps = align.alignment_maps(lms, mode)
         assert maps.shape == (3, 112, 96, 2) and maps.dtype == np.float32
         # the template maps onto the first frame's landmarks
         assert np.allclose(maps[0][48, 47], np.array([47, 48]) * 3 + 100, atol=0.05)
         moved = np.abs(maps[1] - maps[0] - [4.0, -2.5]).max()
-        assert (moved < 1e-3) if preprocess.ALIGN_MODES[align][1] else np.allclose(maps[1], maps[0])
+        assert (moved < 1e-3) if align.ALIGN_MODES[mode][1] else np.allclose(maps[1], maps[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,9 +149,9 @@ def test_warp_samples_the_map_and_prefilters_downscaling():
     img = np.zeros((300, 300), np.uint8)
     img[:, ::2] = 255  # 1-px stripes: aliasing would turn them into black/white
     yy, xx = np.mgrid[0:50, 0:40].astype(np.float32)
-    down = preprocess.warp(img, np.stack([xx * 3 + 20, yy * 3 + 20], -1))
+    down = align.warp(img, np.stack([xx * 3 + 20, yy * 3 + 20], -1))
     assert down.shape == (50, 40) and abs(float(down.mean()) - 127.5) < 3 and down.std() < 10
-    ident = preprocess.warp(np.arange(100, dtype=np.uint8).reshape(10, 10), np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1))
+    ident = align.warp(np.arange(100, dtype=np.uint8).reshape(10, 10), np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1))
     assert np.array_equal(ident, np.arange(100).reshape(10, 10))
 
 
@@ -168,17 +168,17 @@ def test_default_alignment_removes_head_motion_and_keeps_the_expression(c2):
     rows = []
     for _, row in c2.iloc[:3].iterrows():
         motion = synth.Motion.load(row["clip_dir"])
-        for align in ("lwm-similarity", "lwm-first", "lwm-per-frame"):
-            clip = preprocess.preprocess_clip(row["frames"], Config(align=align), return_maps=True)
+        for mode in ("lwm-similarity", "lwm-first", "lwm-per-frame"):
+            clip = preprocess.preprocess_clip(row["frames"], Config(align=mode), return_maps=True)
             assert clip.frames.shape == (row["n_frames"], 112, 96, 3) and clip.frames.dtype == np.uint8
-            rows.append({"align": align, **preprocess.alignment_error(clip.maps, clip.times, motion, row["apex"])})
+            rows.append({"align": mode, **groundtruth.alignment_error(clip.maps, clip.times, motion, row["apex"])})
     acc = pd.DataFrame(rows).groupby("align").median()
     d = acc.loc["lwm-similarity"]
     assert d["residual_head_rms"] < 0.45 and d["residual_head_rms"] < 0.7 * d["head_rms"]
     assert 0.7 < d["expression_kept"] < 1.3 and d["noise_rms"] < 0.1
     assert acc.loc["lwm-first", "residual_head_rms"] > d["residual_head_rms"]
     assert d["jitter_rms"] < acc.loc["lwm-first", "jitter_rms"]  # smoothed registration adds no jitter
-    raw = preprocess.alignment_error(preprocess.alignment_maps(clip.landmarks, "lwm-similarity"), clip.times, motion, row["apex"])
+    raw = groundtruth.alignment_error(align.alignment_maps(clip.landmarks, "lwm-similarity"), clip.times, motion, row["apex"])
     assert raw["jitter_rms"] > 2 * d["jitter_rms"]  # unsmoothed per-frame landmarks do
     assert acc.loc["lwm-per-frame", "noise_rms"] > 3 * d["noise_rms"]  # per-frame landmark jitter warped in
 
@@ -223,11 +223,11 @@ def test_several_faces_takes_the_largest_or_refuses(c2):
     canvas[120:360, :320] = small
     canvas[140:332, 360:616] = smaller
     grey = cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY)
-    assert len([f for f in preprocess.detect_faces(grey, 0) if f[1] >= 0.3]) == 2
-    box = preprocess.find_face(grey)
+    assert len([f for f in face.detect_faces(grey, 0) if f[1] >= 0.3]) == 2
+    box = face.find_face(grey)
     assert box[2] <= 330  # the larger (left) face
     with pytest.raises(MultipleFacesError, match="2 faces found"):
-        preprocess.find_face(grey, several="error", source="two.jpg")
+        face.find_face(grey, several="error", source="two.jpg")
 
 
 def test_frame_size_mismatch_short_clip_and_corrupt_middle_frame(c2, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mexpr import datasets, synth
+from mexpr import datasets, face, synth
 from mexpr.datasets import TABLE3
 from tests.conftest import TINY_SCALE
 
@@ -21,10 +21,10 @@ def _files(root: Path) -> list[Path]:
 
 
 def test_scaled_counts_follow_table3_with_minimum_two():
-    assert synth.scaled_counts("casme2", 1.0) == TABLE3["casme2"]
-    assert synth.scaled_counts("casme1", 1.0) == TABLE3["casme1"]
-    assert set(synth.scaled_counts("casme2", 0.001).values()) == {2}
-    assert synth.scaled_counts("casme2", 0.05) == {
+    assert datasets.scaled_counts("casme2", 1.0) == TABLE3["casme2"]
+    assert datasets.scaled_counts("casme1", 1.0) == TABLE3["casme1"]
+    assert set(datasets.scaled_counts("casme2", 0.001).values()) == {2}
+    assert datasets.scaled_counts("casme2", 0.05) == {
         "disgust": 3,
         "sadness": 2,
         "fear": 2,
@@ -34,16 +34,16 @@ def test_scaled_counts_follow_table3_with_minimum_two():
         "surprise": 2,
     }
     with pytest.raises(ValueError, match="scale"):
-        synth.scaled_counts("casme2", 0)
+        datasets.scaled_counts("casme2", 0)
     with pytest.raises(ValueError, match="dataset"):
-        synth.scaled_counts("smic", 1.0)
+        datasets.scaled_counts("smic", 1.0)
 
 
 @pytest.mark.parametrize("name", ["casme2", "casme1"])
 def test_synthetic_dataset_loads_with_table3_counts(name, request):
     root = request.getfixturevalue(f"{name}_root")
     df = datasets.load(root)
-    expected = synth.scaled_counts(name, TINY_SCALE)
+    expected = datasets.scaled_counts(name, TINY_SCALE)
     got = df.groupby("emotion").size().to_dict()
     assert got == expected
     assert (df["dataset"] == name).all()
@@ -164,7 +164,7 @@ def test_motion_file_round_trips(casme2_root):
 
 
 def test_dlib_finds_68_landmarks_on_first_frames(casme2_root, casme1_root):
-    from mexpr.preprocess import detect_faces, landmarks
+    from mexpr.face import detect_faces, landmarks
 
     df = datasets.load([casme2_root, casme1_root])
     found, errors = 0, []
@@ -185,10 +185,10 @@ def test_dlib_finds_68_landmarks_on_first_frames(casme2_root, casme1_root):
 
 def test_user_faces_folder_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="faces folder"):
-        synth._user_photos(tmp_path / "nope")
+        face._user_photos(tmp_path / "nope")
     (tmp_path / "faces").mkdir()
     with pytest.raises(ValueError, match="no .jpg"):
-        synth._user_photos(tmp_path / "faces")
+        face._user_photos(tmp_path / "faces")
 
 
 @pytest.mark.skipif(os.cpu_count() is None, reason="needs cpu count")

@@ -9,7 +9,7 @@ Results*, STCLQP / MDMO / FDM; Table 4).
   float32, since the flow stage keeps only the Munsell images), then :func:`mexpr.baselines.mdmo.
   features` (72 values) or :func:`mexpr.baselines.fdm.features` (:func:`~mexpr.baselines.fdm.
   feature_length`: 2688 for 64 fields, 5376 for 128, with the defaults).
-  MDMO's 36 ROIs are drawn on the **pre-processing template** (:data:`mexpr.preprocess.TEMPLATE`),
+  MDMO's 36 ROIs are drawn on the **pre-processing template** (:data:`mexpr.face.TEMPLATE`),
   not on landmarks found in each clip: pre-processing warps every clip's first frame onto that
   template (LWM, docs/DESIGN.md sec. 2), so the template *is* the first frame's landmark positions in
   every pre-processed clip (Peng et al. locate the ROIs on the first frame with an ASM).
@@ -104,7 +104,7 @@ def feature_length(method: str, fields: int, **params) -> int:
     and 5376 for 128 with the defaults); ``3 x 3 x rows x cols x 256`` raw-pattern counts
     (STCLQP, 36,864 with 4 x 4 blocks)."""
     from mexpr.baselines import fdm, mdmo, stclqp
-    from mexpr.preprocess import CROP_H, CROP_W
+    from mexpr.settings import CROP_H, CROP_W
 
     p = params_for(method, **params)
     _check_fields(fields)

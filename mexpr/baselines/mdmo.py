@@ -147,7 +147,7 @@ assert len(ROIS) == len(ROI_NAMES) == N_ROIS
 
 def _check_landmarks(landmarks) -> np.ndarray:
     if landmarks is None:
-        from mexpr.preprocess import TEMPLATE
+        from mexpr.face import TEMPLATE
 
         landmarks = TEMPLATE
     pts = np.asarray(landmarks, dtype=np.float64)
@@ -161,7 +161,7 @@ def _check_landmarks(landmarks) -> np.ndarray:
 def landmark_points(landmarks=None) -> np.ndarray:
     """The 68 landmarks followed by the 12 :data:`DERIVED_POINTS`: ``float64 (80, 2)`` (x, y)
     pixels.  ``landmarks``: ``(68, 2)`` (x, y) in iBUG order; default the crop's
-    :data:`mexpr.preprocess.TEMPLATE`."""
+    :data:`mexpr.face.TEMPLATE`."""
     pts = _check_landmarks(landmarks)
     derived = np.array([sum(w * pts[i] for i, w in combo) for _, combo in sorted(DERIVED_POINTS.items())])
     return np.vstack([pts, derived])

@@ -1,0 +1,134 @@
+"""Classifying new clips: a raw frame folder through the run's own pre-processing, flow and Munsell
+coding, both streams of a trained fold, their SVMs and Eq. 11 (``python -m mexpr predict``), and
+what the pipeline made of one clip, for pictures (notebook 05).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from mexpr import fusion, train
+from mexpr.datasets import CLASSES, clip_keys
+from mexpr.evaluate import stream_features, stream_flow, svm_training_set
+from mexpr.metrics import SHORT
+
+
+def fold_svms(run_dir, config: train.Config, fold: int = 0, svm_train: str = "augmented", C: float = 1.0) -> dict:
+    """Both streams' SVMs of ``fold``, refitted from the cached features (deterministic, a second
+    or two; no pickles are stored): ``{64: svm, 128: svm}``."""
+    return {
+        f: fusion.fit_svm(
+            *svm_training_set(stream_features(run_dir, config, f, fold), svm_train),
+            C=C,
+            seed=config.seed,
+            name=f"DTSCNN{f} {svm_train} training features",
+        )
+        for f in (64, 128)
+    }
+
+
+def frame_files(folder: str | os.PathLike) -> list[Path]:
+    """A clip folder's image files in frame order (by the last number in the name, not as text)."""
+    from mexpr.datasets import IMAGE_SUFFIXES, frame_number
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder of frames")
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(files) < 2:
+        raise ValueError(f"{folder}: {len(files)} image frame(s) ({', '.join(IMAGE_SUFFIXES)}); a clip needs at least 2")
+    return sorted(files, key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
+
+
+def run_preprocess_config(run_dir):
+    """The run's pre-processing :class:`~mexpr.preprocess.Config` (``preprocess.json``)."""
+    import dataclasses
+
+    from mexpr import preprocess
+
+    path = Path(run_dir) / "preprocess.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} has no pre-processing")
+    saved = json.loads(path.read_text())["config"]
+    names = {f.name for f in dataclasses.fields(preprocess.Config)} - {"model"}  # the model is recorded as name:size
+    return preprocess.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names})
+
+
+def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
+    """A raw frame folder through the run's own pre-processing, flow and Munsell coding:
+    ``{64: uint8 (64, 112, 96, 3), 128: uint8 (128, 112, 96, 3)}``.  ``flows``: per stream, how
+    to compute and code the flow (:func:`stream_flow`; default: the run's flow stage).  Raises the
+    pre-processing's errors (e.g. :class:`~mexpr.face.FaceNotFoundError` naming the frame)
+    on bad input."""
+    from mexpr import augment, flow, preprocess
+
+    flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
+    clip = preprocess.preprocess_clip(frame_files(folder), run_preprocess_config(run_dir))
+    return {f: flow.to_munsell(flow.compute_as(clip.resample(f + 1), cfg), cfg["normalize"]) for f, cfg in flows.items()}
+
+
+def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int = 0) -> dict:
+    """What the pipeline made of one of the run's clips (``subject_id/clip``), for pictures:
+    ``clip`` (its :func:`mexpr.datasets.load` row: frame files, onset, apex, offset, label),
+    ``crop`` (the pre-processed frames interpolated to 129, ``uint8 (129, 112, 96, 3)``) and
+    ``munsell`` (``{64: ..., 128: ...}``, the coded flow each stream reads: the run's flow stage,
+    or ``config``'s input as fold ``fold`` codes it).  ``KeyError`` names a clip the run does not
+    have (or skipped)."""
+    from mexpr import datasets, preprocess
+
+    info = json.loads((Path(run_dir) / "dataset.json").read_text())
+    df = datasets.load(info["roots"], errors="skip")
+    clips = train.clips_table(run_dir, config)
+    hit, row = df[clip_keys(df) == key], clips[clip_keys(clips) == key]
+    if hit.empty or row.empty:
+        raise KeyError(f"{key!r} is not a processed clip with flow in {run_dir} (see its manifest.csv and flow_manifest.csv)")
+    row = row.iloc[0]
+    scale = {f: None if config is None else stream_flow(run_dir, config, f, fold)["normalize"] for f in (64, 128)}
+    return {
+        "clip": hit.iloc[0],
+        "crop": preprocess.load_clip(run_dir, row, 129),
+        "munsell": {f: train.clip_munsell(run_dir, row, f, scale[f]) for f in (64, 128)},
+    }
+
+
+def predict_clips(
+    run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True
+) -> pd.DataFrame:
+    """Classify new clips (raw frame folders) with fold ``fold``'s trained streams, their SVMs and
+    Eq. 11.  One row per folder: ``status`` ("ok" or "error" with the ``reason``), the fused
+    ``prediction``, which stream it came from, and both streams' probabilities.  A folder that
+    fails (no face, corrupt frame...) is reported and the others carry on."""
+    from tqdm.auto import tqdm
+
+    from mexpr import models, preprocess
+
+    svms = fold_svms(run_dir, config, fold, svm_train, C)
+    flows = {f: stream_flow(run_dir, config, f, fold) for f in (64, 128)}
+    extractors = {f: models.pool4_features(models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras")) for f in (64, 128)}
+    rows = []
+    for folder in tqdm(list(folders), desc="predict", unit="clip", disable=not progress):
+        row = {"clip_dir": str(folder), "status": "ok", "reason": ""}
+        try:
+            x = clip_inputs(run_dir, folder, flows)
+        except (preprocess.PreprocessError, ValueError, FileNotFoundError) as exc:
+            rows.append(row | {"status": "error", "reason": str(exc)})
+            continue
+        p = {}
+        for f in (64, 128):
+            feats = extractors[f].predict(models.check_clips(x[f], f, name=str(folder)), verbose=0)
+            p[f] = fusion.proba(svms[f], feats)
+        fused = int(fusion.decision_fusion(p[64], p[128])[0])
+        row |= {
+            "prediction": CLASSES[fused],
+            "from": "DTSCNN64" if fusion.first_decides(p[64], p[128])[0] else "DTSCNN128",
+            "DTSCNN64": CLASSES[int(p[64].argmax())],
+            "DTSCNN128": CLASSES[int(p[128].argmax())],
+        }
+        for f in (64, 128):
+            row |= {f"p{f}_{s}": round(float(v), 4) for s, v in zip(SHORT, p[f][0])}
+        rows.append(row)
+    return pd.DataFrame(rows)
