@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mexpr import preprocess, settings
+
 # --------------------------------------------------------------------------------------------
 # estimators
 
@@ -425,8 +427,7 @@ def folder(
 
 def _lengths(run_dir: Path, lengths) -> tuple[int, ...]:
     if lengths is None:
-        pre = json.loads((run_dir / "preprocess.json").read_text()) if (run_dir / "preprocess.json").is_file() else {}
-        lengths = tuple(pre.get("config", {}).get("lengths", (65, 129)))
+        lengths = preprocess.load_config(run_dir).lengths if (run_dir / "preprocess.json").is_file() else settings.LENGTHS
     return tuple(int(x) for x in lengths)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from mexpr import datasets, flow, preprocess, synth
 from mexpr.align import ALIGN_MODES, alignment_maps, apply_affine, frame_to_crop, map_jacobian, pixel_grid, smooth_tracks, warp
+from mexpr.run import Run
 from mexpr.settings import CROP_H, CROP_W
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.
     rng = np.random.default_rng(seed)
     pre = json.loads((run_dir / "preprocess.json").read_text())["config"]
     if table is None:
-        table = datasets.load(json.loads((run_dir / "dataset.json").read_text())["roots"])
+        table = Run(run_dir).dataset(errors="raise")
     clip_table = {f"{r['subject_id']}/{r['clip']}": r for r in table.to_dict("records")}
     for _, row in clips.iterrows():
         info = clip_table[f"{row['subject_id']}/{row['clip']}"]

@@ -5,7 +5,6 @@ what the pipeline made of one clip, for pictures (notebook 05).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mexpr import fusion, train
 from mexpr.datasets import CLASSES, clip_keys
 from mexpr.evaluate import stream_features, stream_flow, svm_training_set
 from mexpr.metrics import SHORT
+from mexpr.run import Run
 
 
 def fold_svms(run_dir, config: train.Config, fold: int = 0, svm_train: str = "augmented", C: float = 1.0) -> dict:
@@ -44,20 +44,6 @@ def frame_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
 
 
-def run_preprocess_config(run_dir):
-    """The run's pre-processing :class:`~mexpr.preprocess.Config` (``preprocess.json``)."""
-    import dataclasses
-
-    from mexpr import preprocess
-
-    path = Path(run_dir) / "preprocess.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} has no pre-processing")
-    saved = json.loads(path.read_text())["config"]
-    names = {f.name for f in dataclasses.fields(preprocess.Config)} - {"model"}  # the model is recorded as name:size
-    return preprocess.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names})
-
-
 def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
     """A raw frame folder through the run's own pre-processing, flow and Munsell coding:
     ``{64: uint8 (64, 112, 96, 3), 128: uint8 (128, 112, 96, 3)}``.  ``flows``: per stream, how
@@ -67,7 +53,7 @@ def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
     from mexpr import augment, flow, preprocess
 
     flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
-    clip = preprocess.preprocess_clip(frame_files(folder), run_preprocess_config(run_dir))
+    clip = preprocess.preprocess_clip(frame_files(folder), preprocess.load_config(run_dir))
     return {f: flow.to_munsell(flow.compute_as(clip.resample(f + 1), cfg), cfg["normalize"]) for f, cfg in flows.items()}
 
 
@@ -78,10 +64,9 @@ def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int
     ``munsell`` (``{64: ..., 128: ...}``, the coded flow each stream reads: the run's flow stage,
     or ``config``'s input as fold ``fold`` codes it).  ``KeyError`` names a clip the run does not
     have (or skipped)."""
-    from mexpr import datasets, preprocess
+    from mexpr import preprocess
 
-    info = json.loads((Path(run_dir) / "dataset.json").read_text())
-    df = datasets.load(info["roots"], errors="skip")
+    df = Run(run_dir).dataset(errors="skip")
     clips = train.clips_table(run_dir, config)
     hit, row = df[clip_keys(df) == key], clips[clip_keys(clips) == key]
     if hit.empty or row.empty:

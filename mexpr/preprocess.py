@@ -371,6 +371,16 @@ def run(
     return manifest
 
 
+def load_config(run_dir: str | os.PathLike) -> Config:
+    """The run's pre-processing :class:`Config`, as :func:`run` recorded it in ``preprocess.json``."""
+    path = Path(run_dir) / "preprocess.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} has no pre-processing (notebook 01, python -m mexpr preprocess)")
+    saved = json.loads(path.read_text())["config"]
+    names = {f.name for f in dataclasses.fields(Config)} - {"model"}  # the model is recorded as name:size
+    return Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names})
+
+
 def load_manifest(run_dir: str | os.PathLike):
     """``<run_dir>/manifest.csv`` as a DataFrame (a clear error if preprocessing has not run)."""
     import pandas as pd
