@@ -3,20 +3,28 @@
 Peng, Wang, Chen, Liu & Fu (2017), *Dual Temporal Scale Convolutional Neural Network for
 Micro-Expression Recognition*, Frontiers in Psychology 8:1745.
 
-One module per pipeline stage (see ``docs/DESIGN.md`` §5):
+One module per idea (see ``docs/DESIGN.md`` §5), in the order of the pipeline:
 
-- :mod:`mexpr.datasets`   CASME I/II loaders, the Table 3 class map, the protocols' folds
-- :mod:`mexpr.synth`      synthetic CASME I/II datasets with ground-truth motion
-- :mod:`mexpr.preprocess` face detection, landmarks (dlib), LWM alignment, the 96x112 crop, 65/129 frames
-- :mod:`mexpr.flow`       optical flow and its Munsell colour coding
-- :mod:`mexpr.augment`    the paper's 9-crop balanced augmentation (Figure 6), mirrored copies (ours)
-- :mod:`mexpr.models`     DTSCNN64 / DTSCNN128 (Table 2)
-- :mod:`mexpr.train`      training one stream on one fold; the input representations
-- :mod:`mexpr.fusion`     linear SVMs on pool4 features, Eq. 11
-- :mod:`mexpr.evaluate`   folds, metrics, Table 4, Figure 7, the baselines' evaluation
-- :mod:`mexpr.baselines`  STCLQP, MDMO, FDM
-- :mod:`mexpr.ablation`   what each input choice costs (notebook 08)
-- :mod:`mexpr.viz`        figures;  :mod:`mexpr.series` the notebook series;  :mod:`mexpr.cli` the command line
+- :mod:`mexpr.settings`    the crop, the two lengths, the pool4 size, the profiles: defined once
+- :mod:`mexpr.run`         the run folder ``runs/<name>/`` and its one owner, :class:`~mexpr.run.Run`
+- :mod:`mexpr.datasets`    CASME I/II loaders, the Table 3 class map, the protocols' folds
+- :mod:`mexpr.synth`       synthetic CASME I/II datasets with ground-truth motion
+- :mod:`mexpr.face`        face detection, the 68 landmarks (dlib), the crop's template
+- :mod:`mexpr.align`       LWM and similarity alignment, backward maps, warping
+- :mod:`mexpr.preprocess`  one clip through face, alignment, the 96x112 crop and 65/129 frames; the batch run
+- :mod:`mexpr.flow`        optical flow and its Munsell colour coding
+- :mod:`mexpr.groundtruth` alignment and flow scored against known motion (synthetic data only)
+- :mod:`mexpr.augment`     the paper's 9-crop balanced augmentation (Figure 6), mirrored copies (ours)
+- :mod:`mexpr.models`      DTSCNN64 / DTSCNN128 (Table 2)
+- :mod:`mexpr.train`       training one stream on one fold; the input representations
+- :mod:`mexpr.fusion`      linear SVMs on pool4 features, Eq. 11
+- :mod:`mexpr.metrics`     accuracy, UF1, UAR, the confusion matrix
+- :mod:`mexpr.evaluate`    features, SVMs and fusion over a protocol's folds; the baselines' evaluation
+- :mod:`mexpr.report`      Table 4 beside the paper's, combined tables, a run's facts
+- :mod:`mexpr.predict`     classifying new clips with a trained run
+- :mod:`mexpr.baselines`   STCLQP, MDMO, FDM
+- :mod:`mexpr.ablation`    what each input choice costs (notebook 08)
+- :mod:`mexpr.viz`         figures;  :mod:`mexpr.series` the notebook series;  :mod:`mexpr.cli` the command line
 
 Modules are imported lazily so that ``import mexpr`` stays fast.
 """
@@ -24,25 +32,12 @@ Modules are imported lazily so that ``import mexpr`` stays fast.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {
-    "datasets",
-    "synth",
-    "preprocess",
-    "flow",
-    "augment",
-    "models",
-    "train",
-    "fusion",
-    "evaluate",
-    "baselines",
-    "ablation",
-    "viz",
-    "series",
-    "cli",
-}
+#: Every public module of the package (read from its folder, so the list cannot drift).
+_SUBMODULES = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
 
 
 def __dir__():

@@ -7,7 +7,12 @@ info       clip counts of one or more dataset roots beside the paper's Table 3
 preprocess detect, align, crop and interpolate every clip into runs/<name>/ (cached, resumable)
 flow       optical flow + Munsell colour coding of every pre-processed clip of a run (cached)
 train      train DTSCNN64/128 on the augmented clips of one fold (checkpointed, resumable)
+evaluate   SVMs, Eq. 11 fusion, metrics, Table 4 and Figure 7 over a protocol's folds (DTSCNN or the baselines)
+predict    classify raw clip folders with a run's trained streams, SVMs and Eq. 11
 reproduce  run the notebook series with papermill into runs/<name>/
+
+Every choice and default is read from the module that defines it (e.g. ``--profile`` from
+:data:`mexpr.settings.PROFILES`, ``--flow-method`` from :data:`mexpr.flow.METHODS`).
 """
 
 from __future__ import annotations

@@ -201,13 +201,19 @@ def _is_blank(value) -> bool:
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path, dtype=object)
+        try:
+            return pd.read_csv(path, dtype=object)
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}: not a readable .csv coding sheet ({type(exc).__name__}: {exc})") from exc
     if suffix == ".xls":
         try:
             import xlrd  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise DatasetError(f"{path}: reading legacy .xls sheets needs the 'xlrd' package (pip install xlrd), or save the sheet as .xlsx") from exc
-    return pd.read_excel(path, dtype=object)
+    try:
+        return pd.read_excel(path, dtype=object)
+    except Exception as exc:  # a corrupt file, or another format behind the .xlsx name: pandas' message names neither
+        raise DatasetError(f"{path}: not a readable {suffix} coding sheet ({type(exc).__name__}: {exc})") from exc
 
 
 def find_sheets(root: str | os.PathLike) -> list[Path]:
@@ -415,7 +421,7 @@ def load(
                 f"; unknown emotion label(s) {unknown_labels} (known: {sorted(EMOTION_TO_CLASS)};"
                 " pass unknown={label: class} to map them or unknown='skip' to skip them)"
             )
-        head += "; pass errors='skip' to skip unusable rows and record them"
+        head += "; to skip unusable rows and record them, pass errors='skip' (on the command line: mexpr info --skip)"
         raise DatasetError(head, problems)
     if not records:
         raise DatasetError(

@@ -188,3 +188,23 @@ def test_frame_number_is_the_last_integer():
     assert datasets.frame_number("EP01_5-012.jpg") == 12
     assert datasets.frame_number("reg_img7.jpg") == 7
     assert datasets.frame_number("cover.jpg") is None
+
+
+def test_a_sheet_that_is_not_a_spreadsheet_names_the_file(tmp_path):
+    root = tmp_path / "c2"
+    (root / "CASME2_RAW_selected" / "sub01").mkdir(parents=True)
+    sheet = root / "CASME2-coding-20140508.xlsx"
+    sheet.write_text("Subject,Filename\n1,EP01_01\n")  # a CSV saved under the spreadsheet's name
+    with pytest.raises(DatasetError, match="CASME2-coding-20140508.xlsx: not a readable .xlsx coding sheet"):
+        datasets.load(root)
+
+
+def test_cli_info_names_its_own_flag_for_skipping_bad_rows(tmp_path, capsys):
+    from mexpr.cli import main
+
+    root = _casme2(tmp_path / "c2", GOOD + [(3, "EP09_09", 1, 2, 4, "happiness")], frames={"EP09_09": range(0)})  # a row with no folder
+    assert main(["info", str(root)]) == 2  # an error, named
+    err = capsys.readouterr().err
+    assert "EP09_09" in err and "mexpr info --skip" in err
+    assert main(["info", str(root), "--skip"]) == 0
+    assert "1 row(s) skipped" in capsys.readouterr().out

@@ -53,8 +53,18 @@ def test_series_runs_in_quick_mode(quick_run):
     run, executed = quick_run
     for path in executed:
         nb = nbformat.read(path, as_version=4)
-        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        assert not errors
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        # every cell ran, in order (papermill stops at a failing cell, so a cell left unrun means the
+        # notebook did not finish), and no cell printed a traceback it caught
+        assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), f"{path.name}: not every cell ran"
+        assert nb.metadata["papermill"]["exception"] in (None, False), path.name
+        shown = [
+            o
+            for c in code
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error" or "Traceback (most recent call last)" in o.get("text", "")
+        ]
+        assert not shown, f"{path.name}: {shown[0]}"
 
 
 @pytest.mark.notebook

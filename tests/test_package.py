@@ -5,6 +5,7 @@ functions alike (a function-local import that hides a cycle still makes one)."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 from pathlib import Path
 
@@ -129,3 +130,24 @@ def test_the_checks_see_a_cycle_and_a_private_name(tmp_path, monkeypatch):
         assert "mexpr.a -> mexpr.b -> mexpr.a" in str(e)
     else:
         raise AssertionError("the planted cycle was not found")
+
+
+def test_the_package_text_names_every_module():
+    """``help(mexpr)``'s picture of the package matches its files (and ``import mexpr`` exposes each)."""
+    public = sorted(name.split(".")[1] for name in MODULES if name.count(".") == 1 and not name.split(".")[1].startswith("_"))
+    assert len(public) >= 20
+    unnamed = [m for m in public if f":mod:`mexpr.{m}`" not in mexpr.__doc__]
+    assert not unnamed, f"mexpr/__init__.py's text does not name {unnamed}"
+    assert set(public) <= set(dir(mexpr))
+
+
+def test_the_command_line_text_lists_every_command():
+    import re
+
+    from mexpr import cli
+
+    parser = cli.build_parser()
+    commands = set(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+    block = cli.__doc__.split("--------", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"^(\w+) ", block, re.M))
+    assert listed == commands, f"in the text, not commands: {listed - commands}; commands not in the text: {commands - listed}"
