@@ -25,7 +25,10 @@ What the paper leaves open, and what we do:
   ``LinearSVC`` here: 0.3 s against 4 s for 740 clips.)  (scikit-learn 1.9
   deprecates ``SVC(probability=True)`` in favour of exactly this.)  A stream's predicted class is
   the arg-max of these probabilities.
-- **Features** are standardised (fitted on the training features only) before the SVM.
+- **Features** are standardised (fitted on the training features only) inside the calibrated
+  pipeline: each of Platt's held-out folds is scaled by its own training part, then the final SVM
+  by all of them.  :func:`calibrated_svm` is this one recipe, shared with the baselines' SVMs
+  (:func:`mexpr.baselines.classify.fit`).
 
 Labelled extensions (ours, not the paper's): :func:`average_fusion` (mean of the two streams'
 probabilities) and one SVM on the concatenated features (``fit_svm(np.hstack([f64, f128]), y)``).
@@ -64,30 +67,44 @@ def check_features(X, y=None, name: str = "features") -> tuple[np.ndarray, np.nd
     return X, y.astype(np.int64)
 
 
-def fit_svm(X, y, C: float = 1.0, seed: int = 0, name: str = "features"):
-    """A standardised linear SVM with Platt probabilities, fitted on ``X (N, D)``, ``y (N,)``.
+def calibrated_svm(svm, X, y, seed: int = 0, name: str = "features", error: type[ValueError] = FusionError):
+    """``svm`` (an unfitted :class:`sklearn.svm.SVC`) on standardised features, with Platt
+    probabilities: the one recipe of DTSCNN's SVMs (:func:`fit_svm`) and the baselines'
+    (:func:`mexpr.baselines.classify.fit`), described in the module text.  ``X (N, D)`` and
+    ``y (N,)`` (class indices) are checked already.
 
-    Every class must be present in ``y``: a class with no training sample cannot be predicted, and
-    its probability column would be missing, so :class:`FusionError` names it instead.
-    """
+    Every class needs at least 2 training samples (:func:`check_classes`)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    counts = check_classes(y, name, error)
+    cv = StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True, random_state=int(seed))
+    return CalibratedClassifierCV(make_pipeline(StandardScaler(), svm), method="sigmoid", cv=cv, ensemble=False).fit(X, y)
+
+
+def check_classes(y, name: str = "features", error: type[ValueError] = FusionError) -> np.ndarray:
+    """The training samples per class of ``y`` (class indices), or ``error`` naming the classes with
+    fewer than 2: a class with none cannot be predicted (its probability column would be missing)
+    and one with a single sample can be neither cross-validated nor calibrated."""
+    counts = np.bincount(y, minlength=len(CLASSES))
+    missing = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 0]
+    if missing:
+        raise error(f"{name}: no training sample of class(es) {', '.join(missing)}; every class needs at least 2 to fit and calibrate the SVM")
+    single = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 1]
+    if single:
+        raise error(f"{name}: class(es) {', '.join(single)} have a single training sample; calibrating probabilities needs at least 2 per class")
+    return counts
+
+
+def fit_svm(X, y, C: float = 1.0, seed: int = 0, name: str = "features"):
+    """A standardised linear SVM with Platt probabilities (:func:`calibrated_svm`), fitted on
+    ``X (N, D)``, ``y (N,)``; :class:`FusionError` for bad features or labels."""
     from sklearn.svm import SVC
 
     X, y = check_features(X, y, name)
-    missing = [CLASSES[k] for k in range(len(CLASSES)) if not (y == k).any()]
-    if missing:
-        raise FusionError(f"{name}: no training sample of class(es) {', '.join(missing)}; every class needs at least one to fit the SVM")
-    fewest = int(np.bincount(y, minlength=len(CLASSES)).min())
-    if fewest < 2:
-        small = [CLASSES[k] for k in range(len(CLASSES)) if (y == k).sum() < 2]
-        raise FusionError(f"{name}: class(es) {', '.join(small)} have a single training sample; calibrating probabilities needs at least 2 per class")
-    cv = StratifiedKFold(n_splits=min(5, fewest), shuffle=True, random_state=int(seed))
-    svm = SVC(kernel="linear", C=C, random_state=int(seed))
-    svm = make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, method="sigmoid", cv=cv, ensemble=False))
-    return svm.fit(X, y)
+    return calibrated_svm(SVC(kernel="linear", C=C, random_state=int(seed)), X, y, seed, name)
 
 
 def proba(svm, X, name: str = "features") -> np.ndarray:

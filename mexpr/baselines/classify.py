@@ -261,31 +261,18 @@ def fit(
     :class:`ClassifyError` (a ``ValueError``) for features and labels of different lengths, NaN
     features (how many rows, and the first), a class with no training sample or only one.
     """
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
+
+    from mexpr.fusion import calibrated_svm, check_classes
 
     if method not in KERNELS:
         raise ClassifyError(f"unknown baseline {method!r}; valid: {', '.join(KERNELS)}")
     X, y = _check(method, X, y)
-    counts = np.bincount(y, minlength=len(CLASSES))
-    missing = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 0]
-    if missing:
-        raise ClassifyError(
-            f"{method}: no training sample of class(es) {', '.join(missing)}; every class needs at least 2 to fit and calibrate the SVM"
-        )
-    single = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 1]
-    if single:
-        raise ClassifyError(
-            f"{method}: class(es) {', '.join(single)} have a single training sample; the grid search and the calibration need at least 2 per class"
-        )
+    counts = check_classes(y, method, ClassifyError)  # before the grid search, which needs 2 per class too
     scoring = _default_scoring(scoring, balanced)
     best, score, results = grid_search(method, X, y, seed, inner_folds, scoring, grid, balanced=balanced)
     svm = SVC(**best, random_state=int(seed), class_weight="balanced" if balanced else None)
-    cv = StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True, random_state=int(seed))
-    calibrated = CalibratedClassifierCV(make_pipeline(StandardScaler(), svm), method="sigmoid", cv=cv, ensemble=False).fit(X, y)
+    calibrated = calibrated_svm(svm, X, y, seed, name=method, error=ClassifyError)
     priors = counts / counts.sum() if balanced else None
     return BaselineSVM(method, best, score, results, scoring, calibrated, balanced=balanced, priors=priors)
 
