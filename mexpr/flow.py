@@ -514,10 +514,23 @@ def run(
     if primary:
         targets.append((run_dir / "flow_manifest.csv", run_dir / "flow.json"))
     for csv, js in targets:
-        out.to_csv(csv, index=False)
-        js.write_text(json.dumps(summary, indent=2) + "\n")
+        if not todo and js.is_file() and _same_clips(csv, out):
+            continue  # nothing computed and the same clips: a cached call leaves the records as they are (readers never race a writer)
+        _io.atomic_write_bytes(csv, out.to_csv(index=False).encode())
+        _io.atomic_write_bytes(js, (json.dumps(summary, indent=2) + "\n").encode())
     out.attrs["summary"] = summary
     return out
+
+
+def _same_clips(csv: Path, out) -> bool:
+    """Whether the manifest ``csv`` already lists ``out``'s clips with the same status and cache files."""
+    import pandas as pd
+
+    if not csv.is_file():
+        return False
+    old = pd.read_csv(csv, keep_default_na=False, dtype=str)
+    cols = ["subject_id", "clip", "status", "cache"]
+    return list(old.columns[: len(out.columns)]) == list(out.columns) and old[cols].equals(out[cols].astype(str))
 
 
 def load_flow(run_dir: str | os.PathLike, row, fields: int = 64, kind: str = "munsell") -> np.ndarray:

@@ -180,8 +180,10 @@ def test_batch_flow_is_cached_and_resumable(prerun):
     assert flow.load_flow(prerun, row, 128).dtype == np.uint8
     raw = flow.load_flow(prerun, row, 128, kind="flow")
     assert raw.shape == (128, 112, 96, 2) and raw.dtype == np.float16
+    stamp = (prerun / "flow_manifest.csv").stat().st_mtime_ns
     again = flow.run(prerun, "dis", jobs=2, progress=False, raw=True)
     assert again.attrs["summary"]["computed"] == 0 and again["cached"].all()
+    assert (prerun / "flow_manifest.csv").stat().st_mtime_ns == stamp  # a cached call writes nothing
     (prerun / row["cache"]).unlink()
     third = flow.run(prerun, "dis", jobs=1, progress=False, raw=True)
     assert third.attrs["summary"]["computed"] == 1
