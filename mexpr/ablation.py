@@ -28,17 +28,7 @@ import pandas as pd
 from mexpr import evaluate, settings, train
 
 #: Each setting in which our input differs from the paper's, as the ablation names it.
-FACTORS = {
-    "reference": "flow since onset",
-    "munsell": "learned Munsell scale",
-    "mode": "no crop",
-    "smooth": "smoothed flow",
-    "input_scale": "zero input for no motion",
-    "flip": "mirrored copies",
-    "ema": "weight averaging",
-    "flow_method": "another flow method",
-    "schedule": "Adam",
-}
+FACTORS = {k: words[0] for k, words in train.SETTING_WORDS.items()}
 _OURS = {k: v for k, v in train.INPUTS["mexpr"].items() if v != train.INPUTS["paper"].get(k)}
 
 #: The ablation's steps: a name, and the input settings that differ from the paper's: the paper's

@@ -156,20 +156,26 @@ class Config:
         return d | {"fields": int(fields), "fold": int(fold), "rates": self.rates, "version": TRAIN_VERSION}
 
 
+#: Each setting of an input representation in words, one vocabulary for the whole package: the
+#: name of our change (the ablation's step, :data:`mexpr.ablation.STEPS`) and how a config's value
+#: reads (:func:`input_changes`).
+SETTING_WORDS = {
+    "reference": ("flow since onset", "flow since {}"),
+    "munsell": ("learned Munsell scale", "Munsell scale {}"),
+    "mode": ("no crop", "crop per {}"),
+    "smooth": ("smoothed flow", "flow smoothed {:g} px"),
+    "input_scale": ("zero input for no motion", "{} input scale"),
+    "flip": ("mirrored copies", "mirrored copies"),
+    "ema": ("weight averaging", "weights averaged ({:g})"),
+    "flow_method": ("another flow method", "{} flow"),
+    "schedule": ("Adam", "{} schedule"),
+}
+
+
 def input_changes(config: Config) -> list[str]:
     """The ways ``config``'s input differs from the paper's, in words (``[]`` for the paper's)."""
     paper = INPUTS["paper"]
-    names = {
-        "reference": "flow since {}",
-        "munsell": "Munsell scale {}",
-        "mode": "crop per {}",
-        "flow_method": "{} flow",
-        "smooth": "flow smoothed {:g} px",
-        "input_scale": "{} input scale",
-        "flip": "mirrored copies",
-        "ema": "weights averaged ({:g})",
-    }
-    return [names[k].format(getattr(config, k)) for k in paper if getattr(config, k) != paper[k]]
+    return [SETTING_WORDS[k][1].format(getattr(config, k)) for k in paper if getattr(config, k) != paper[k]]
 
 
 def config_for(profile: str = "default", input: str | None = None, **overrides) -> Config:
