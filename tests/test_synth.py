@@ -95,8 +95,8 @@ def test_same_seed_gives_byte_identical_files(casme1_root, tmp_path):
 
 
 def test_different_seed_gives_different_data():
-    a = synth._plan("casme2", 0.05, 0, synth.Difficulty())
-    b = synth._plan("casme2", 0.05, 1, synth.Difficulty())
+    a = synth.plan_clips("casme2", 0.05, 0, synth.Difficulty())
+    b = synth.plan_clips("casme2", 0.05, 1, synth.Difficulty())
     assert [p.aus for p in a] != [p.aus for p in b]
 
 
@@ -133,9 +133,9 @@ def test_micro_motion_amplitudes_are_about_a_pixel_or_less(casme2_root, casme1_r
 def test_ground_truth_flow_explains_the_frames():
     """Warping frame t+1 back along the stored ground-truth flow reproduces frame t."""
     ident = synth.make_identity(3)
-    plan = synth._ClipPlan(0, 1, "", "EP01_01", "surprise", ["1", "2", "12"], 12, 100, 1, 6, 10, True, 5)
+    plan = synth.ClipPlan(0, 1, "", "EP01_01", "surprise", ["1", "2", "12"], 12, 100, 1, 6, 10, True, 5)
     strong = synth.Difficulty(intensity_median=8.0, intensity_sigma=0.0, intensity_range=(8.0, 8.0), head_drift=6.0, blink_prob=0.0)
-    motion = synth._make_motion(plan, ident, strong, 200, np.random.default_rng(0))
+    motion = synth.make_motion(plan, ident, strong, 200, np.random.default_rng(0))
     frames = [f.astype(np.float32) for f in synth.render_frames(ident, motion, strong, 200, rng=None)]
     t = 3  # rising phase: expression and head both move
     flow = synth.ground_truth_flow(motion, pairs=[t])[0]
