@@ -27,8 +27,10 @@ def test_notebook_is_committed_clean_with_a_parameters_cell(name):
     for key in ("run_dir", "profile", "seed"):
         assert f"{key} =" in tagged[0].source
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    setup = code[1].source  # JupyterLab starts kernels in notebooks/: relative paths must mean the repository root
-    assert setup.index("enter_project()") < setup.index("run_dir = Path(run_dir)")
+    # the setup is one line after the imports: Run.open makes the repository root the working directory
+    # (JupyterLab starts kernels in notebooks/), creates tables/ and figures/ and checks the profile
+    setup = [line for line in code[1].source.splitlines() if line and not line.startswith(("import ", "from ", "    "))]
+    assert setup[0].startswith("run_dir = Run.open(run_dir, profile, seed)"), setup[0]
     assert any(c.cell_type == "markdown" and c.source.startswith("## Try this") or "\n## Try this" in c.source for c in nb.cells)
 
 
@@ -44,7 +46,9 @@ def quick_run(tmp_path_factory):
         "jobs": 2,
         "synth_root": str(run / "synthetic"),
     }
-    executed = [series.run_notebook(name, run, params) for name in series.SERIES]
+    # notebook 06 also evaluates a second protocol (its "Try this" path), here with subject-independent folds
+    extra = {"06_confusion_matrices.ipynb": {"extra_protocols": ["subject3"]}}
+    executed = [series.run_notebook(name, run, params | extra.get(name, {})) for name in series.SERIES]
     return run, executed
 
 
@@ -166,6 +170,11 @@ def test_fusion_and_evaluation_notebooks_hand_off(quick_run):
     for ext in ("png", "svg"):
         assert (run / "figures" / f"figure7_paper.{ext}").stat().st_size > 10_000
         assert (run / "figures" / "readme" / f"figure7_paper.{ext}").is_file()
+    # extra_protocols: the same methods under subject3, its fold 0 (the quick profile's folds), its own Table 4
+    protocols = pd.read_csv(run / "tables" / "evaluate_protocols.csv")
+    assert set(protocols["protocol"]) == {"paper", "subject3"} and (protocols.groupby("protocol").size() == 3).all()
+    assert (protocols.query("protocol == 'subject3'")["folds"] == 1).all()
+    assert (run / "tables" / "table4_subject3.csv").is_file() and (run / "figures" / "figure7_subject3.png").is_file()
 
 
 @pytest.mark.notebook
