@@ -118,12 +118,10 @@ def _cmd_flow(args) -> int:
 
 def _train_config(args):
     """The training :class:`~mexpr.train.Config` named by the shared options (train, evaluate, predict)."""
-    from mexpr import train
+    from mexpr.run import Run
 
-    return train.config_for(  # an option left out (None) keeps the profile's value
-        args.profile,
+    return Run(args.run, args.profile, args.seed).config(  # an option left out (None) keeps the profile's value
         protocol=args.protocol,
-        seed=args.seed,
         mixed_precision=args.mixed_precision,
         jit_compile=args.xla,
         tag=args.tag,
@@ -143,13 +141,14 @@ def _train_config(args):
 
 
 def _cmd_train(args) -> int:
-    from mexpr import settings, train
+    from mexpr import train
+    from mexpr.run import Run
 
     config = _train_config(args)
     if args.fold == "all":
-        folds = range(train.fold_count(args.run, config))
+        folds = train.folds_of(args.run, config)
     elif args.fold == "profile":
-        folds = train.folds_of(args.run, config, settings.profile(args.profile)["folds"])
+        folds = Run(args.run, args.profile, args.seed).folds(config)
     else:
         folds = [int(args.fold)]
     streams = (64, 128) if args.stream == "both" else (int(args.stream),)
@@ -240,12 +239,12 @@ def _cmd_predict(args) -> int:
 
 def _cmd_reproduce(args) -> int:
     import time
-    from pathlib import Path
 
     from mexpr import series
+    from mexpr.run import Run
 
     t0 = time.time()
-    run = Path(args.run)
+    run = Run(args.run, args.profile, args.seed)
     print(
         f"mexpr reproduce: {len(series.SERIES)} notebooks into {run}/ (profile {args.profile}, seed {args.seed}, "
         f"{'data ' + ', '.join(args.data) if args.data else 'synthetic data'})",
@@ -257,7 +256,7 @@ def _cmd_reproduce(args) -> int:
         print(f"refreshed {len(copied)} README figure(s) in figures/")
     print(f"\n{len(paths)} notebook(s) in {run}/notebooks ({time.time() - t0:.0f} s); per-notebook times in {run}/logs/reproduce.jsonl")
     for what, pattern in (("Table 4", "tables/table4_*.md"), ("Figure 7", "figures/figure7_*.png")):
-        found = sorted(str(p) for p in run.glob(pattern))
+        found = sorted(str(p) for p in run.dir.glob(pattern))
         print(f"{what}: {', '.join(found) if found else 'not written'}")
     return 0
 

@@ -28,13 +28,13 @@ def casme1_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def flowrun(casme2_root, casme1_root, tmp_path_factory):
     """A run with every tiny clip of both datasets pre-processed and coded (DIS, 64 + 128 fields)."""
-    import json
 
     from mexpr import datasets, flow, preprocess
+    from mexpr.run import Run
 
     run = tmp_path_factory.mktemp("flowrun")
     df = datasets.load([casme2_root, casme1_root])
-    (run / "dataset.json").write_text(json.dumps({"roots": [str(casme2_root), str(casme1_root)], "synthetic": True}))
+    Run(run).write_dataset([casme2_root, casme1_root], synthetic=True)
     preprocess.run(df, run, jobs=2, progress=False)
     flow.run(run, "dis", jobs=2, progress=False)
     return run

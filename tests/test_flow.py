@@ -12,6 +12,7 @@ import pytest
 
 from mexpr import datasets, flow, groundtruth, preprocess
 from mexpr.flow import FlowError
+from mexpr.run import Run
 
 RNG = np.random.default_rng(0)
 
@@ -167,7 +168,7 @@ def test_bad_frames_are_refused():
 def prerun(casme1_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("flowrun")
     df = datasets.load(casme1_root)
-    (run / "dataset.json").write_text(json.dumps({"roots": [str(casme1_root)], "synthetic": True}))
+    Run(run).write_dataset([casme1_root], synthetic=True)
     preprocess.run(df.iloc[:4], run, jobs=2, progress=False)
     return run
 

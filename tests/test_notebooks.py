@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mexpr import series
+from mexpr.run import Run
 
 NOTEBOOKS = sorted(p.name for p in series.notebook_dir().glob("*.ipynb"))
 
@@ -74,7 +75,7 @@ def test_series_runs_in_quick_mode(quick_run):
 @pytest.mark.notebook
 def test_dataset_notebook_hands_off_to_the_next(quick_run):
     run, _ = quick_run
-    info = json.loads((run / "dataset.json").read_text())
+    info = Run(run).info
     assert info["synthetic"] and len(info["roots"]) == 2
     clips = pd.read_csv(run / "clips.csv")
     assert set(clips["dataset"]) == {"casme1", "casme2"}
@@ -243,7 +244,7 @@ def test_real_data_path_runs_without_ground_truth(casme2_root, casme1_root, tmp_
     run = tmp_path / "casme-quick"
     roots = [str(casme2_root), str(casme1_root)]
     series.run_series(run, profile="quick", data_dirs=roots, jobs=2, notebooks=series.SERIES[:3], log=lambda *a, **k: None)
-    info = json.loads((run / "dataset.json").read_text())
+    info = Run(run).info
     assert info["synthetic"] is False and info["roots"] == [str(casme2_root.resolve()), str(casme1_root.resolve())]
     assert (preprocess.load_manifest(run)["status"] == "processed").sum() == 30
     assert (flow.load_manifest(run)["status"] == "processed").sum() == 30
