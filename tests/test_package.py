@@ -151,3 +151,11 @@ def test_the_command_line_text_lists_every_command():
     block = cli.__doc__.split("--------", 1)[1].split("\n\n", 1)[0]
     listed = set(re.findall(r"^(\w+) ", block, re.M))
     assert listed == commands, f"in the text, not commands: {listed - commands}; commands not in the text: {commands - listed}"
+
+
+def test_real_data_code_never_reads_the_synthetic_ground_truth():
+    """Only the ground-truth scoring and the CLI's ``synth`` command import the generator; nothing in
+    the package imports the scoring, so no pipeline stage can lean on motion that real data lacks."""
+    users = {m for m in MODULES for d in _imports(m)[0] if d == "mexpr.groundtruth" or d.startswith("mexpr.synth")}
+    users = {m for m in users if not m.startswith("mexpr.synth")}
+    assert users == {"mexpr.groundtruth", "mexpr.cli"}, users
