@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mexpr.datasets import CLASSES, clip_keys
+from mexpr.settings import LENGTHS
 
 SLICE = 2
 
@@ -138,7 +139,7 @@ def plan(train, per_class: int = 500, seed: int = 0, mode: str = "frame", test=N
 # one sample
 
 
-def augmented_frames(frames: np.ndarray, crops, times=None, length: int = 65) -> np.ndarray:
+def augmented_frames(frames: np.ndarray, crops, times=None, length: int = LENGTHS[0]) -> np.ndarray:
     """Steps 5-6 for one clip: each native frame replaced by its crop ``crops[i]`` (an index into
     :data:`CROP_NAMES`), then linear interpolation to ``length`` frames over the frames' time
     stamps.  (:func:`sample_munsell` skips this for ``mode="none"`` samples.)"""

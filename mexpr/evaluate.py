@@ -37,6 +37,7 @@ import pandas as pd
 from mexpr import fusion, train
 from mexpr.datasets import CLASSES, PROTOCOLS, clip_keys  # noqa: F401  (re-exported: evaluate.PROTOCOLS)
 from mexpr.metrics import SHORT, confusion, metrics
+from mexpr.settings import POOL4_FEATURES
 
 #: The paper's three DTSCNN rows, in Table 4's order.
 PAPER_METHODS = ["DTSCNN64", "DTSCNN128", "DTSCNN (fusion)"]
@@ -110,7 +111,7 @@ def _extract(model, loader, items, batch: int, progress, desc: str) -> tuple[np.
             probs.append(np.asarray(p, np.float32))
             bar.update(len(x))
     if not feats:
-        return np.zeros((0, 1152), np.float32), np.zeros((0, len(CLASSES)), np.float32)
+        return np.zeros((0, POOL4_FEATURES), np.float32), np.zeros((0, len(CLASSES)), np.float32)
     return np.concatenate(feats), np.concatenate(probs)
 
 

@@ -281,7 +281,7 @@ def photo_pairs(
     drift: float = 0.3,
     noise: float = 1.5,
     seed: int = 0,
-    size: tuple[int, int] = (96, 112),
+    size: tuple[int, int] = (CROP_W, CROP_H),
     photos=PHOTOS,
 ):
     """Frame pairs with exactly known flow made from real photographs (scikit-image's bundled ones),

@@ -15,6 +15,7 @@ from mexpr.datasets import CLASSES, clip_keys
 from mexpr.evaluate import stream_features, stream_flow, svm_training_set
 from mexpr.metrics import SHORT
 from mexpr.run import Run
+from mexpr.settings import LENGTHS
 
 
 def fold_svms(run_dir, config: train.Config, fold: int = 0, svm_train: str = "augmented", C: float = 1.0) -> dict:
@@ -75,7 +76,7 @@ def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int
     scale = {f: None if config is None else stream_flow(run_dir, config, f, fold)["normalize"] for f in (64, 128)}
     return {
         "clip": hit.iloc[0],
-        "crop": preprocess.load_clip(run_dir, row, 129),
+        "crop": preprocess.load_clip(run_dir, row, LENGTHS[-1]),
         "munsell": {f: train.clip_munsell(run_dir, row, f, scale[f]) for f in (64, 128)},
     }
 

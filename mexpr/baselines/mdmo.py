@@ -53,6 +53,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mexpr.baselines import check_flow, check_same_length
+from mexpr.settings import CROP_H, CROP_W
 
 #: Number of ROIs and of direction bins (Liu et al.).
 N_ROIS = 36
@@ -174,7 +175,7 @@ def roi_polygons(landmarks=None) -> list[np.ndarray]:
     return [pts[list(roi)] for roi in ROIS]
 
 
-def roi_masks(landmarks=None, shape: tuple[int, int] = (112, 96)) -> np.ndarray:
+def roi_masks(landmarks=None, shape: tuple[int, int] = (CROP_H, CROP_W)) -> np.ndarray:
     """The 36 ROIs rasterised: ``bool (36, H, W)``, True where a pixel's centre lies inside the
     ROI's polygon, clipped to the image.
 
