@@ -24,10 +24,10 @@ def test_open_makes_the_folders_and_is_path_like(tmp_path, monkeypatch):
 def test_missing_or_broken_records_name_the_file_and_the_step(tmp_path):
     run = Run(tmp_path)
     with pytest.raises(RunError, match=r"dataset.json not found: notebook 00"):
-        run.info
+        _ = run.info
     (tmp_path / "dataset.json").write_text("{not json")
     with pytest.raises(RunError, match=r"dataset.json is not valid JSON"):
-        Run(tmp_path).info
+        _ = Run(tmp_path).info
     with pytest.raises(FileNotFoundError, match=r"preprocess.json not found"):
         run.preprocess_config()
 
