@@ -198,6 +198,8 @@ MIRROR_68 = np.array(
 
 @dataclass
 class BaseFace:
+    """A face photograph with its 68 landmarks (what synthetic identities and the template start from)."""
+
     name: str
     image: np.ndarray  # float32 RGB 0..255
     landmarks: np.ndarray  # (68, 2)
@@ -234,6 +236,8 @@ def _user_photos(folder: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
 
 @functools.lru_cache(maxsize=4)
 def base_faces(faces: str | None) -> tuple[BaseFace, ...]:
+    """The bundled photographs (scikit-image's astronaut, matplotlib's Grace Hopper) and those of the
+    folder ``faces``, each with dlib's landmarks; :class:`FaceNotFoundError` names a photo without a face."""
     photos = _bundled_photos() + (_user_photos(faces) if faces else [])
     out = []
     for name, img in photos:
