@@ -1,14 +1,17 @@
 """Development runs for the training of our ``mexpr`` input, on data no evaluation uses.
 
-    python benchmarks/dev_input.py --run runs/default [--split 0] [--epochs 12] [--lr 3e-4] [--ema 0.99] [--no-flip]
-        [--fields 64] [--per-class 100]
+    python benchmarks/dev_input.py [--run runs/default] [--split 0] [--epochs 12] [--lr 3e-4] [--ema 0.99] [--no-flip]
+        [--fields 64] [--per-class 100] [--tsmooth SIGMA] [--bn] [--mixup ALPHA] [--batch 10] [--dropout 0.5] [--wd 0]
 
 The training clips of fold 0 (paper protocol, seed 0) are split 75/25, stratified (``--split`` seeds the split);
 DTSCNN64 (or 128) trains on the three quarters (flow since onset smoothed over 4 px, the Munsell scale learned from
-them, no crop, optionally mirrored copies) and the held-out quarter is scored after every epoch (softmax UAR; with
-``--ema``, also the averaged weights).  The test fold is never read.  docs/benchmarks.md ("Our mexpr input, second
-version") records the runs that chose the input's training settings.  Needs the run's flow for the mexpr input
-(``python -m mexpr evaluate --run RUN --input mexpr`` or notebook 06 makes it).
+them, no crop, optionally mirrored copies) and the held-out quarter is scored after every epoch: softmax UAR of the
+network, of its averaged weights (``--ema``) and of the averaged weights with a test-time mirror (the mean of the
+softmax of each held-out clip and of its mirror image).  The test fold is never read.  Options that are not the
+package's, to try: ``--tsmooth`` (a Gaussian over the fields, sigma in fields, on the raw flow before coding),
+``--bn`` (batch normalisation after every convolution: not Table 2), ``--mixup`` (mixup of the colour deficits and
+labels), ``--wd`` (AdamW).  docs/benchmarks.md ("Our mexpr input") records the runs that chose the input's settings.
+Needs the run's flow for the mexpr input (``python -m mexpr evaluate --run RUN --input mexpr`` or notebook 06 makes it).
 """
 
 from __future__ import annotations
@@ -19,72 +22,138 @@ import time
 import numpy as np
 
 
-def main() -> None:
+def build_model(fields, seed, input_scale, bn=False, dropout=0.5, width=1.0):
+    """Table 2's network, optionally with batch normalisation after each convolution or other widths."""
+    import keras
+    from keras import layers
+
+    from mexpr import models
+
+    t_kernel, t_pad, t_stride = models.STREAMS[fields]
+    inp = keras.Input(shape=models.input_shape(fields), dtype="uint8")
+    s, o = models.INPUT_SCALES[input_scale]
+    x = layers.Rescaling(s, offset=o)(inp)
+
+    def conv(x, f, k, st, pad):
+        x = layers.ZeroPadding3D(pad)(x)
+        x = layers.Conv3D(int(f * width), k, strides=st, use_bias=not bn)(x)
+        if bn:
+            x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    x = conv(x, 16, (t_kernel, 3, 3), (t_stride, 2, 2), ((t_pad, t_pad), (1, 1), (1, 1)))
+    x = layers.MaxPooling3D((1, 2, 2))(x)
+    for f, k, pad, pool in [(32, (3, 3, 3), 1, (2, 2, 2)), (64, (3, 3, 3), 1, (2, 2, 2)), (128, (4, 3, 3), (0, 1, 1), (1, 2, 2))]:
+        x = conv(x, f, k, 1, pad)
+        x = layers.MaxPooling3D(pool)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout, seed=seed)(x)
+    out = layers.Dense(4, activation="softmax")(x)
+    return keras.Model(inp, out)
+
+
+def main():
     import keras
     from sklearn.metrics import recall_score
     from sklearn.model_selection import train_test_split
 
-    from mexpr import flow, models, train
+    from mexpr import flow, train
     from mexpr.datasets import CLASSES
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="runs/default")
     ap.add_argument("--split", type=int, default=0)
-    ap.add_argument("--fields", type=int, default=64, choices=[64, 128])
+    ap.add_argument("--fields", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--ema", type=float, default=0.99)
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--bn", action="store_true")
+    ap.add_argument("--mixup", type=float, default=0.0)
+    ap.add_argument("--dropout", type=float, default=0.5)
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--wd", type=float, default=0.0)
     ap.add_argument("--flip", default=True, action=argparse.BooleanOptionalAction)
+    ap.add_argument("--tsmooth", type=float, default=0.0)
     args = ap.parse_args()
-
     cfg = train.config_for("default", input="mexpr")
-    tr, _ = train.fold_split(args.run, cfg, 0)  # fold 0's training clips only
+    tr, _ = train.fold_split(args.run, cfg, 0)
     y = np.array([CLASSES.index(c) for c in tr["label"]])
     fit, held = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=args.split)
     scale = flow.learn_scale(args.run, tr["flow_cache"].iloc[fit], args.fields)
-    raw = [flow.load_munsell(args.run, c, args.fields, scale) for c in tr["flow_cache"]]
-    mirrored = [flow.load_munsell(args.run, c, args.fields, scale, mirrored=True) for c in tr["flow_cache"]] if args.flip else None
-    X = np.stack(raw)
+    from pathlib import Path
+
+    from scipy.ndimage import gaussian_filter1d
+
+    def load(c, mirrored):
+        if not args.tsmooth:
+            return flow.load_munsell(args.run, c, args.fields, scale, mirrored=mirrored)
+        with np.load(Path(args.run) / c) as z:
+            fl = z[f"flow{args.fields}"].astype(np.float32)
+        fl = gaussian_filter1d(fl, args.tsmooth, axis=0, mode="nearest")
+        return flow.to_munsell(flow.mirror(fl) if mirrored else fl, scale)
+
+    X = np.stack([load(c, False) for c in tr["flow_cache"]])
+    M = np.stack([load(c, True) for c in tr["flow_cache"]]) if args.flip else None
     rng = np.random.default_rng(args.split)
-    steps = 4 * args.per_class // cfg.batch_size
+    B = args.batch
+    steps = 4 * args.per_class // B
 
     def batches():
         for _ in range(args.epochs):
-            idx = np.concatenate([rng.choice(fit[y[fit] == c], args.per_class) for c in range(len(CLASSES))])
+            idx = np.concatenate([rng.choice(fit[y[fit] == c], args.per_class) for c in range(4)])
             rng.shuffle(idx)
             flip = rng.random(len(idx)) < 0.5 if args.flip else np.zeros(len(idx), bool)
             for s in range(steps):
-                b = idx[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                yield np.stack([mirrored[i] if f else X[i] for i, f in zip(b, flip[s * cfg.batch_size :])]), y[b]
+                b = idx[s * B : (s + 1) * B]
+                xb = np.stack([M[i] if f else X[i] for i, f in zip(b, flip[s * B :])])
+                yb = np.eye(4, dtype=np.float32)[y[b]]
+                if args.mixup:
+                    lam = rng.beta(args.mixup, args.mixup, len(b)).astype(np.float32)
+                    lam = np.maximum(lam, 1 - lam)
+                    p = rng.permutation(len(b))
+                    # mix the colour deficit (motion input): 255 - x is the deficit
+                    d = 255.0 - xb.astype(np.float32)
+                    d = lam[:, None, None, None, None] * d + (1 - lam[:, None, None, None, None]) * d[p]
+                    xb = np.clip(255.0 - d + 0.5, 0, 255).astype(np.uint8)
+                    yb = lam[:, None] * yb + (1 - lam[:, None]) * yb[p]
+                yield xb, yb
 
     import tensorflow as tf
 
-    spec = (tf.TensorSpec((None, *X.shape[1:]), tf.uint8), tf.TensorSpec((None,), tf.int64))
+    spec = (tf.TensorSpec((None, *X.shape[1:]), tf.uint8), tf.TensorSpec((None, 4), tf.float32))
     data = tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2)
     train.set_determinism(args.split + 1)
-    model = models.dtscnn(args.fields, seed=args.split, input_scale=cfg.input_scale)
-    opt = keras.optimizers.Adam(args.lr, **({"use_ema": True, "ema_momentum": args.ema} if args.ema else {}))
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = build_model(args.fields, args.split, cfg.input_scale, bn=args.bn, dropout=args.dropout, width=args.width)
+    kw = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
+    opt = keras.optimizers.AdamW(args.lr, weight_decay=args.wd, **kw) if args.wd else keras.optimizers.Adam(args.lr, **kw)
+    model.compile(optimizer=opt, loss="categorical_crossentropy", metrics=["accuracy"])
 
-    def uar() -> float:
-        return recall_score(y[held], model.predict(X[held], verbose=0, batch_size=20).argmax(1), average="macro")
+    def uar():
+        p = model.predict(X[held], verbose=0, batch_size=20)
+        if args.flip:  # also: the mean with the mirrored clip's softmax (test-time mirror)
+            pm = model.predict(M[held], verbose=0, batch_size=20)
+            return recall_score(y[held], p.argmax(1), average="macro"), recall_score(y[held], (p + pm).argmax(1), average="macro")
+        return recall_score(y[held], p.argmax(1), average="macro"), float("nan")
 
     class Score(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            line = f"epoch {epoch}: loss {logs['loss']:.3f}, training accuracy {logs['accuracy']:.3f}, held-out UAR {uar():.3f}"
-            if args.ema:  # the averaged weights, swapped in for a moment
+            line = f"epoch {epoch}: loss {logs['loss']:.3f} acc {logs['accuracy']:.3f} held {uar()[0]:.3f}"
+            if args.ema:
                 now = [v.numpy() for v in model.trainable_variables]
                 for v, a in zip(opt._trainable_variables, opt._model_variables_moving_average):
                     v.assign(a)
-                line += f" (averaged weights {uar():.3f})"
+                u = uar()
+                line += f" ema {u[0]:.3f} ema+tta {u[1]:.3f}"
                 for v, w in zip(model.trainable_variables, now):
                     v.assign(w)
             print(line, flush=True)
 
     t0 = time.perf_counter()
     model.fit(data, steps_per_epoch=steps, epochs=args.epochs, verbose=0, callbacks=[Score()])
-    print(f"{vars(args)}: scale {scale:.3f} px, held-out UAR at the end {uar():.3f}, {time.perf_counter() - t0:.0f} s")
+    u = uar()
+    print(f"{vars(args)}: final {u[0]:.3f} tta {u[1]:.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
