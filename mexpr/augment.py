@@ -171,8 +171,8 @@ def flow_config(run_dir: str | os.PathLike) -> dict:
 def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict | None = None) -> np.ndarray:
     """Steps 5-6 and the flow stage for one planned sample: uint8 ``(fields, 112, 96, 3)``.
 
-    ``flow_cfg``: ``{"method", "params", "reference", "normalize"}`` (default: the run's flow
-    stage, :func:`flow_config`); a learned scale must be given in px (the fold's)."""
+    ``flow_cfg``: ``{"method", "params", "reference", "normalize"[, "tsmooth"]}`` (default: the run's
+    flow stage, :func:`flow_config`); a learned scale must be given in px (the fold's)."""
     from mexpr import flow, preprocess
 
     cfg = flow_cfg or flow_config(run_dir)
@@ -181,8 +181,7 @@ def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict 
         clip = preprocess.interpolate(frames, fields + 1, times)
     else:
         clip = augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1)
-    fl = flow.compute_as(clip, cfg)
-    return flow.to_munsell(flow.mirror(fl) if _flipped(row) else fl, cfg["normalize"])
+    return flow.code(flow.compute_as(clip, cfg), cfg, _flipped(row))
 
 
 def _flipped(row) -> bool:
@@ -211,7 +210,7 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
     x, mirrored = None, _flipped(row)
     if flow_file:  # mode "none": the sample is the clip itself (or its mirror image), as the flow stage computed it
         try:
-            x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"], mirrored=mirrored)
+            x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"], mirrored=mirrored, tsmooth=cfg.get("tsmooth", 0.0))
         except flow.FlowError:
             if not mirrored:  # an unmirrored clip the flow file cannot give is an error, as before
                 raise

@@ -147,7 +147,7 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
     res["augmented"], res["augmented_y"] = f, np.array([CLASSES.index(c) for c in samples["label"]], np.int64)
     res["augmented_sources"] = samples["source"].to_numpy(dtype=str)  # the clip each sample was made from
     rows = [r for _, r in trainset.iterrows()]
-    load = lambda r: train.clip_munsell(run_dir, r, fields, fcfg["normalize"])  # noqa: E731
+    load = lambda r: train.clip_munsell(run_dir, r, fields, fcfg)  # noqa: E731
     f, _ = _extract(model, load, rows, batch, progress, f"features fold {fold} f{fields} original")
     res["original"], res["original_y"] = f, np.array([CLASSES.index(c) for c in trainset["label"]], np.int64)
     res["original_clips"] = clip_keys(trainset).to_numpy(dtype=str)

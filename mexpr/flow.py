@@ -170,6 +170,27 @@ def check_smooth(smooth) -> float:
     return float(smooth)
 
 
+def smooth_time(fl: np.ndarray, sigma: float) -> np.ndarray:
+    """Flow fields ``(T, H, W, 2)`` smoothed along time with a Gaussian of ``sigma`` fields (edges:
+    nearest), ours: the displacement since onset changes slowly, while each field's estimation
+    noise is new in every field, so averaging neighbouring fields keeps the first and shrinks the
+    second.  ``sigma=0`` returns the fields unchanged."""
+    sigma = check_smooth(sigma)
+    if sigma == 0 or len(fl) < 2:
+        return fl
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(np.asarray(fl, np.float32), sigma, axis=0, mode="nearest")
+
+
+def code(fl: np.ndarray, spec: dict, mirrored: bool = False) -> np.ndarray:
+    """Raw flow ``(T, H, W, 2)`` as a stream's input: smoothed along time (``spec["tsmooth"]``,
+    :func:`smooth_time`; absent: none), mirrored if asked (:func:`mirror`), and Munsell-coded
+    with ``spec["normalize"]`` (:func:`to_munsell`): ``uint8 (T, H, W, 3)``."""
+    fl = smooth_time(fl, spec.get("tsmooth", 0.0))
+    return to_munsell(mirror(fl) if mirrored else fl, spec["normalize"])
+
+
 def compute(frames, method: str = DEFAULT_METHOD, reference: str = "consecutive", smooth: float = 0.0, **params) -> np.ndarray:
     """Dense optical flow of a clip: ``float32 (T-1, H, W, 2)``, (u, v) in pixels, u along x
     (right), v along y (down).
@@ -569,25 +590,30 @@ def mirror(flow: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_munsell(run_dir: str | os.PathLike, cache: str, fields: int, normalize: str | float, mirrored: bool = False) -> np.ndarray:
+def load_munsell(
+    run_dir: str | os.PathLike, cache: str, fields: int, normalize: str | float, mirrored: bool = False, tsmooth: float = 0.0
+) -> np.ndarray:
     """One clip's Munsell images ``uint8 (fields, 112, 96, 3)`` coded with ``normalize``
     (``"frame"``, ``"clip"`` or px): the stored images when the flow stage coded them that way,
     else coded now from the stored raw flow (a :class:`FlowError` if it kept none).
-    ``mirrored``: of the mirrored clip (:func:`mirror`; needs the raw flow)."""
+    ``mirrored``: of the mirrored clip (:func:`mirror`); ``tsmooth``: smoothed along time first
+    (:func:`smooth_time`); both need the raw flow."""
     run_dir = Path(run_dir)
     normalize = check_scaling(normalize)
+    tsmooth = check_smooth(tsmooth)
     path = run_dir / cache
     stored = _stored_normalize(str(path.parent))
     with np.load(path) as z:
-        if stored == normalize and f"munsell{fields}" in z.files and not mirrored:
+        if stored == normalize and f"munsell{fields}" in z.files and not mirrored and not tsmooth:
             return z[f"munsell{fields}"]
         if f"flow{fields}" not in z.files:
+            asked = [f"coded with {normalize!r}"] + (["mirrored"] if mirrored else []) + ([f"smoothed over {tsmooth:g} fields"] if tsmooth else [])
             raise FlowError(
-                f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be coded with {normalize!r}"
-                f"{' or mirrored' if mirrored else ''}; run the flow stage with raw=True (CLI: --raw) or with this scaling"
+                f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be {' or '.join(asked)}; "
+                "run the flow stage with raw=True (CLI: --raw) or with this scaling"
             )
         fl = z[f"flow{fields}"].astype(np.float32)
-    return to_munsell(mirror(fl) if mirrored else fl, normalize)
+    return code(fl, {"normalize": normalize, "tsmooth": tsmooth}, mirrored)
 
 
 def learn_scale(run_dir: str | os.PathLike, caches, fields: int, q: float = 95.0) -> float:

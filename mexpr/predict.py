@@ -55,7 +55,7 @@ def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
 
     flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
     clip = preprocess.preprocess_clip(frame_files(folder), preprocess.load_config(run_dir))
-    return {f: flow.to_munsell(flow.compute_as(clip.resample(f + 1), cfg), cfg["normalize"]) for f, cfg in flows.items()}
+    return {f: flow.code(flow.compute_as(clip.resample(f + 1), cfg), cfg) for f, cfg in flows.items()}
 
 
 def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int = 0) -> dict:
@@ -73,11 +73,11 @@ def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int
     if hit.empty or row.empty:
         raise KeyError(f"{key!r} is not a processed clip with flow in {run_dir} (see its manifest.csv and flow_manifest.csv)")
     row = row.iloc[0]
-    scale = {f: None if config is None else stream_flow(run_dir, config, f, fold)["normalize"] for f in (64, 128)}
+    coding = {f: None if config is None else stream_flow(run_dir, config, f, fold) for f in (64, 128)}
     return {
         "clip": hit.iloc[0],
         "crop": preprocess.load_clip(run_dir, row, LENGTHS[-1]),
-        "munsell": {f: train.clip_munsell(run_dir, row, f, scale[f]) for f in (64, 128)},
+        "munsell": {f: train.clip_munsell(run_dir, row, f, coding[f]) for f in (64, 128)},
     }
 
 

@@ -57,6 +57,7 @@ INPUTS = {
         "mode": "frame",
         "flow_method": "dis",
         "smooth": 0.0,
+        "tsmooth": 0.0,
         "input_scale": "symmetric",
         "flip": False,
         "ema": 0.0,
@@ -76,6 +77,10 @@ INPUTS = {
 
 TRAIN_VERSION = 1
 
+#: Config fields added after the first checkpoints: left out of the fingerprint at these defaults,
+#: so that adding a setting does not make every finished stream retrain.
+_ADDED_LATER = {"tsmooth": 0.0}
+
 
 class TrainError(RuntimeError):
     """Training cannot start or resume (e.g. a corrupt or mismatched checkpoint)."""
@@ -93,6 +98,7 @@ class Config:
     munsell: str | float = "frame"  # Munsell scaling: "frame" (paper), "clip", "learned", or px
     flow_method: str = "dis"  # flow.METHODS
     smooth: float = 0.0  # Gaussian blur of every flow field, sigma in px (0: none, the paper's)
+    tsmooth: float = 0.0  # Gaussian along time over the fields, sigma in fields (ours; 0: none, the paper's); needs raw flow
     input_scale: str = "symmetric"  # the network's first layer: models.INPUT_SCALES
     flip: bool = False  # augmentation: mirror half the samples left-right (ours; flow.mirror)
     ema: float = 0.0  # keep an exponential moving average of the weights with this momentum and end on it (0: none, the paper's)
@@ -112,6 +118,7 @@ class Config:
             flow.check_reference(self.reference)
             object.__setattr__(self, "munsell", flow.check_scaling(self.munsell))
             object.__setattr__(self, "smooth", flow.check_smooth(self.smooth))
+            object.__setattr__(self, "tsmooth", flow.check_smooth(self.tsmooth))
         except flow.FlowError as e:
             raise ValueError(str(e)) from None
         if self.input_scale not in models.INPUT_SCALES:
@@ -137,7 +144,8 @@ class Config:
     def input(self) -> str:
         """The name of this config's input representation in :data:`INPUTS`, or ``"custom"``."""
         # the paper's input leaves the schedule to the profile; ours trains with Adam
-        return next((name for name, spec in INPUTS.items() if all(getattr(self, k) == v for k, v in spec.items())), "custom")
+        # (a setting an input does not name is the paper's)
+        return next((name for name, spec in INPUTS.items() if all(getattr(self, k) == v for k, v in (INPUTS["paper"] | spec).items())), "custom")
 
     @property
     def label(self) -> str:
@@ -147,12 +155,24 @@ class Config:
             return ""
         if self.input == "mexpr":
             return " (mexpr input, ours)"
+        if all(
+            getattr(self, k) == v for k, v in INPUTS["mexpr"].items()
+        ):  # ours and more, e.g. " (mexpr input + flow smoothed over 12 fields, ours)"
+            extra = [
+                SETTING_WORDS[k][1].format(getattr(self, k))
+                for k in INPUTS["paper"]
+                if k not in INPUTS["mexpr"] and getattr(self, k) != INPUTS["paper"][k]
+            ]
+            return " (mexpr input + " + ", ".join(extra) + ", ours)"
         return " (" + ", ".join(input_changes(self)) + ")"
 
     def fingerprint(self, fields: int, fold: int) -> dict:
         """What a checkpoint must match to be resumed (``epochs`` may grow)."""
         d = asdict(self)
         d.pop("epochs")
+        for k, default in _ADDED_LATER.items():  # settings added after checkpoints were made: absent at their default
+            if d[k] == default:
+                d.pop(k)
         return d | {"fields": int(fields), "fold": int(fold), "rates": self.rates, "version": TRAIN_VERSION}
 
 
@@ -164,6 +184,7 @@ SETTING_WORDS = {
     "munsell": ("learned Munsell scale", "Munsell scale {}"),
     "mode": ("no crop", "crop per {}"),
     "smooth": ("smoothed flow", "flow smoothed {:g} px"),
+    "tsmooth": ("flow smoothed over time", "flow smoothed over {:g} fields"),
     "input_scale": ("zero input for no motion", "{} input scale"),
     "flip": ("mirrored copies", "mirrored copies"),
     "ema": ("weight averaging", "weights averaged ({:g})"),
@@ -195,19 +216,22 @@ def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
     paper's input, ``-mexpr`` for ours, else each setting that differs from the paper's (e.g.
     ``-clip`` for one crop per clip, ``-onset-scale0.5``)."""
     name = f"{config.protocol}-s{config.seed}-{config.schedule}"
-    if config.input == "mexpr":
+    ours = all(getattr(config, k) == v for k, v in INPUTS["mexpr"].items())
+    if ours:  # our input, and what differs from it (e.g. -mexpr-tsmooth12)
         name += "-mexpr"
-    elif config.input != "paper":
+    if config.input != "paper":
         paper = INPUTS["paper"]
         for k in paper:
             v = getattr(config, k)
-            if v != paper[k]:
+            if v != paper[k] and not (ours and k in INPUTS["mexpr"]):
                 if k == "smooth":
                     name += f"-smooth{v:g}"
                 elif k == "flip":
                     name += "-flip" if v else "-noflip"
                 elif k == "ema":
                     name += f"-ema{v:g}"
+                elif k == "tsmooth":
+                    name += f"-tsmooth{v:g}"
                 elif k == "munsell":
                     name += f"-scale{v:g}" if isinstance(v, float) else f"-scale-{v}"
                 else:
@@ -327,30 +351,34 @@ def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int
     normalize = config.munsell
     if normalize == "learned":
         normalize = round(flow.learn_scale(run_dir, train["flow_cache"], fields), 4)
-    return {
+    spec = {
         "method": config.flow_method,
         "params": flow.method_params(config.flow_method, {}),
         "reference": config.reference,
         "smooth": config.smooth,
         "normalize": normalize,
     }
+    return spec | ({"tsmooth": config.tsmooth} if config.tsmooth else {})  # absent when 0: the caches of earlier runs stay valid
 
 
-def clip_munsell(run_dir: str | os.PathLike, row, fields: int, normalize: str | float | None = None) -> np.ndarray:
+def clip_munsell(run_dir: str | os.PathLike, row, fields: int, coding: str | float | dict | None = None) -> np.ndarray:
     """One clip's Munsell images (a :func:`clips_table` row): as the flow stage coded them, or
-    coded with ``normalize`` (``"frame"``, ``"clip"``, px: e.g. a fold's learned scale)."""
+    coded as ``coding`` says: a stream's flow spec (:func:`fold_flow`: its ``normalize`` and
+    ``tsmooth``) or just a scaling (``"frame"``, ``"clip"``, px: e.g. a fold's learned scale)."""
     from mexpr import flow
 
-    if normalize is not None:
-        return flow.load_munsell(run_dir, row["flow_cache"], fields, normalize)
+    if isinstance(coding, dict):
+        return flow.load_munsell(run_dir, row["flow_cache"], fields, coding["normalize"], tsmooth=coding.get("tsmooth", 0.0))
+    if coding is not None:
+        return flow.load_munsell(run_dir, row["flow_cache"], fields, coding)
     return flow.load_flow(
         run_dir, {"status": "processed", "cache": row["flow_cache"], "subject_id": row["subject_id"], "clip": row["clip"], "reason": ""}, fields
     )
 
 
-def load_test(run_dir: str | os.PathLike, test, fields: int, normalize: str | float | None = None):
-    """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` and labels ``(N,)``."""
-    x = np.stack([clip_munsell(run_dir, row, fields, normalize) for _, row in test.iterrows()])
+def load_test(run_dir: str | os.PathLike, test, fields: int, coding: str | float | dict | None = None):
+    """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` (coded as :func:`clip_munsell`) and labels ``(N,)``."""
+    x = np.stack([clip_munsell(run_dir, row, fields, coding) for _, row in test.iterrows()])
     y = np.array([CLASSES.index(c) for c in test["label"]], dtype=np.int32)
     return x, y
 
@@ -574,7 +602,7 @@ def train_stream(
     if first >= config.epochs:
         first = config.epochs  # nothing left but saving
     data, _ = stream_dataset(paths, labels, fields, config.batch_size, stream_seed, first, config.epochs)  # same steps
-    val = load_test(run_dir, test, fields, fcfg["normalize"]) if monitor_test and len(test) else None
+    val = load_test(run_dir, test, fields, fcfg) if monitor_test and len(test) else None
     cbs = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         _epoch_seeds(),

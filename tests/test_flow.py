@@ -253,3 +253,31 @@ def test_mirror_is_the_flow_of_the_mirrored_clip():
     assert m.shape == f.shape and not np.shares_memory(m, f)
     assert np.all(m[:, :, 3:, 0] == -1.0) and np.all(m[:, :, 3:, 1] == 0.5) and np.all(m[:, :, :3] == 0)
     assert np.array_equal(flow.mirror(m), f)  # twice is the identity
+
+
+def test_smoothing_over_time_keeps_steady_motion_and_averages_noise():
+    rng = np.random.default_rng(0)
+    steady = np.broadcast_to(rng.normal(size=(1, 6, 5, 2)).astype(np.float32), (20, 6, 5, 2))
+    assert np.allclose(flow.smooth_time(steady, 4.0), steady, atol=1e-6)  # constant in time: unchanged
+    noise = rng.normal(size=(64, 6, 5, 2)).astype(np.float32)
+    assert flow.smooth_time(noise, 0) is noise  # sigma 0: the fields themselves
+    smoothed = flow.smooth_time(noise, 4.0)
+    assert smoothed.shape == noise.shape and smoothed.std() < 0.5 * noise.std()  # independent noise shrinks by ~sqrt(2 sqrt(pi) sigma)
+    impulse = np.zeros((21, 1, 1, 2), np.float32)
+    impulse[10] = 1.0
+    spread = flow.smooth_time(impulse, 2.0)[:, 0, 0, 0]
+    assert spread.argmax() == 10 and np.isclose(spread.sum(), 1.0, atol=1e-4) and spread[10] < 0.25
+    with pytest.raises(FlowError, match="finite sigma"):
+        flow.smooth_time(noise, -1.0)
+
+
+def test_load_munsell_smooths_over_time_from_the_raw_flow(prerun):
+    m = flow.run(prerun, "dis", jobs=2, progress=False, raw=True, reference="onset", normalize="learned", primary=False)
+    row = m.iloc[0]
+    raw = flow.load_flow(prerun, row, 64, kind="flow").astype(np.float32)
+    got = flow.load_munsell(prerun, row["cache"], 64, 0.8, tsmooth=5.0)
+    assert np.array_equal(got, flow.to_munsell(flow.smooth_time(raw, 5.0), 0.8))
+    assert not np.array_equal(got, flow.load_munsell(prerun, row["cache"], 64, 0.8))
+    coded = flow.run(prerun, "dis", jobs=2, progress=False, primary=False)  # Munsell images only, no raw flow
+    with pytest.raises(FlowError, match="smoothed over 5 fields"):
+        flow.load_munsell(prerun, coded.iloc[0]["cache"], 64, "frame", tsmooth=5.0)

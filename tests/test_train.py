@@ -70,14 +70,16 @@ def test_the_learned_scale_comes_from_training_clips_only(flowrun):
     assert calls == [set(tr["flow_cache"])] and not calls[0] & set(te["flow_cache"])
 
 
-def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun):
+@pytest.mark.parametrize("tsmooth", [0.0, 3.0])
+def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun, tsmooth):
     from mexpr import flow
 
-    cfg = replace(train.config_for("quick", input="mexpr"), per_class=4, epochs=1)
+    cfg = replace(train.config_for("quick", input="mexpr", tsmooth=tsmooth), per_class=4, epochs=1)
     r = train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
     done = json.loads(open(f"{r['dir']}/done.json").read())
     scale = done["flow"]["normalize"]
     assert isinstance(scale, float) and scale > 0 and done["flow"]["reference"] == "onset"
+    assert done["flow"].get("tsmooth", 0.0) == tsmooth  # absent at 0: the specs (and caches) of earlier runs are unchanged
     # an uncropped training sample is its clip, coded exactly as the clip is coded for testing; a mirrored one its mirror image
     plan = __import__("pandas").read_csv(f"{r['dir']}/plan.csv", dtype={"crops": str})
     assert plan["flip"].dtype == bool and 0 < plan["flip"].sum() < len(plan)
@@ -86,8 +88,11 @@ def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun):
         sample = plan[plan["flip"] == flipped].head(1)
         path = augment.build(flowrun, sample, 64, flow_cfg=done["flow"], progress=False)[0]
         row = tr[(tr["subject_id"] + "/" + tr["clip"]) == sample.iloc[0]["source"]].iloc[0]
-        want = flow.load_munsell(flowrun, row["flow_cache"], 64, scale, mirrored=True) if flipped else train.clip_munsell(flowrun, row, 64, scale)
+        raw = flow.load_flow(flowrun, {"status": "processed", "cache": row["flow_cache"]}, 64, kind="flow").astype(np.float32)
+        want = flow.to_munsell(flow.mirror(flow.smooth_time(raw, tsmooth)) if flipped else flow.smooth_time(raw, tsmooth), scale)
         assert np.array_equal(np.load(path), want)
+        if not flipped:  # and the test side codes its clips the same way
+            assert np.array_equal(train.clip_munsell(flowrun, row, 64, done["flow"]), want)
 
 
 def weights(path):
@@ -266,3 +271,14 @@ def test_cli_options_name_our_training_settings():
     assert ours.input == "mexpr" and config("--input", "mexpr", "--no-flip").input == "custom"
     with pytest.raises(ValueError, match="ema must be a momentum"):
         config("--ema", "1.5")
+
+
+def test_smoothing_over_time_is_a_named_setting_that_leaves_earlier_checkpoints_valid():
+    plain = train.config_for("default", input="mexpr")
+    smoothed = train.config_for("default", input="mexpr", tsmooth=12)
+    assert "tsmooth" not in plain.fingerprint(64, 0)  # a stream trained before the setting existed still resumes
+    assert smoothed.fingerprint(64, 0)["tsmooth"] == 12.0
+    assert smoothed.input == "custom" and smoothed.label == " (mexpr input + flow smoothed over 12 fields, ours)"
+    assert train.experiment_dir("runs/x", smoothed).name == "paper-s0-adam-mexpr-tsmooth12"
+    with pytest.raises(ValueError, match="finite sigma"):
+        train.config_for("default", tsmooth=-1)
