@@ -668,6 +668,16 @@ def class_table(df: pd.DataFrame) -> pd.DataFrame:
 PROTOCOLS = ("paper", "subject3", "loso")
 
 
+def check_folds(folds, n_folds: int, protocol: str, error: type[ValueError] | type[RuntimeError] = ValueError) -> list[int]:
+    """``folds`` (None: all ``n_folds`` of ``protocol``) as a list of fold indices, or ``error``
+    naming those that do not exist."""
+    folds = list(range(n_folds)) if folds is None else [int(k) for k in folds]
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise error(f"fold(s) {bad} do not exist: protocol {protocol!r} has {n_folds} fold(s) (0..{n_folds - 1})")
+    return folds
+
+
 def splits(df: pd.DataFrame, protocol: str = "paper", seed: int = 0, folds: int = 3, test_fraction: float = 0.25) -> list[dict]:
     """Train/test folds of the clip table ``df`` (one row per clip; needs ``label`` and, for the
     subject-independent protocols, ``subject_id``).  Returns one ``{"fold", "train", "test"}`` per

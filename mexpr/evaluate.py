@@ -227,11 +227,9 @@ def _prediction_table(subject, clip, y, p64, p128, preds: dict, streams: tuple[s
 
 def _check_folds(folds, n_folds: int, protocol: str) -> list[int]:
     """``folds`` (None: all ``n_folds``) as a list, or :class:`EvaluateError` naming those that do not exist."""
-    folds = list(range(n_folds)) if folds is None else [int(k) for k in folds]
-    bad = [k for k in folds if not 0 <= k < n_folds]
-    if bad:
-        raise EvaluateError(f"fold(s) {bad} do not exist: protocol {protocol!r} has {n_folds} fold(s) (0..{n_folds - 1})")
-    return folds
+    from mexpr.datasets import check_folds
+
+    return check_folds(folds, n_folds, protocol, EvaluateError)
 
 
 def _save(out: Path, pred: pd.DataFrame, fold_table: pd.DataFrame, summary: pd.DataFrame, info: dict) -> Evaluation:

@@ -407,7 +407,7 @@ def _flow_clip(
 ) -> dict:
     import cv2
 
-    from mexpr import _io, preprocess
+    from mexpr import _io
 
     cv2.setNumThreads(1)
     t0 = time.perf_counter()
@@ -486,7 +486,7 @@ def run(
     import pandas as pd
     from joblib import delayed
 
-    from mexpr import _io, preprocess
+    from mexpr import _io
 
     run_dir = Path(run_dir)
     manifest = preprocess.load_manifest(run_dir)

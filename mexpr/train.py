@@ -148,6 +148,11 @@ class Config:
         return next((name for name, spec in INPUTS.items() if all(getattr(self, k) == v for k, v in (INPUTS["paper"] | spec).items())), "custom")
 
     @property
+    def builds_on_mexpr(self) -> bool:
+        """Whether every setting our ``mexpr`` input names is as it names it (more may be changed)."""
+        return all(getattr(self, k) == v for k, v in INPUTS["mexpr"].items())
+
+    @property
     def label(self) -> str:
         """How results of this input are labelled: ``""`` for the paper's, ``" (ours)"`` for
         ``mexpr``, else the settings that differ from the paper's, e.g. ``" (onset, learned)"``."""
@@ -155,9 +160,7 @@ class Config:
             return ""
         if self.input == "mexpr":
             return " (mexpr input, ours)"
-        if all(
-            getattr(self, k) == v for k, v in INPUTS["mexpr"].items()
-        ):  # ours and more, e.g. " (mexpr input + flow smoothed over 12 fields, ours)"
+        if self.builds_on_mexpr:  # ours and more, e.g. " (mexpr input + flow smoothed over 12 fields, ours)"
             extra = [
                 SETTING_WORDS[k][1].format(getattr(self, k))
                 for k in INPUTS["paper"]
@@ -216,7 +219,7 @@ def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
     paper's input, ``-mexpr`` for ours, else each setting that differs from the paper's (e.g.
     ``-clip`` for one crop per clip, ``-onset-scale0.5``)."""
     name = f"{config.protocol}-s{config.seed}-{config.schedule}"
-    ours = all(getattr(config, k) == v for k, v in INPUTS["mexpr"].items())
+    ours = config.builds_on_mexpr
     if ours:  # our input, and what differs from it (e.g. -mexpr-tsmooth12)
         name += "-mexpr"
     if config.input != "paper":
@@ -331,12 +334,9 @@ def fold_count(run_dir: str | os.PathLike, config: Config) -> int:
 def folds_of(run_dir: str | os.PathLike, config: Config, folds=None) -> list[int]:
     """``folds`` as a list of the config's protocol's fold indices (``None``: every fold, as a
     profile's ``folds`` of ``None`` means); ``ValueError`` names a fold that does not exist."""
-    n = fold_count(run_dir, config)
-    folds = list(range(n)) if folds is None else [int(k) for k in folds]
-    bad = [k for k in folds if not 0 <= k < n]
-    if bad:
-        raise ValueError(f"fold(s) {bad} do not exist: protocol {config.protocol!r} has {n} fold(s) (0..{n - 1})")
-    return folds
+    from mexpr import datasets
+
+    return datasets.check_folds(folds, fold_count(run_dir, config), config.protocol)
 
 
 def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int, train=None) -> dict:
