@@ -159,6 +159,60 @@ def compare_alignments(clips, modes: Sequence[str] = tuple(ALIGN_MODES), config:
 # optical flow against known motion
 
 
+def _apex_in_crop(run_dir: Path, pre: dict, row, info: dict) -> dict:
+    """One pre-processed synthetic clip's true apex expression, as its crop sees it: the clip's
+    first full-size frame (``frame0``, BGR), its alignment map (``maps``), the expression field in
+    frame coordinates (``D``, frame px) and in the crop (``crop_flow``, ``(112, 96, 2)``, crop px:
+    ``J^-1 D(q0(p))`` at each crop pixel), and the face there (``face``, the ground truth's head mask)."""
+    import cv2
+
+    motion = synth.Motion.load(info["clip_dir"])
+    with np.load(run_dir / row["cache"]) as z:
+        lms = z["landmarks"]
+    maps = alignment_maps(lms[:1], pre["align"], pre["lwm_n"], pre["lwm_fallback"], pre["lwm_anchors"])[0]
+    frame0 = cv2.imread(str(info["frames"][0]))
+    idx0 = datasets.frame_number(info["frames"][0]) - int(motion.frame_numbers[0])
+    A = motion.rigid[idx0]
+    Ainv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
+    E = motion.expression(int(motion.apex_index))  # reference coords, frame px
+    h, w = frame0.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ref = np.stack([xx, yy], -1) @ Ainv[:, :2].T.astype(np.float32) + Ainv[:, 2].astype(np.float32)
+    D = cv2.remap(E, ref[..., 0], ref[..., 1], cv2.INTER_LINEAR) @ A[:, :2].T.astype(np.float32)  # frame coords
+    Dq = cv2.remap(D, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
+    crop_flow = frame_to_crop(map_jacobian(maps), Dq).astype(np.float32)
+    _, mask = motion.upsampled()
+    face = cv2.remap(mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR) > 0.99
+    return {"frame0": frame0, "maps": maps, "D": D, "crop_flow": crop_flow, "face": face}
+
+
+def _clip_table(run_dir: Path, table) -> dict:
+    """``subject_id/clip`` -> the clip's row of the dataset table (default: the run's dataset)."""
+    if table is None:
+        table = Run(run_dir).dataset(errors="raise")
+    return {f"{r['subject_id']}/{r['clip']}": r for r in table.to_dict("records")}
+
+
+def au_regions(run_dir: str | os.PathLike, clips, threshold: float = 0.25, table=None) -> dict[str, np.ndarray]:
+    """Where each synthetic clip's Action Units moved, in its crop: ``subject_id/clip`` -> bool
+    ``(112, 96)``, the face pixels whose true apex expression (every AU of the clip but blinks,
+    :meth:`mexpr.synth.Motion.expression`) reaches ``threshold`` of its peak (the same definition
+    as :func:`synthetic_pairs`' ``au`` regions).  ``clips``: rows of the pre-processing manifest
+    (or of :func:`mexpr.train.clips_table`).  A clip whose expression is nowhere on the face gets an
+    empty region.  Notebook 09 measures DTSCNN's Grad-CAM against these (:func:`mexpr.explain.mass_inside`)."""
+    run_dir = Path(run_dir)
+    pre = json.loads((run_dir / "preprocess.json").read_text())["config"]
+    lookup = _clip_table(run_dir, table)
+    out = {}
+    for _, row in clips.iterrows():
+        key = f"{row['subject_id']}/{row['clip']}"
+        crop = _apex_in_crop(run_dir, pre, row, lookup[key])
+        mag = np.hypot(crop["crop_flow"][..., 0], crop["crop_flow"][..., 1])
+        peak = float(mag[crop["face"]].max()) if crop["face"].any() else 0.0
+        out[key] = crop["face"] & (mag >= threshold * peak) if peak > 0 else np.zeros(crop["face"].shape, bool)
+    return out
+
+
 def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.5, 1.0, 2.0), noise: float = 1.5, seed: int = 0, table=None):
     """Frame pairs with exactly known flow, at chosen micro-motion amplitudes, from a run's
     pre-processed synthetic clips.
@@ -177,29 +231,10 @@ def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.
     run_dir = Path(run_dir)
     rng = np.random.default_rng(seed)
     pre = json.loads((run_dir / "preprocess.json").read_text())["config"]
-    if table is None:
-        table = Run(run_dir).dataset(errors="raise")
-    clip_table = {f"{r['subject_id']}/{r['clip']}": r for r in table.to_dict("records")}
+    clip_table = _clip_table(run_dir, table)
     for _, row in clips.iterrows():
-        info = clip_table[f"{row['subject_id']}/{row['clip']}"]
-        motion = synth.Motion.load(info["clip_dir"])
-        with np.load(run_dir / row["cache"]) as z:
-            lms = z["landmarks"]
-        maps = alignment_maps(lms[:1], pre["align"], pre["lwm_n"], pre["lwm_fallback"], pre["lwm_anchors"])[0]
-        frame0 = cv2.imread(str(info["frames"][0]))
-        idx0 = datasets.frame_number(info["frames"][0]) - int(motion.frame_numbers[0])
-        A = motion.rigid[idx0]
-        Ainv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
-        E = motion.expression(int(motion.apex_index))  # reference coords, frame px
-        h, w = frame0.shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        ref = np.stack([xx, yy], -1) @ Ainv[:, :2].T.astype(np.float32) + Ainv[:, 2].astype(np.float32)
-        D = cv2.remap(E, ref[..., 0], ref[..., 1], cv2.INTER_LINEAR) @ A[:, :2].T.astype(np.float32)  # frame coords
-        # the field in crop px at each crop pixel: J^-1 D(q0(p))
-        Dq = cv2.remap(D, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
-        crop_flow = frame_to_crop(map_jacobian(maps), Dq).astype(np.float32)
-        _, mask = motion.upsampled()
-        face = cv2.remap(mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR) > 0.99
+        crop = _apex_in_crop(run_dir, pre, row, clip_table[f"{row['subject_id']}/{row['clip']}"])
+        frame0, maps, D, crop_flow, face = crop["frame0"], crop["maps"], crop["D"], crop["crop_flow"], crop["face"]
         mag = np.hypot(crop_flow[..., 0], crop_flow[..., 1])
         peak = float(mag[face].max()) if face.any() else 0.0
         if peak <= 0:

@@ -499,3 +499,89 @@ def flow_magnitude_curves(curves: dict, run_dir=None, name: str = "ablation_flow
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     return _finish(fig, run_dir, name, readme, title=title)
+
+
+def relevance_overlay(frames: np.ndarray, relevance: np.ndarray, vmax: float | None = None, alpha: float = 0.75, cmap: str = "inferno") -> np.ndarray:
+    """A relevance map (Grad-CAM, notebook 09) over frames: ``frames (..., H, W, 3) uint8`` shown in
+    grey, ``relevance (..., H, W) >= 0`` coloured with ``cmap`` and blended in as strongly as it is
+    relevant (``vmax``: the value shown at full strength; default the maximum).  Returns uint8 RGB."""
+    import matplotlib
+
+    r = np.clip(np.asarray(relevance, np.float32) / max(float(vmax if vmax is not None else np.max(relevance)), 1e-12), 0, 1)
+    grey = np.asarray(frames, np.float32).mean(-1, keepdims=True) / 255.0
+    colour = matplotlib.colormaps[cmap](r)[..., :3]
+    w = alpha * r[..., None]
+    return np.clip(255 * ((1 - w) * (0.25 + 0.75 * grey) + w * colour), 0, 255).astype(np.uint8)
+
+
+def class_relevance(
+    means: dict, regions: dict, faces: dict, run_dir=None, name: str = "inside_gradcam_classes", readme: bool = False, title: str = ""
+):
+    """Where each stream looks, per class (notebook 09): one row per stream, one column per class;
+    the stream's mean Grad-CAM map of the class's test clips (``means``: stream -> class -> ``(H, W)``)
+    over the class's mean face (``faces``: class -> ``(H, W, 3)`` uint8), with the outline of where
+    the generator moved Action Units in at least half of those clips (``regions``: class -> the
+    share of clips moving each pixel, ``(H, W)``)."""
+    import matplotlib.pyplot as plt
+
+    streams = list(means)
+    classes = [c for c in regions if any(c in means[s] for s in streams)]
+    fig, axes = plt.subplots(len(streams), len(classes), figsize=(1.9 * len(classes) + 0.6, 2.4 * len(streams)), squeeze=False)
+    for r, s in enumerate(streams):
+        for c, cls in enumerate(classes):
+            ax = axes[r, c]
+            if cls in means[s]:
+                ax.imshow(relevance_overlay(faces[cls], means[s][cls]))
+                ax.contour(regions[cls], levels=[0.5], colors="#00e0ff", linewidths=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(cls, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(str(s), fontsize=9)
+    return _finish(fig, run_dir, name, readme, title=title)
+
+
+def overlap_bars(summaries: dict, run_dir=None, name: str = "inside_gradcam_overlap", readme: bool = False, title: str = ""):
+    """The share of Grad-CAM's mass inside the moved Action Units per class (bars, one colour per
+    stream: ``summaries`` maps a stream to :func:`mexpr.explain.class_summary`) beside chance, the
+    regions' share of the crop (black ticks)."""
+    import matplotlib.pyplot as plt
+
+    first = next(iter(summaries.values()))
+    labels = list(first.index)
+    x = np.arange(len(labels))
+    w = 0.8 / len(summaries)
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 1.5, 3.2))
+    for i, (s, t) in enumerate(summaries.items()):
+        t = t.reindex(labels)
+        pos = x + (i - (len(summaries) - 1) / 2) * w
+        ax.bar(pos, 100 * t["inside"], w, color=f"C{i}", label=f"{s}: Grad-CAM mass inside")
+        ax.scatter(pos, 100 * t["chance"], marker="_", s=260, c="k", zorder=3, label="chance (the regions' area)" if i == 0 else None)
+    ax.set_xticks(x, [f"{c}\n({int(first.loc[c, 'clips'])} clips)" for c in labels], fontsize=8)
+    ax.set_ylabel("% of the map inside the AU regions")
+    top = max(float(np.nanmax(100 * t[["inside", "chance"]].to_numpy())) for t in summaries.values())
+    ax.set_ylim(0, max(1.0, 1.35 * top))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _finish(fig, run_dir, name, readme, title=title)
+
+
+def relevance_time_curves(curves: dict, apex: dict, run_dir=None, name: str = "inside_gradcam_time", readme: bool = False, title: str = ""):
+    """When each stream looks (notebook 09): per stream (``curves``: stream -> class -> ``(n, fields)``
+    time curves of test clips), the class means against the field index, and the clips' apexes
+    (``apex``: stream -> ``(N,)`` positions, :func:`mexpr.explain.apex_position`) as a rug."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
+    for ax, (s, by_class) in zip(axes[0], curves.items()):
+        for k, (cls, c) in enumerate(by_class.items()):
+            c = np.asarray(c)
+            ax.plot(np.arange(c.shape[1]), 100 * c.mean(0), c=f"C{k}", lw=1.5, label=f"{cls} ({len(c)})")
+        fields = np.asarray(c).shape[1]
+        ax.axhline(100 / fields, c="grey", ls=":", lw=1, label="even")
+        ax.plot(np.asarray(apex[s]) - 1, np.zeros(len(apex[s])), "|", c="k", ms=12, label="apexes (field ending there)")
+        ax.set(xlabel="flow field", ylabel="% of the relevance", title=str(s))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _finish(fig, run_dir, name, readme, title=title)
