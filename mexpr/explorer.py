@@ -60,19 +60,25 @@ def clip_view(
     models: dict,
     probs: dict,
     alpha: float = 10.0,
+    band: tuple[float, float] = (0.5, 8.0),
+    lambda_c: float = 16.0,
     layer: str | None = None,
     target: str = "predicted",
     aus: str = "",
 ) -> ClipView:
     """A :class:`ClipView` of one of the run's clips (``subject_id/clip``) for fold ``fold``'s trained
     streams (``models``: ``{64: model, 128: model}``) of ``config``: its pre-processed frames, magnified
-    ``alpha`` times, the flow coded as each stream was trained, and each stream's Grad-CAM at
-    ``layer`` (default :data:`mexpr.explain.LAST_CONV`) for ``target``: ``"predicted"`` (what the
-    stream answered) or ``"true"`` (the clip's class).  ``probs``: ``{64: (4,), 128: (4,)}``; ``aus``:
-    the clip's Action Units, for the caption."""
+    ``alpha`` times (``band``, ``lambda_c``: :func:`mexpr.magnify.magnify`), the flow coded as each
+    stream was trained, and each stream's Grad-CAM at ``layer`` (default
+    :data:`mexpr.explain.TIME_LAYER`, conv3: where *and* when, so it changes as the slider moves) for
+    ``target``: ``"predicted"`` (the class the stream's SVM answered, ``probs``) or ``"true"`` (the
+    clip's class).  ``probs``: the streams' SVM probabilities, ``{64: (4,), 128: (4,)}``; ``aus``: the
+    clip's Action Units, for the caption."""
     from mexpr import evaluate, explain, magnify, preprocess, train
     from mexpr.datasets import clip_keys
 
+    if target not in ("true", "predicted"):
+        raise ValueError(f"target must be 'true' or 'predicted', not {target!r}")
     clips = train.clips_table(run_dir, config)
     hit = clips[clip_keys(clips) == key]
     if hit.empty:
@@ -82,16 +88,16 @@ def clip_view(
     for f, model in models.items():
         munsell = train.clip_munsell(run_dir, row, f, evaluate.stream_flow(run_dir, config, f, fold))
         frames = preprocess.load_clip(run_dir, row, f + 1)
-        cls = CLASSES.index(row["label"]) if target == "true" else int(explain.class_scores(model, munsell).argmax())
+        cls = CLASSES.index(row["label"]) if target == "true" else int(np.argmax(probs[f]))
         streams[f] = {
             "frames": frames,
-            "magnified": magnify.magnify(frames, alpha=alpha),
+            "magnified": magnify.magnify(frames, alpha=alpha, band=band, lambda_c=lambda_c),
             "munsell": munsell,
-            "relevance": explain.grad_cam(model, munsell, layer or explain.LAST_CONV, cls),
+            "relevance": explain.grad_cam(model, munsell, layer or explain.TIME_LAYER, cls),
         }
         explained[f] = CLASSES[cls]
     apex = float(explain.apex_position(row["onset"], row["apex"], row["offset"], 1))
-    return ClipView(key, str(row["label"]), streams, {f: np.asarray(p, float) for f, p in probs.items()}, apex, aus, alpha, explained)
+    return ClipView(str(key), str(row["label"]), streams, {f: np.asarray(p, float) for f, p in probs.items()}, apex, aus, alpha, explained)
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -135,11 +141,11 @@ class Explorer:
 
         if not views:
             raise ValueError("the explorer needs at least one clip view")
-        self._views = dict(views)
+        self._views = {str(k): v for k, v in views.items()}
         self.scale = int(scale)
         first = self.view_of(next(iter(self._views)))
         streams = sorted(first.streams)
-        self.clip = w.Dropdown(options=list(self._views), description="clip")
+        self.clip = w.Dropdown(options=[str(k) for k in self._views], description="clip")
         self.stream = w.ToggleButtons(options=[(f"DTSCNN{f}", f) for f in streams], value=streams[0], description="stream")
         self.slider = w.IntSlider(value=0, min=0, max=len(first.streams[streams[0]]["munsell"]) - 1, description="field", continuous_update=True)
         self.image = w.Image(format="png")

@@ -57,12 +57,13 @@ def pyr_up(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def laplacian_pyramid(frames: np.ndarray, levels: int | None = None) -> list[np.ndarray]:
     """The Laplacian pyramid of every frame of ``frames (T, H, W, C)`` at once: ``levels`` band-pass
     levels, finest first, then the low-pass residual (``levels + 1`` arrays of ``(T, h, w, C)``
-    float32).  ``levels`` ``None``: down to a coarsest side of about 8 px (4 levels at 112 × 96)."""
+    float32).  ``levels`` ``None``: down to a residual of about 3 px a side (5 levels at 112 × 96:
+    the residual, 4 × 3, holds only the face's overall shading)."""
     x = np.asarray(frames, np.float32)
     if x.ndim != 4:
         raise ValueError(f"frames must be (T, H, W, C), got shape {x.shape}")
     if levels is None:
-        levels = max(1, int(np.log2(min(x.shape[1:3]) / 8)))
+        levels = max(1, int(np.log2(min(x.shape[1:3]) / 3)))
     pyramid = []
     for _ in range(int(levels)):
         down = pyr_down(x)
@@ -124,13 +125,14 @@ def magnify(
     levels: int | None = None,
     lambda_c: float = 16.0,
     kind: str = "ideal",
-    low_pass: bool = True,
+    low_pass: bool = False,
 ) -> np.ndarray:
     """Linear Eulerian motion magnification of a clip ``frames (T, H, W, C)`` (uint8 or float; the
     same dtype comes back, uint8 clipped to 0-255): every pyramid level band-passed over time
     (``band``, ``fps``, ``kind``: :func:`bandpass`), amplified by ``α`` (:func:`level_alphas`
     with ``lambda_c`` px) and added back.  ``low_pass``: amplify the pyramid's low-pass residual too
-    (the coarsest shading; Wu et al. leave it out to spare lighting changes, which can also flicker).
+    (the coarsest shading; Wu et al. leave it out, as here by default: it carries lighting changes,
+    flicker above all, more than motion).
     ``alpha`` 0 returns the clip unchanged.
 
     The default band, 0.5-8 cycles per clip, keeps a micro-expression's onset -> apex -> offset

@@ -30,6 +30,7 @@ SERIES = [
     "06_confusion_matrices.ipynb",
     "07_baselines.ipynb",
     "08_what_makes_dtscnn_learn.ipynb",
+    "09_inside_dtscnn.ipynb",
 ]
 
 

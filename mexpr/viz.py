@@ -532,7 +532,8 @@ def class_relevance(
             ax = axes[r, c]
             if cls in means[s]:
                 ax.imshow(relevance_overlay(faces[cls], means[s][cls]))
-                ax.contour(regions[cls], levels=[0.5], colors="#00e0ff", linewidths=1.0)
+                if np.max(regions[cls]) >= 0.5:
+                    ax.contour(regions[cls], levels=[0.5], colors="#00e0ff", linewidths=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -225,6 +225,39 @@ def test_ablation_notebook_measures_every_step(quick_run):
 
 
 @pytest.mark.notebook
+def test_inside_notebook_explains_magnifies_and_explores(quick_run):
+    run, _ = quick_run
+    overlap = pd.read_csv(run / "tables" / "inside_gradcam_overlap.csv")  # Grad-CAM against the moved Action Units
+    assert set(overlap["stream"]) == {"DTSCNN64", "DTSCNN128"} and set(overlap["layer"]) == {"conv4", "conv3"}
+    assert set(overlap["label"]) == {"Negative", "Others", "Positive", "Surprise", "all"}
+    every = overlap[overlap["label"] == "all"]
+    assert (every["clips"] > 0).all() and every["inside"].between(0, 1).all() and every["chance"].between(0.01, 0.6).all()
+    ig = pd.read_csv(run / "tables" / "inside_ig_overlap.csv")
+    assert set(ig["method"]) == {"integrated gradients", "Grad-CAM conv4"} and (ig["clips"] == 2).all()
+    known = pd.read_csv(run / "tables" / "inside_magnify_known_answer.csv").set_index("lambda_c (px)")
+    assert known.loc[1.0, "measured gain"] == pytest.approx(known.loc[1.0, "expected gain 1 + alpha"], rel=0.03)
+    assert pd.read_csv(run / "tables" / "inside_apex_share.csv")["chance %"].between(5, 30).all()
+    for fig in (
+        "inside_gradcam_clip",
+        "inside_gradcam_classes",
+        "inside_gradcam_overlap",
+        "inside_gradcam_time",
+        "inside_integrated_gradients",
+        "inside_magnify_known_answer",
+        "inside_magnification",
+        "inside_explorer_strip",
+    ):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
+    for fig in ("inside_gradcam_classes", "inside_magnification", "inside_explorer_strip"):
+        assert (run / "figures" / "readme" / f"{fig}.png").is_file()
+    # the explorer's cell shows the widget (for a live kernel) and the static strip of frames below it
+    nb = nbformat.read(run / "notebooks" / "09_inside_dtscnn.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "explorer.Explorer(" in c.source)
+    kinds = [set(o.get("data", {})) for o in cell.outputs]
+    assert any("application/vnd.jupyter.widget-view+json" in k for k in kinds) and any("image/png" in k for k in kinds)
+
+
+@pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run):
     run, _ = quick_run
     params = json.loads(

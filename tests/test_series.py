@@ -60,7 +60,7 @@ def test_series_runs_in_order_one_line_each_then_resumes(tmp_path, executor, cap
     assert calls[0][1] == {"run_dir": str(run.resolve()), "profile": "quick", "seed": 3}  # only what it declares
     text = "".join(lines).splitlines()
     assert len(text) == len(series.SERIES)  # one progress line per notebook
-    assert text[4].startswith("[5/9] 04_training.ipynb") and "done in" in text[4]
+    assert text[4].startswith(f"[5/{len(series.SERIES)}] 04_training.ipynb") and "done in" in text[4]
     assert all(p.is_file() for p in paths)
     assert "from the kernel of 04_training.ipynb" in (run / "logs" / "04_training.log").read_text()
     assert "WARNING" not in capfd.readouterr().err  # the kernel's messages went to the log, not the terminal
@@ -70,10 +70,10 @@ def test_series_runs_in_order_one_line_each_then_resumes(tmp_path, executor, cap
     assert calls == []  # a second run redoes nothing
     assert all("skipped" in line for line in "".join(lines).splitlines())
     log_rows = [json.loads(r) for r in (run / "logs" / "reproduce.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in log_rows] == ["ran"] * 9 + ["skipped"] * 9
+    assert [r["status"] for r in log_rows] == ["ran"] * len(series.SERIES) + ["skipped"] * len(series.SERIES)
 
     series.run_series(run, profile="quick", seed=4, src_dir=src, log=log)  # another seed: everything again
-    assert len(calls) == 9
+    assert len(calls) == len(series.SERIES)
 
 
 def test_a_changed_notebook_reruns_itself_and_what_follows(tmp_path, executor):
