@@ -9,6 +9,14 @@ filters that raise ``y_c`` fire.  It is upsampled (trilinear) to the stream's in
 to lie over the frames (:func:`grad_cam`), summed over space as a time curve (:func:`time_curve`:
 which fields matter) and over time as a map (:func:`spatial_map`).
 
+**HiResCAM** (Draelos & Carin 2020, *Use HiResCAM instead of Grad-CAM for faithful explanations of
+convolutional neural networks*, arXiv:2011.08891) keeps the gradient where it is: ``ReLU(Σ_k
+∂y_c/∂A_k ⊙ A_k)``, place by place (``variant="hirescam"``).  The difference matters for DTSCNN:
+Table 2 flattens pool4 into ``fc``, which weighs each of the 3 × 3 places separately, so the mean
+gradient of Grad-CAM mixes the places' weights and can light a filter wherever it fires, even where
+``fc`` ignores it (a class's map can even be all zero); HiResCAM's terms add up to ``y_c`` minus its
+bias, place by place.  Both are computed from the same gradients (:data:`VARIANTS`).
+
 Which convolution: Table 2's conv4 (the last, :data:`LAST_CONV`) has a temporal kernel of 4 with no
 temporal padding over pool3's 4 steps, so its output has one time step (``1 × 7 × 6``): it says
 *where* on the face, not *when*.  conv3 (:data:`TIME_LAYER`, ``8 × 14 × 12``) still has 8 steps of
@@ -33,6 +41,7 @@ gradients (``tf.GradientTape``).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -48,6 +57,8 @@ TIME_LAYER = "conv3"
 SCORE_LAYER = "fc"
 #: The no-motion clip (white: zero flow on the Munsell wheel), integrated gradients' baseline.
 NO_MOTION = 255
+#: How the gradients weigh the feature maps: Grad-CAM's mean per filter, HiResCAM's place by place.
+VARIANTS = ("grad-cam", "hirescam")
 
 
 def _as_batch(model, clips) -> tuple[np.ndarray, bool]:
@@ -119,46 +130,73 @@ def _targets(scores: np.ndarray, class_index) -> np.ndarray:
     return np.broadcast_to(np.asarray(class_index, int), (len(scores),)).copy()
 
 
-def upsample(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """A ``(..., T', H', W')`` volume stretched over ``shape`` = (T, H, W) by trilinear interpolation,
-    cells aligned on their edges (as ``cv2.resize`` does)."""
+@functools.lru_cache(maxsize=64)
+def _zoom_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Linear interpolation from ``n_in`` to ``n_out`` samples, cells aligned on their edges, as a
+    ``(n_out, n_in)`` matrix (``scipy.ndimage.zoom`` of the identity)."""
     from scipy.ndimage import zoom
 
+    return zoom(np.eye(n_in, dtype=np.float64), (n_out / n_in, 1), order=1, grid_mode=True, mode="nearest").astype(np.float32)
+
+
+def upsample(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """A ``(..., T', H', W')`` volume stretched over ``shape`` = (T, H, W) by trilinear interpolation,
+    cells aligned on their edges (as ``cv2.resize`` does): one interpolation matrix per axis (it is
+    separable), so a batch of DTSCNN128 maps takes milliseconds."""
     v = np.asarray(volume, np.float32)
-    lead = v.shape[:-3]
-    v = v.reshape((-1,) + v.shape[-3:])
-    factors = (1.0,) + tuple(s / c for s, c in zip(shape, v.shape[1:]))
-    out = zoom(v, factors, order=1, grid_mode=True, mode="nearest")
-    return np.clip(out, 0, None).reshape(lead + tuple(shape))
+    zt, zh, zw = (_zoom_matrix(n, m) for n, m in zip(v.shape[-3:], shape))
+    out = np.einsum("...thw,Tt->...Thw", v, zt, optimize=True)
+    out = np.einsum("...thw,Hh->...tHw", out, zh, optimize=True)
+    out = np.einsum("...thw,Ww->...thW", out, zw, optimize=True)
+    return np.maximum(out, 0)
 
 
-def grad_cam(model, clips, layer: str | tuple[str, ...] = LAST_CONV, class_index=None, batch_size: int = 4, upsampled: bool = True):
+def _relevance(model, x: np.ndarray, layers: tuple[str, ...], class_index, variants: tuple[str, ...], batch_size: int) -> dict:
+    """``{(variant, layer): (N, T', H', W')}`` for the float batch ``x``, one gradient pass per batch."""
+    import tensorflow as tf
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"variant must be one of {VARIANTS}, not {unknown[0]!r}")
+    out = {(v, name): [] for v in variants for name in layers}
+    for i in range(0, len(x), batch_size):
+        xb = tf.constant(x[i : i + batch_size])
+        with tf.GradientTape() as tape:
+            acts, scores = _chain(model, xb, layers)
+            target = _targets(np.asarray(scores), class_index if np.ndim(class_index) == 0 else np.asarray(class_index)[i : i + batch_size])
+            score = tf.reduce_sum(tf.gather(tf.cast(scores, tf.float32), target, axis=1, batch_dims=1))
+        grads = tape.gradient(score, [acts[name] for name in layers])
+        for name, g in zip(layers, grads):
+            a, g = np.asarray(acts[name], np.float32), np.asarray(g, np.float32)  # (B, T', H', W', K)
+            for v in variants:
+                weights = g.mean(axis=(1, 2, 3), keepdims=True) if v == "grad-cam" else g  # w_k, or the gradient in place
+                out[v, name].append(np.maximum((weights * a).sum(-1), 0.0))
+    return {k: np.concatenate(parts) for k, parts in out.items()}
+
+
+def grad_cam(
+    model,
+    clips,
+    layer: str | tuple[str, ...] = LAST_CONV,
+    class_index=None,
+    batch_size: int = 4,
+    upsampled: bool = True,
+    variant: str = "grad-cam",
+):
     """Grad-CAM of ``clips`` (uint8 Munsell images ``(N, fields, 112, 96, 3)``, or one clip) for
-    ``class_index`` (``None``: each clip's predicted class; an int; or one per clip) at ``layer``.
+    ``class_index`` (``None``: each clip's predicted class; an int; or one per clip) at ``layer``
+    (``variant="hirescam"``: HiResCAM, the module text).
 
     Returns the relevance ``ReLU(Σ_k w_k A_k)`` (module text), float32 ``>= 0``: upsampled to
     ``(N, fields, 112, 96)`` (``upsampled``) or at the layer's ``(N, T', H', W')``; no batch axis
     for one clip.  Not normalised: divide by the sum for shares, by the max for display.  Several
     layers (a tuple) are computed in one pass and returned as ``{layer: relevance}``."""
-    import tensorflow as tf
-
     names = (layer,) if isinstance(layer, str) else tuple(layer)
     x, one = _as_batch(model, clips)
-    out = {name: [] for name in names}
-    for i in range(0, len(x), batch_size):
-        xb = tf.constant(x[i : i + batch_size])
-        with tf.GradientTape() as tape:
-            acts, scores = _chain(model, xb, names)
-            target = _targets(np.asarray(scores), class_index if np.ndim(class_index) == 0 else np.asarray(class_index)[i : i + batch_size])
-            score = tf.reduce_sum(tf.gather(tf.cast(scores, tf.float32), target, axis=1, batch_dims=1))
-        grads = tape.gradient(score, [acts[name] for name in names])
-        for name, g in zip(names, grads):
-            a = np.asarray(acts[name], np.float32)  # (B, T', H', W', K)
-            weights = np.asarray(g, np.float32).mean(axis=(1, 2, 3), keepdims=True)  # w_k: the mean gradient over (T', H', W')
-            out[name].append(np.maximum((weights * a).sum(-1), 0.0))
+    rel = _relevance(model, x, names, class_index, (variant,), batch_size)
     cams = {}
     for name in names:
-        cam = np.concatenate(out[name])
+        cam = rel[variant, name]
         cam = upsample(cam, x.shape[1:4]) if upsampled else cam
         cams[name] = cam[0] if one else cam
     return cams[layer] if isinstance(layer, str) else cams
@@ -288,44 +326,48 @@ def fold_relevance(
     fields: int,
     fold: int = 0,
     layers: tuple[str, ...] = (LAST_CONV, TIME_LAYER),
+    variants: tuple[str, ...] = VARIANTS,
     target: str = "true",
     batch_size: int = 4,
     clips=None,
 ) -> dict:
-    """Grad-CAM of the trained ``fields`` stream of ``fold`` (a :class:`mexpr.train.Config`) at each of
-    ``layers``, on the fold's test clips (or ``clips``, rows of the same table), each coded as the
-    stream was trained (:func:`mexpr.evaluate.stream_flow`).  ``target``: ``"true"`` explains each
-    clip's own class, ``"predicted"`` the network's answer.
+    """Grad-CAM (and HiResCAM: ``variants``) of the trained ``fields`` stream of ``fold`` (a
+    :class:`mexpr.train.Config`) at each of ``layers``, on the fold's test clips (or ``clips``, rows
+    of the same table), each coded as the stream was trained (:func:`mexpr.evaluate.stream_flow`).
+    ``target``: ``"true"`` explains each clip's own class, ``"predicted"`` the network's answer.
 
     Returns ``{"clips" (subject_id/clip), "labels", "y", "predicted" (the arg-max class score),
-    "maps": {layer: (N, 112, 96)}, "time": {layer: (N, fields)}`` (:func:`spatial_map` and
-    :func:`time_curve` of each clip's relevance) ``, "apex" (N,)`` (:func:`apex_position`)``}``."""
+    "maps": {(variant, layer): (N, 112, 96)}, "time": {(variant, layer): (N, fields)}`` (the
+    :func:`spatial_map` and :func:`time_curve` of each clip's relevance) ``, "apex" (N,)``
+    (:func:`apex_position`)``}``."""
     from mexpr import evaluate, models, train
     from mexpr.datasets import clip_keys
 
     if target not in ("true", "predicted"):
         raise ValueError(f"target must be 'true' or 'predicted', not {target!r}")
-    layers = tuple(layers)
+    layers, variants = tuple(layers), tuple(variants)
+    keys = [(v, name) for v in variants for name in layers]
     model = models.load(train.stream_dir(run_dir, config, fields, fold) / "model.keras")
     coding = evaluate.stream_flow(run_dir, config, fields, fold)
     test = train.fold_split(run_dir, config, fold)[1] if clips is None else clips
     y = np.array([CLASSES.index(c) for c in test["label"]], np.int64)
     rows = [r for _, r in test.iterrows()]
-    maps, curves, predicted = {name: [] for name in layers}, {name: [] for name in layers}, []
+    maps, curves, predicted = {k: [] for k in keys}, {k: [] for k in keys}, []
     for i in range(0, len(rows), batch_size):  # a batch at a time: the 128 stream's test clips fill gigabytes
-        x = np.stack([train.clip_munsell(run_dir, r, fields, coding) for r in rows[i : i + batch_size]])
+        x = np.stack([train.clip_munsell(run_dir, r, fields, coding) for r in rows[i : i + batch_size]]).astype(np.float32)
         predicted.append(class_scores(model, x).argmax(1))
-        cams = grad_cam(model, x, layers, y[i : i + batch_size] if target == "true" else None, batch_size)
-        for name in layers:
-            maps[name].append(spatial_map(cams[name]))
-            curves[name].append(time_curve(cams[name]))
+        rel = _relevance(model, x, layers, y[i : i + batch_size] if target == "true" else None, variants, batch_size)
+        for k in keys:
+            cam = upsample(rel[k], x.shape[1:4])
+            maps[k].append(spatial_map(cam))
+            curves[k].append(time_curve(cam))
     join = lambda parts, shape: np.concatenate(parts) if parts else np.zeros((0,) + shape, np.float32)  # noqa: E731
     return {
         "clips": clip_keys(test).to_numpy(dtype=str),
         "labels": test["label"].to_numpy(dtype=str),
         "y": y,
         "predicted": np.concatenate(predicted) if predicted else np.zeros(0, np.int64),
-        "maps": {name: join(maps[name], (CROP_H, CROP_W)) for name in layers},
-        "time": {name: join(curves[name], (fields,)) for name in layers},
+        "maps": {k: join(maps[k], (CROP_H, CROP_W)) for k in keys},
+        "time": {k: join(curves[k], (fields,)) for k in keys},
         "apex": apex_position(test["onset"], test["apex"], test["offset"], fields),
     }

@@ -517,11 +517,11 @@ def relevance_overlay(frames: np.ndarray, relevance: np.ndarray, vmax: float | N
 def class_relevance(
     means: dict, regions: dict, faces: dict, run_dir=None, name: str = "inside_gradcam_classes", readme: bool = False, title: str = ""
 ):
-    """Where each stream looks, per class (notebook 09): one row per stream, one column per class;
-    the stream's mean Grad-CAM map of the class's test clips (``means``: stream -> class -> ``(H, W)``)
-    over the class's mean face (``faces``: class -> ``(H, W, 3)`` uint8), with the outline of where
-    the generator moved Action Units in at least half of those clips (``regions``: class -> the
-    share of clips moving each pixel, ``(H, W)``)."""
+    """Where each stream looks, per class (notebook 09): one row per kind of map (``means``: a name,
+    e.g. a stream and a variant, -> class -> the mean map of the class's test clips, ``(H, W)``), one
+    column per class, each over the class's mean face (``faces``: class -> ``(H, W, 3)`` uint8), with
+    the outline of where the generator moved Action Units in at least half of those clips
+    (``regions``: class -> the share of clips moving each pixel, ``(H, W)``)."""
     import matplotlib.pyplot as plt
 
     streams = list(means)
@@ -544,9 +544,9 @@ def class_relevance(
 
 
 def overlap_bars(summaries: dict, run_dir=None, name: str = "inside_gradcam_overlap", readme: bool = False, title: str = ""):
-    """The share of Grad-CAM's mass inside the moved Action Units per class (bars, one colour per
-    stream: ``summaries`` maps a stream to :func:`mexpr.explain.class_summary`) beside chance, the
-    regions' share of the crop (black ticks)."""
+    """The share of a relevance map's mass inside the moved Action Units per class (bars, one colour
+    per map: ``summaries`` maps a name, e.g. "DTSCNN64 Grad-CAM", to :func:`mexpr.explain.class_summary`)
+    beside chance, the regions' share of the crop (black ticks)."""
     import matplotlib.pyplot as plt
 
     first = next(iter(summaries.values()))
@@ -557,7 +557,7 @@ def overlap_bars(summaries: dict, run_dir=None, name: str = "inside_gradcam_over
     for i, (s, t) in enumerate(summaries.items()):
         t = t.reindex(labels)
         pos = x + (i - (len(summaries) - 1) / 2) * w
-        ax.bar(pos, 100 * t["inside"], w, color=f"C{i}", label=f"{s}: Grad-CAM mass inside")
+        ax.bar(pos, 100 * t["inside"], w, color=f"C{i}", label=f"{s}: share inside")
         ax.scatter(pos, 100 * t["chance"], marker="_", s=260, c="k", zorder=3, label="chance (the regions' area)" if i == 0 else None)
     ax.set_xticks(x, [f"{c}\n({int(first.loc[c, 'clips'])} clips)" for c in labels], fontsize=8)
     ax.set_ylabel("% of the map inside the AU regions")

@@ -66,8 +66,44 @@ def test_grad_cam_lands_on_the_region_that_decides_the_class(by_hand):
     assert curve.sum() == pytest.approx(1) and curve[4:6].sum() == pytest.approx(0.75) and curve[[0, 1, 2, 7]].sum() == 0
     green = explain.grad_cam(m, x, "conv2", class_index=0)
     assert (green * RED).sum() == 0 and explain.time_curve(green) == pytest.approx(np.full(T, 1 / T))
+    # with a global average before fc every place has the same gradient, its mean: HiResCAM is Grad-CAM
+    assert explain.grad_cam(m, x, "conv2", 1, upsampled=False, variant="hirescam") == pytest.approx(coarse)
     # the predicted class (None) is green's here: its logit is 4x red's
     assert explain.class_scores(m, x).argmax() == 0 and np.array_equal(explain.grad_cam(m, x, "conv2"), green)
+
+
+def test_hirescam_keeps_to_the_places_the_classifier_reads():
+    """Table 2 flattens pool4 into ``fc``, which weighs each place on its own.  Here ``fc`` reads the red
+    filter at one place only; a second red patch elsewhere fires the same filter.  Grad-CAM's mean
+    gradient lights both patches; HiResCAM lights the one that decides, and its terms add up to the score."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((T, H, W, 3), dtype="uint8", name="munsell")
+    h = layers.Rescaling(1 / 255, name="scale")(inp)
+    h = layers.Conv3D(2, 1, activation="relu", name="conv1")(h)
+    h = layers.MaxPooling3D(2, name="pool1")(h)
+    h = layers.Conv3D(2, 1, activation="relu", name="conv2")(h)
+    h = layers.Flatten(name="flat")(h)
+    m = keras.Model(inp, layers.Activation("softmax", name="softmax")(layers.Dense(2, name="fc")(h)))
+    m.get_layer("conv1").set_weights([np.array([[1, 0], [0, 1], [0, 0]], np.float32).reshape(1, 1, 1, 3, 2), np.zeros(2, np.float32)])
+    m.get_layer("conv2").set_weights([np.eye(2, dtype=np.float32).reshape(1, 1, 1, 2, 2), np.zeros(2, np.float32)])
+    fc = np.zeros((T // 2, H // 2, W // 2, 2, 2), np.float32)
+    fc[2, 1:3, 1:3, 0, 1] = 1.0  # class 1: the red filter at the red patch's four cells, nowhere else
+    fc[..., 1, 0] = 0.1  # class 0: green anywhere
+    m.get_layer("fc").set_weights([fc.reshape(-1, 2), np.array([0.0, 0.5], np.float32)])
+    x = np.zeros((T, H, W, 3), np.uint8)
+    x[..., 0][RED] = 255
+    x[4:6, 10:14, 10:14, 0] = 255  # the same red patch where fc does not look
+    decisive = {(2, r, c) for r in (1, 2) for c in (1, 2)}
+    elsewhere = {(2, r, c) for r in (5, 6) for c in (5, 6)}
+    hires = explain.grad_cam(m, x, "conv2", class_index=1, upsampled=False, variant="hirescam")
+    assert {tuple(i) for i in np.argwhere(hires > 0)} == decisive
+    assert hires.sum() == pytest.approx(explain.class_scores(m, x)[1] - 0.5)  # y_c minus fc's bias
+    cam = explain.grad_cam(m, x, "conv2", class_index=1, upsampled=False)
+    assert {tuple(i) for i in np.argwhere(cam > 0)} == decisive | elsewhere
+    with pytest.raises(ValueError, match="variant must be one of"):
+        explain.grad_cam(m, x, "conv2", variant="cam")
 
 
 def test_integrated_gradients_are_complete_and_local(by_hand):
@@ -166,6 +202,10 @@ def test_maps_overlap_and_class_summaries():
     assert pd.isna(s.loc["Negative", "inside"]) and s.loc["Negative", "clips"] == 0
     means = explain.class_means(maps, ["Positive", "Positive", "Surprise"])
     assert set(means) == {"Positive", "Surprise"} and means["Positive"].sum() == pytest.approx(1)
+    from scipy.ndimage import zoom
+
+    v = np.random.default_rng(0).random((2, 8, 14, 12)).astype(np.float32)  # conv3's grid to DTSCNN128's input
+    assert np.abs(explain.upsample(v, (128, 112, 96)) - zoom(v, (1, 16, 8, 8), order=1, grid_mode=True, mode="nearest")).max() < 1e-5
     vol = np.ones((5, 3, 2))
     assert explain.spatial_map(vol).sum() == pytest.approx(1) and explain.time_curve(vol) == pytest.approx(np.full(5, 0.2))
     assert explain.apex_position(10, 15, 20, 64) == pytest.approx(32)

@@ -229,11 +229,12 @@ def test_inside_notebook_explains_magnifies_and_explores(quick_run):
     run, _ = quick_run
     overlap = pd.read_csv(run / "tables" / "inside_gradcam_overlap.csv")  # Grad-CAM against the moved Action Units
     assert set(overlap["stream"]) == {"DTSCNN64", "DTSCNN128"} and set(overlap["layer"]) == {"conv4", "conv3"}
+    assert set(overlap["variant"]) == {"grad-cam", "hirescam"}
     assert set(overlap["label"]) == {"Negative", "Others", "Positive", "Surprise", "all"}
     every = overlap[overlap["label"] == "all"]
     assert (every["clips"] > 0).all() and every["inside"].between(0, 1).all() and every["chance"].between(0.01, 0.6).all()
     ig = pd.read_csv(run / "tables" / "inside_ig_overlap.csv")
-    assert set(ig["method"]) == {"integrated gradients", "Grad-CAM conv4"} and (ig["clips"] == 2).all()
+    assert set(ig["method"]) == {"integrated gradients", "Grad-CAM conv4", "HiResCAM conv4"} and (ig["clips"] == 2).all()
     known = pd.read_csv(run / "tables" / "inside_magnify_known_answer.csv").set_index("lambda_c (px)")
     assert known.loc[1.0, "measured gain"] == pytest.approx(known.loc[1.0, "expected gain 1 + alpha"], rel=0.03)
     assert pd.read_csv(run / "tables" / "inside_apex_share.csv")["chance %"].between(5, 30).all()
