@@ -2,6 +2,7 @@
 
     python benchmarks/dev_input.py [--run runs/default] [--split 0] [--epochs 12] [--lr 3e-4] [--ema 0.99] [--no-flip]
         [--fields 64] [--per-class 100] [--tsmooth SIGMA] [--bn] [--mixup ALPHA] [--batch 10] [--dropout 0.5] [--wd 0]
+        [--deglobal] [--ssmooth SIGMA] [--tmean] [--gain G] [--aux W]
 
 The training clips of fold 0 (paper protocol, seed 0) are split 75/25, stratified (``--split`` seeds the split);
 DTSCNN64 (or 128) trains on the three quarters (flow since onset smoothed over 4 px, the Munsell scale learned from
@@ -10,7 +11,12 @@ network, of its averaged weights (``--ema``) and of the averaged weights with a 
 softmax of each held-out clip and of its mirror image).  The test fold is never read.  Options that are not the
 package's, to try: ``--tsmooth`` (a Gaussian over the fields, sigma in fields, on the raw flow before coding),
 ``--bn`` (batch normalisation after every convolution: not Table 2), ``--mixup`` (mixup of the colour deficits and
-labels), ``--wd`` (AdamW).  docs/benchmarks.md ("Our mexpr input") records the runs that chose the input's settings.
+labels), ``--wd`` (AdamW), ``--deglobal`` (each field's affine motion removed, as ``global_motion="affine"`` does,
+and the Munsell scale learned without it), ``--ssmooth`` (a spatial Gaussian, px), ``--tmean`` (every field
+replaced by the clip's time-mean), ``--gain`` (the first layer's input multiplied), ``--aux`` (an auxiliary loss:
+a linear read-out of pool4 regresses the clip's coarse mean motion).  After training, a linear SVM on the
+stream's pool4 features of the three quarters (and their mirrors) is scored on the held-out quarter too, as
+Eq. 11 would use the stream.  docs/benchmarks.md ("Our mexpr input") records the runs that chose the input's settings.
 Needs the run's flow for the mexpr input (``python -m mexpr evaluate --run RUN --input mexpr`` or notebook 06 makes it).
 """
 
@@ -18,21 +24,25 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
 
-def build_model(fields, seed, input_scale, bn=False, dropout=0.5, width=1.0):
+def build_model(fields, seed, input_scale, bn=False, dropout=0.5, width=1.0, gain=1.0, aux=0.0, aux_block=16):
     """Table 2's network, optionally with batch normalisation after each convolution or other widths."""
     import keras
     from keras import layers
 
     from mexpr import models
 
+    AuxMotion = _aux_class()
+
     t_kernel, t_pad, t_stride = models.STREAMS[fields]
     inp = keras.Input(shape=models.input_shape(fields), dtype="uint8")
     s, o = models.INPUT_SCALES[input_scale]
-    x = layers.Rescaling(s, offset=o)(inp)
+    x = layers.Rescaling(s * gain, offset=o * gain)(inp)
+    rescaled = x
 
     def conv(x, f, k, st, pad):
         x = layers.ZeroPadding3D(pad)(x)
@@ -46,10 +56,33 @@ def build_model(fields, seed, input_scale, bn=False, dropout=0.5, width=1.0):
     for f, k, pad, pool in [(32, (3, 3, 3), 1, (2, 2, 2)), (64, (3, 3, 3), 1, (2, 2, 2)), (128, (4, 3, 3), (0, 1, 1), (1, 2, 2))]:
         x = conv(x, f, k, 1, pad)
         x = layers.MaxPooling3D(pool)(x)
-    x = layers.Flatten()(x)
+    x = layers.Flatten(name="pool4_flat")(x)
+    if aux:
+        x = AuxMotion(aux, fields, aux_block)([x, rescaled])
     x = layers.Dropout(dropout, seed=seed)(x)
     out = layers.Dense(4, activation="softmax")(x)
     return keras.Model(inp, out)
+
+
+def _aux_class():
+    from keras import layers, ops
+
+    class AuxMotion(layers.Layer):
+        """Adds weight * MSE between a linear read-out of the features and the clip's coarse time-mean motion."""
+
+        def __init__(self, weight, fields, block, **kw):
+            super().__init__(**kw)
+            self.w = weight
+            self.pool = layers.AveragePooling3D((fields, block, block))
+            self.head = layers.Dense((112 // block) * (96 // block) * 3)
+
+        def call(self, inputs):
+            feat, rescaled = inputs
+            target = ops.stop_gradient(ops.reshape(self.pool(rescaled), (ops.shape(feat)[0], -1)) * 10.0)
+            self.add_loss(self.w * ops.mean(ops.square(self.head(feat) - target)))
+            return feat
+
+    return AuxMotion
 
 
 def main():
@@ -76,22 +109,50 @@ def main():
     ap.add_argument("--wd", type=float, default=0.0)
     ap.add_argument("--flip", default=True, action=argparse.BooleanOptionalAction)
     ap.add_argument("--tsmooth", type=float, default=0.0)
+    ap.add_argument("--ssmooth", type=float, default=0.0)
+    ap.add_argument("--tmean", action="store_true")
+    ap.add_argument("--gain", type=float, default=1.0)
+    ap.add_argument("--aux", type=float, default=0.0)
+    ap.add_argument("--deglobal", action="store_true")
+    ap.add_argument("--aux-block", type=int, default=16)
     args = ap.parse_args()
     cfg = train.config_for("default", input="mexpr")
     tr, _ = train.fold_split(args.run, cfg, 0)
     y = np.array([CLASSES.index(c) for c in tr["label"]])
     fit, held = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=args.split)
     scale = flow.learn_scale(args.run, tr["flow_cache"].iloc[fit], args.fields)
-    from pathlib import Path
+    H, W = 112, 96
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    A = np.stack([np.ones(H * W), xx.ravel() / W, yy.ravel() / H], 1)
+    pinv = np.linalg.pinv(A)
 
-    from scipy.ndimage import gaussian_filter1d
+    def deglobal(fl):
+        T = fl.shape[0]
+        f = fl.reshape(T, H * W, 2)
+        return (f - np.einsum("nk,tkc->tnc", A, np.einsum("kn,tnc->tkc", pinv, f))).reshape(fl.shape).astype(np.float32)
+
+    if args.deglobal:
+        peaks = []
+        for c in tr["flow_cache"].iloc[fit]:
+            with np.load(Path(args.run) / c) as z:
+                peaks.append(float(flow.robust_peak(deglobal(z[f"flow{args.fields}"].astype(np.float32))).max()))
+        scale = float(np.percentile(peaks, 95))
+        print("deglobal scale", scale, flush=True)
+    from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
     def load(c, mirrored):
-        if not args.tsmooth:
+        if not (args.tsmooth or args.ssmooth or args.tmean or args.deglobal):
             return flow.load_munsell(args.run, c, args.fields, scale, mirrored=mirrored)
         with np.load(Path(args.run) / c) as z:
             fl = z[f"flow{args.fields}"].astype(np.float32)
-        fl = gaussian_filter1d(fl, args.tsmooth, axis=0, mode="nearest")
+        if args.deglobal:
+            fl = deglobal(fl)
+        if args.tsmooth:
+            fl = gaussian_filter1d(fl, args.tsmooth, axis=0, mode="nearest")
+        if args.ssmooth:
+            fl = gaussian_filter(fl, (0, args.ssmooth, args.ssmooth, 0), mode="nearest")
+        if args.tmean:
+            fl = np.broadcast_to(fl.mean(0, keepdims=True), fl.shape).copy()
         return flow.to_munsell(flow.mirror(fl) if mirrored else fl, scale)
 
     X = np.stack([load(c, False) for c in tr["flow_cache"]])
@@ -125,7 +186,17 @@ def main():
     spec = (tf.TensorSpec((None, *X.shape[1:]), tf.uint8), tf.TensorSpec((None, 4), tf.float32))
     data = tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2)
     train.set_determinism(args.split + 1)
-    model = build_model(args.fields, args.split, cfg.input_scale, bn=args.bn, dropout=args.dropout, width=args.width)
+    model = build_model(
+        args.fields,
+        args.split,
+        cfg.input_scale,
+        bn=args.bn,
+        dropout=args.dropout,
+        width=args.width,
+        gain=args.gain,
+        aux=args.aux,
+        aux_block=args.aux_block,
+    )
     kw = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
     opt = keras.optimizers.AdamW(args.lr, weight_decay=args.wd, **kw) if args.wd else keras.optimizers.Adam(args.lr, **kw)
     model.compile(optimizer=opt, loss="categorical_crossentropy", metrics=["accuracy"])
@@ -153,7 +224,19 @@ def main():
     t0 = time.perf_counter()
     model.fit(data, steps_per_epoch=steps, epochs=args.epochs, verbose=0, callbacks=[Score()])
     u = uar()
-    print(f"{vars(args)}: final {u[0]:.3f} tta {u[1]:.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    feats = keras.Model(model.input, model.get_layer("pool4_flat").output)
+    F = feats.predict(X, verbose=0, batch_size=20)
+    Fm = feats.predict(M, verbose=0, batch_size=20) if args.flip else F[:0]
+    yf = np.concatenate([y[fit], y[fit]]) if args.flip else y[fit]
+    svm = make_pipeline(StandardScaler(), SVC(kernel="linear", C=1.0, class_weight="balanced")).fit(
+        np.concatenate([F[fit], Fm[fit] if args.flip else F[:0]]), yf
+    )
+    su = recall_score(y[held], svm.predict(F[held]), average="macro")
+    print(f"{vars(args)}: final {u[0]:.3f} tta {u[1]:.3f} svm-pool4 {su:.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

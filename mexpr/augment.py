@@ -171,7 +171,7 @@ def flow_config(run_dir: str | os.PathLike) -> dict:
 def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict | None = None) -> np.ndarray:
     """Steps 5-6 and the flow stage for one planned sample: uint8 ``(fields, 112, 96, 3)``.
 
-    ``flow_cfg``: ``{"method", "params", "reference", "normalize"[, "tsmooth"]}`` (default: the run's
+    ``flow_cfg``: ``{"method", "params", "reference", "normalize"[, "tsmooth", "global_motion"]}`` (default: the run's
     flow stage, :func:`flow_config`); a learned scale must be given in px (the fold's)."""
     from mexpr import flow, preprocess
 
@@ -210,7 +210,15 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
     x, mirrored = None, _flipped(row)
     if flow_file:  # mode "none": the sample is the clip itself (or its mirror image), as the flow stage computed it
         try:
-            x = flow.load_munsell(run_dir, flow_file, fields, cfg["normalize"], mirrored=mirrored, tsmooth=cfg.get("tsmooth", 0.0))
+            x = flow.load_munsell(
+                run_dir,
+                flow_file,
+                fields,
+                cfg["normalize"],
+                mirrored=mirrored,
+                tsmooth=cfg.get("tsmooth", 0.0),
+                global_motion=cfg.get("global_motion", "keep"),
+            )
         except flow.FlowError:
             if not mirrored:  # an unmirrored clip the flow file cannot give is an error, as before
                 raise

@@ -135,6 +135,7 @@ def _train_config(args):
         flow_method=args.flow_method,
         smooth=args.smooth,
         tsmooth=args.tsmooth,
+        global_motion=args.global_motion,
         input_scale=args.input_scale,
         flip=args.flip,
         ema=args.ema,
@@ -288,6 +289,12 @@ def _config_options(p) -> None:
     p.add_argument("--flow-method", default=None, choices=list(flow.METHODS), help=f"flow method (default {flow.DEFAULT_METHOD})")
     p.add_argument("--smooth", type=float, default=None, help="Gaussian blur of every flow field, sigma in px (0: none, the paper's)")
     p.add_argument("--tsmooth", type=float, default=None, help="Gaussian along time over the flow fields, sigma in fields (ours; 0: none)")
+    p.add_argument(
+        "--global-motion",
+        default=None,
+        choices=list(flow.GLOBAL_MOTION),
+        help="keep the flow's global motion (paper) or remove each field's affine motion (ours)",
+    )
     p.add_argument("--input-scale", default=None, choices=list(models.INPUT_SCALES), help="first layer: [-1, 1] or zero for no motion (ours)")
     p.add_argument("--flip", default=None, action=argparse.BooleanOptionalAction, help="mirror half the training samples left-right (ours)")
     p.add_argument("--ema", type=float, default=None, help="end on a moving average of the weights with this momentum, e.g. 0.99 (ours; 0: none)")

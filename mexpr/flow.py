@@ -70,6 +70,13 @@ REFERENCES = ("consecutive", "onset")
 #: ``"learned"`` (one scale in px learned from a fold's training clips, :func:`learn_scale`).
 SCALINGS = ("frame", "clip", "learned")
 
+#: What is done with the motion the whole face shares (docs/DESIGN.md §3, "Global motion"):
+#: ``"keep"`` (the paper's: the flow as estimated) or ``"affine"`` (ours, :func:`remove_global`:
+#: each field's least-squares affine motion, what the head's residual drift and the alignment's
+#: jitter add, is subtracted, so that what is left, and what the Munsell colours show, is the
+#: face's local motion).
+GLOBAL_MOTION = ("keep", "affine")
+
 
 class FlowError(ValueError):
     """Bad input to the flow estimators or the colour coding."""
@@ -163,6 +170,36 @@ def check_scaling(scale) -> str | float:
     return float(scale)
 
 
+def check_global_motion(global_motion: str) -> str:
+    """``global_motion`` if it is one of :data:`GLOBAL_MOTION`, else :class:`FlowError` naming them."""
+    if global_motion not in GLOBAL_MOTION:
+        raise FlowError(f"unknown global-motion handling {global_motion!r}; valid: {', '.join(GLOBAL_MOTION)}")
+    return global_motion
+
+
+@functools.lru_cache(maxsize=4)
+def _affine_projector(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The affine basis ``(h*w, 3)`` (1, x, y) of an ``h x w`` field and its pseudo-inverse."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    basis = np.stack([np.ones(h * w), xx.ravel() / w, yy.ravel() / h], 1)
+    return basis.astype(np.float32), np.linalg.pinv(basis).astype(np.float32)
+
+
+def remove_global(fl: np.ndarray) -> np.ndarray:
+    """Flow fields ``(T, H, W, 2)`` less each field's least-squares affine motion (u and v each
+    fitted as a + b x + c y over the whole field), ours: a translation, rotation, zoom or shear the
+    whole crop shares is head motion or alignment error, not an expression, yet on the synthetic
+    clips it is about two thirds of the flow's magnitude and sets the Munsell scale
+    (docs/benchmarks.md).  Local motion (a brow raised, a lip corner pulled) is left."""
+    fl = np.asarray(fl, np.float32)
+    if fl.ndim != 4 or fl.shape[-1] != 2:
+        raise FlowError(f"flow must be (T, H, W, 2) to remove its global motion, got shape {fl.shape}")
+    t, h, w, _ = fl.shape
+    basis, pinv = _affine_projector(h, w)
+    f = fl.reshape(t, h * w, 2)
+    return (f - np.einsum("nk,tkc->tnc", basis, np.einsum("kn,tnc->tkc", pinv, f))).reshape(fl.shape)
+
+
 def check_smooth(smooth) -> float:
     """A flow smoothing (Gaussian sigma in px, 0 = none) as a float, or :class:`FlowError`."""
     if isinstance(smooth, bool) or not isinstance(smooth, (int, float, np.floating, np.integer)) or not np.isfinite(smooth) or smooth < 0:
@@ -184,9 +221,12 @@ def smooth_time(fl: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def code(fl: np.ndarray, spec: dict, mirrored: bool = False) -> np.ndarray:
-    """Raw flow ``(T, H, W, 2)`` as a stream's input: smoothed along time (``spec["tsmooth"]``,
-    :func:`smooth_time`; absent: none), mirrored if asked (:func:`mirror`), and Munsell-coded
-    with ``spec["normalize"]`` (:func:`to_munsell`): ``uint8 (T, H, W, 3)``."""
+    """Raw flow ``(T, H, W, 2)`` as a stream's input: its global motion removed
+    (``spec["global_motion"]``, :func:`remove_global`; absent: kept), smoothed along time
+    (``spec["tsmooth"]``, :func:`smooth_time`; absent: none), mirrored if asked (:func:`mirror`),
+    and Munsell-coded with ``spec["normalize"]`` (:func:`to_munsell`): ``uint8 (T, H, W, 3)``."""
+    if check_global_motion(spec.get("global_motion", "keep")) == "affine":
+        fl = remove_global(fl)
     fl = smooth_time(fl, spec.get("tsmooth", 0.0))
     return to_munsell(mirror(fl) if mirrored else fl, spec["normalize"])
 
@@ -591,40 +631,64 @@ def mirror(flow: np.ndarray) -> np.ndarray:
 
 
 def load_munsell(
-    run_dir: str | os.PathLike, cache: str, fields: int, normalize: str | float, mirrored: bool = False, tsmooth: float = 0.0
+    run_dir: str | os.PathLike,
+    cache: str,
+    fields: int,
+    normalize: str | float,
+    mirrored: bool = False,
+    tsmooth: float = 0.0,
+    global_motion: str = "keep",
 ) -> np.ndarray:
     """One clip's Munsell images ``uint8 (fields, 112, 96, 3)`` coded with ``normalize``
     (``"frame"``, ``"clip"`` or px): the stored images when the flow stage coded them that way,
     else coded now from the stored raw flow (a :class:`FlowError` if it kept none).
     ``mirrored``: of the mirrored clip (:func:`mirror`); ``tsmooth``: smoothed along time first
-    (:func:`smooth_time`); both need the raw flow."""
+    (:func:`smooth_time`); ``global_motion="affine"``: its global motion removed first
+    (:func:`remove_global`); these need the raw flow."""
     run_dir = Path(run_dir)
     normalize = check_scaling(normalize)
     tsmooth = check_smooth(tsmooth)
+    global_motion = check_global_motion(global_motion)
     path = run_dir / cache
     stored = _stored_normalize(str(path.parent))
+    recode = mirrored or tsmooth or global_motion != "keep"
     with np.load(path) as z:
-        if stored == normalize and f"munsell{fields}" in z.files and not mirrored and not tsmooth:
+        if stored == normalize and f"munsell{fields}" in z.files and not recode:
             return z[f"munsell{fields}"]
         if f"flow{fields}" not in z.files:
-            asked = [f"coded with {normalize!r}"] + (["mirrored"] if mirrored else []) + ([f"smoothed over {tsmooth:g} fields"] if tsmooth else [])
+            asked = (
+                [f"coded with {normalize!r}"]
+                + (["mirrored"] if mirrored else [])
+                + ([f"smoothed over {tsmooth:g} fields"] if tsmooth else [])
+                + ([f"rid of its {global_motion} global motion"] if global_motion != "keep" else [])
+            )
             raise FlowError(
                 f"{path} holds Munsell images coded with {stored!r} and no raw flow, so it cannot be {' or '.join(asked)}; "
                 "run the flow stage with raw=True (CLI: --raw) or with this scaling"
             )
         fl = z[f"flow{fields}"].astype(np.float32)
-    return code(fl, {"normalize": normalize, "tsmooth": tsmooth}, mirrored)
+    return code(fl, {"normalize": normalize, "tsmooth": tsmooth, "global_motion": global_motion}, mirrored)
 
 
-def learn_scale(run_dir: str | os.PathLike, caches, fields: int, q: float = 95.0) -> float:
+def learn_scale(run_dir: str | os.PathLike, caches, fields: int, q: float = 95.0, global_motion: str = "keep") -> float:
     """The Munsell scale (px) learned from training clips (``caches``: their flow files): the
     ``q``-th percentile over the clips of each clip's largest :func:`robust_peak`.  Colours then
     keep each clip's amplitude (a faint expression stays pale, a strong one saturates) instead of
-    stretching every field to full colour; only a fold's training clips may be passed."""
+    stretching every field to full colour; only a fold's training clips may be passed.
+    ``global_motion="affine"``: the peaks of the flow without its global motion
+    (:func:`remove_global`, read from the raw flow), the flow the colours will show."""
     run_dir = Path(run_dir)
+    global_motion = check_global_motion(global_motion)
     peaks = []
     for c in caches:
         with np.load(run_dir / c) as z:
+            if global_motion != "keep":
+                if f"flow{fields}" not in z.files:
+                    raise FlowError(
+                        f"{run_dir / c} keeps no raw flow, so the peaks of its local motion cannot be measured; run the flow stage with raw=True"
+                    )
+                peaks.append(float(robust_peak(remove_global(z[f"flow{fields}"])).max()))
+                continue
             if f"robust{fields}" not in z.files:
                 raise FlowError(f"{run_dir / c} has no 'robust{fields}' statistics (made by an older flow stage); recompute it with force=True")
             peaks.append(float(z[f"robust{fields}"].max()))

@@ -58,6 +58,7 @@ INPUTS = {
         "flow_method": "dis",
         "smooth": 0.0,
         "tsmooth": 0.0,
+        "global_motion": "keep",
         "input_scale": "symmetric",
         "flip": False,
         "ema": 0.0,
@@ -79,7 +80,7 @@ TRAIN_VERSION = 1
 
 #: Config fields added after the first checkpoints: left out of the fingerprint at these defaults,
 #: so that adding a setting does not make every finished stream retrain.
-_ADDED_LATER = {"tsmooth": 0.0}
+_ADDED_LATER = {"tsmooth": 0.0, "global_motion": "keep"}
 
 
 class TrainError(RuntimeError):
@@ -99,6 +100,7 @@ class Config:
     flow_method: str = "dis"  # flow.METHODS
     smooth: float = 0.0  # Gaussian blur of every flow field, sigma in px (0: none, the paper's)
     tsmooth: float = 0.0  # Gaussian along time over the fields, sigma in fields (ours; 0: none, the paper's); needs raw flow
+    global_motion: str = "keep"  # "keep" (the paper's) or "affine": each field's affine motion removed (ours; flow.GLOBAL_MOTION); needs raw flow
     input_scale: str = "symmetric"  # the network's first layer: models.INPUT_SCALES
     flip: bool = False  # augmentation: mirror half the samples left-right (ours; flow.mirror)
     ema: float = 0.0  # keep an exponential moving average of the weights with this momentum and end on it (0: none, the paper's)
@@ -119,6 +121,7 @@ class Config:
             object.__setattr__(self, "munsell", flow.check_scaling(self.munsell))
             object.__setattr__(self, "smooth", flow.check_smooth(self.smooth))
             object.__setattr__(self, "tsmooth", flow.check_smooth(self.tsmooth))
+            flow.check_global_motion(self.global_motion)
         except flow.FlowError as e:
             raise ValueError(str(e)) from None
         if self.input_scale not in models.INPUT_SCALES:
@@ -188,6 +191,7 @@ SETTING_WORDS = {
     "mode": ("no crop", "crop per {}"),
     "smooth": ("smoothed flow", "flow smoothed {:g} px"),
     "tsmooth": ("flow smoothed over time", "flow smoothed over {:g} fields"),
+    "global_motion": ("global motion removed", "global motion: {}"),
     "input_scale": ("zero input for no motion", "{} input scale"),
     "flip": ("mirrored copies", "mirrored copies"),
     "ema": ("weight averaging", "weights averaged ({:g})"),
@@ -235,6 +239,8 @@ def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
                     name += f"-ema{v:g}"
                 elif k == "tsmooth":
                     name += f"-tsmooth{v:g}"
+                elif k == "global_motion":
+                    name += f"-{v}motion" if v != "keep" else "-globalkept"
                 elif k == "munsell":
                     name += f"-scale{v:g}" if isinstance(v, float) else f"-scale-{v}"
                 else:
@@ -350,7 +356,7 @@ def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int
         train, _ = fold_split(run_dir, config, fold)
     normalize = config.munsell
     if normalize == "learned":
-        normalize = round(flow.learn_scale(run_dir, train["flow_cache"], fields), 4)
+        normalize = round(flow.learn_scale(run_dir, train["flow_cache"], fields, global_motion=config.global_motion), 4)
     spec = {
         "method": config.flow_method,
         "params": flow.method_params(config.flow_method, {}),
@@ -358,17 +364,29 @@ def fold_flow(run_dir: str | os.PathLike, config: Config, fold: int, fields: int
         "smooth": config.smooth,
         "normalize": normalize,
     }
-    return spec | ({"tsmooth": config.tsmooth} if config.tsmooth else {})  # absent when 0: the caches of earlier runs stay valid
+    # settings added later are absent at their defaults: the caches of earlier runs stay valid
+    return (
+        spec
+        | ({"tsmooth": config.tsmooth} if config.tsmooth else {})
+        | ({"global_motion": config.global_motion} if config.global_motion != "keep" else {})
+    )
 
 
 def clip_munsell(run_dir: str | os.PathLike, row, fields: int, coding: str | float | dict | None = None) -> np.ndarray:
     """One clip's Munsell images (a :func:`clips_table` row): as the flow stage coded them, or
     coded as ``coding`` says: a stream's flow spec (:func:`fold_flow`: its ``normalize`` and
-    ``tsmooth``) or just a scaling (``"frame"``, ``"clip"``, px: e.g. a fold's learned scale)."""
+    ``tsmooth``, ``global_motion``) or just a scaling (``"frame"``, ``"clip"``, px: e.g. a fold's learned scale)."""
     from mexpr import flow
 
     if isinstance(coding, dict):
-        return flow.load_munsell(run_dir, row["flow_cache"], fields, coding["normalize"], tsmooth=coding.get("tsmooth", 0.0))
+        return flow.load_munsell(
+            run_dir,
+            row["flow_cache"],
+            fields,
+            coding["normalize"],
+            tsmooth=coding.get("tsmooth", 0.0),
+            global_motion=coding.get("global_motion", "keep"),
+        )
     if coding is not None:
         return flow.load_munsell(run_dir, row["flow_cache"], fields, coding)
     return flow.load_flow(

@@ -271,6 +271,25 @@ def test_smoothing_over_time_keeps_steady_motion_and_averages_noise():
         flow.smooth_time(noise, -1.0)
 
 
+def test_remove_global_takes_away_the_motion_the_whole_face_shares_and_keeps_local_motion():
+    t, h, w = 3, 112, 96
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    shared = np.zeros((t, h, w, 2), np.float32)
+    for k in range(t):  # a drift, a small rotation and a zoom, different in every field
+        shared[k, ..., 0] = 0.3 * k + 0.002 * (xx - 48) - 0.003 * k * (yy - 56)
+        shared[k, ..., 1] = -0.2 + 0.003 * k * (xx - 48) + 0.002 * (yy - 56)
+    assert np.abs(flow.remove_global(shared)).max() < 1e-4  # purely affine: nothing is left
+    bump = np.zeros_like(shared)  # a brow raised: a local upward motion of 0.5 px
+    bump[1, ..., 1] = -0.5 * np.exp(-((xx - 30) ** 2 + (yy - 30) ** 2) / (2 * 4.0**2))
+    left = flow.remove_global(shared + bump)
+    assert left[1, 30, 30, 1] == pytest.approx(-0.5, abs=0.03)  # the local motion stays (less its own small affine part)
+    assert np.abs(left[1, 90:, 60:]).max() < 0.03 and np.abs(left[[0, 2]]).max() < 1e-4  # and nothing appears elsewhere
+    with pytest.raises(FlowError, match=r"\(T, H, W, 2\)"):
+        flow.remove_global(np.zeros((4, 5, 2)))
+    with pytest.raises(FlowError, match="valid: keep, affine"):
+        flow.code(shared, {"normalize": 1.0, "global_motion": "nose"})
+
+
 def test_load_munsell_smooths_over_time_from_the_raw_flow(prerun):
     m = flow.run(prerun, "dis", jobs=2, progress=False, raw=True, reference="onset", normalize="learned", primary=False)
     row = m.iloc[0]
@@ -278,6 +297,15 @@ def test_load_munsell_smooths_over_time_from_the_raw_flow(prerun):
     got = flow.load_munsell(prerun, row["cache"], 64, 0.8, tsmooth=5.0)
     assert np.array_equal(got, flow.to_munsell(flow.smooth_time(raw, 5.0), 0.8))
     assert not np.array_equal(got, flow.load_munsell(prerun, row["cache"], 64, 0.8))
+    local = flow.load_munsell(prerun, row["cache"], 64, 0.8, tsmooth=5.0, global_motion="affine")
+    assert np.array_equal(local, flow.to_munsell(flow.smooth_time(flow.remove_global(raw), 5.0), 0.8))
+    caches = list(m["cache"])
+    peaks = [float(flow.robust_peak(flow.remove_global(flow.load_flow(prerun, r, 64, kind="flow"))).max()) for _, r in m.iterrows()]
+    assert flow.learn_scale(prerun, caches, 64, global_motion="affine") == pytest.approx(np.percentile(peaks, 95), rel=1e-6)
     coded = flow.run(prerun, "dis", jobs=2, progress=False, primary=False)  # Munsell images only, no raw flow
     with pytest.raises(FlowError, match="smoothed over 5 fields"):
         flow.load_munsell(prerun, coded.iloc[0]["cache"], 64, "frame", tsmooth=5.0)
+    with pytest.raises(FlowError, match="affine global motion"):
+        flow.load_munsell(prerun, coded.iloc[0]["cache"], 64, "frame", global_motion="affine")
+    with pytest.raises(FlowError, match="keeps no raw flow"):
+        flow.learn_scale(prerun, list(coded["cache"]), 64, global_motion="affine")

@@ -70,16 +70,17 @@ def test_the_learned_scale_comes_from_training_clips_only(flowrun):
     assert calls == [set(tr["flow_cache"])] and not calls[0] & set(te["flow_cache"])
 
 
-@pytest.mark.parametrize("tsmooth", [0.0, 3.0])
-def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun, tsmooth):
+@pytest.mark.parametrize("tsmooth, global_motion", [(0.0, "keep"), (3.0, "affine")])
+def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun, tsmooth, global_motion):
     from mexpr import flow
 
-    cfg = replace(train.config_for("quick", input="mexpr", tsmooth=tsmooth), per_class=4, epochs=1)
+    cfg = replace(train.config_for("quick", input="mexpr", tsmooth=tsmooth, global_motion=global_motion), per_class=4, epochs=1)
     r = train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
     done = json.loads(open(f"{r['dir']}/done.json").read())
     scale = done["flow"]["normalize"]
     assert isinstance(scale, float) and scale > 0 and done["flow"]["reference"] == "onset"
     assert done["flow"].get("tsmooth", 0.0) == tsmooth  # absent at 0: the specs (and caches) of earlier runs are unchanged
+    assert done["flow"].get("global_motion", "keep") == global_motion and ("global_motion" in done["flow"]) == (global_motion != "keep")
     # an uncropped training sample is its clip, coded exactly as the clip is coded for testing; a mirrored one its mirror image
     plan = __import__("pandas").read_csv(f"{r['dir']}/plan.csv", dtype={"crops": str})
     assert plan["flip"].dtype == bool and 0 < plan["flip"].sum() < len(plan)
@@ -89,7 +90,8 @@ def test_a_stream_trains_on_our_input_and_codes_like_its_test_clips(flowrun, tsm
         path = augment.build(flowrun, sample, 64, flow_cfg=done["flow"], progress=False)[0]
         row = tr[(tr["subject_id"] + "/" + tr["clip"]) == sample.iloc[0]["source"]].iloc[0]
         raw = flow.load_flow(flowrun, {"status": "processed", "cache": row["flow_cache"]}, 64, kind="flow").astype(np.float32)
-        want = flow.to_munsell(flow.mirror(flow.smooth_time(raw, tsmooth)) if flipped else flow.smooth_time(raw, tsmooth), scale)
+        local = flow.remove_global(raw) if global_motion == "affine" else raw
+        want = flow.to_munsell(flow.mirror(flow.smooth_time(local, tsmooth)) if flipped else flow.smooth_time(local, tsmooth), scale)
         assert np.array_equal(np.load(path), want)
         if not flipped:  # and the test side codes its clips the same way
             assert np.array_equal(train.clip_munsell(flowrun, row, 64, done["flow"]), want)
@@ -269,6 +271,7 @@ def test_cli_options_name_our_training_settings():
     assert config("--flip", "--ema", "0.9").flip is True and config("--flip", "--ema", "0.9").ema == 0.9
     ours = config("--input", "mexpr")
     assert ours.input == "mexpr" and config("--input", "mexpr", "--no-flip").input == "custom"
+    assert config("--input", "mexpr", "--global-motion", "affine").global_motion == "affine"
     with pytest.raises(ValueError, match="ema must be a momentum"):
         config("--ema", "1.5")
 
@@ -282,3 +285,15 @@ def test_smoothing_over_time_is_a_named_setting_that_leaves_earlier_checkpoints_
     assert train.experiment_dir("runs/x", smoothed).name == "paper-s0-adam-mexpr-tsmooth12"
     with pytest.raises(ValueError, match="finite sigma"):
         train.config_for("default", tsmooth=-1)
+
+
+def test_removing_global_motion_is_a_named_setting_that_leaves_earlier_checkpoints_valid():
+    plain = train.config_for("default", input="mexpr", global_motion="keep")
+    local = train.config_for("default", input="mexpr", global_motion="affine")
+    assert "global_motion" not in train.config_for("default").fingerprint(64, 0)  # the paper's keeps it: earlier streams resume
+    assert local.fingerprint(64, 0)["global_motion"] == "affine" and local.builds_on_mexpr
+    assert "global motion: affine" in local.label or local.input == "mexpr"
+    assert train.experiment_dir("runs/x", local).name.startswith("paper-s0-adam-mexpr")
+    assert train.experiment_dir("runs/x", plain) != train.experiment_dir("runs/x", local)
+    with pytest.raises(ValueError, match="valid: keep, affine"):
+        train.config_for("default", global_motion="nose")
