@@ -211,3 +211,32 @@ def test_maps_overlap_and_class_summaries():
     assert explain.apex_position(10, 15, 20, 64) == pytest.approx(32)
     share, chance = explain.near_apex(np.eye(8)[[3, 0]], apex=[4, 8], half_width=1)  # fields 2-4 and 6-7 (the last ends at frame 8)
     assert list(share) == [1, 0] and list(chance) == [3 / 8, 2 / 8]
+
+
+def test_au_regions_lie_where_the_generator_moved_the_face(flowrun):
+    """The regions the overlap is measured against (mexpr.groundtruth.au_regions): brow and lid Action Units
+    in the upper face of the crop, mouth and chin ones in the lower, and the same regions as the flow scoring's."""
+    from mexpr import groundtruth, preprocess
+    from mexpr.datasets import clip_keys
+    from mexpr.run import Run
+
+    manifest = preprocess.load_manifest(flowrun)
+    manifest = manifest[manifest["status"] == "processed"].reset_index(drop=True)
+    aus = dict(zip(clip_keys(Run(flowrun).dataset()), Run(flowrun).dataset()["action_units"]))
+    regions = groundtruth.au_regions(flowrun, manifest)
+    assert set(regions) == set(clip_keys(manifest))
+    upper, lower = {"1", "2", "4", "5", "7"}, {"10", "12", "14", "L14", "R12", "15", "17", "20", "23", "24"}
+    seen = set()
+    for key, mask in regions.items():
+        assert mask.shape == (112, 96) and mask.dtype == bool and 0.005 < mask.mean() < 0.5, key
+        units = set(str(aus[key]).split("+"))
+        row = np.argwhere(mask)[:, 0].mean() / 112
+        if units <= upper:
+            assert row < 0.45, (key, units, row)
+            seen.add("upper")
+        elif units <= lower:
+            assert row > 0.55, (key, units, row)
+            seen.add("lower")
+    assert seen == {"upper", "lower"}
+    pair = next(groundtruth.synthetic_pairs(flowrun, manifest.iloc[:1], amplitudes=(1.0,)))
+    assert (pair["au"] == regions[pair["clip"]]).mean() > 0.99  # the flow scoring's AU regions (notebook 02)
