@@ -260,7 +260,8 @@ def stream_dir(run_dir, config: Config, fields: int, fold: int) -> Path:
 def flow_manifest(run_dir: str | os.PathLike, config: Config, jobs: int | None = None, progress: bool = False):
     """The flow manifest of ``config``'s flow setting (method, reference, Munsell scaling),
     computing what is missing (:func:`mexpr.flow.run`, cached by its settings; the paper's
-    input reuses what notebook 02's flow stage made)."""
+    input reuses what notebook 02's flow stage made).  Settings applied before the coding
+    (``tsmooth``, ``global_motion``) need the raw flow, so the flow stage keeps it for them."""
     from mexpr import flow
 
     return flow.run(
@@ -269,6 +270,7 @@ def flow_manifest(run_dir: str | os.PathLike, config: Config, jobs: int | None =
         normalize=config.munsell,
         reference=config.reference,
         smooth=config.smooth,
+        raw=bool(config.tsmooth) or config.global_motion != "keep",
         primary=False,
         jobs=jobs,
         progress=progress,
