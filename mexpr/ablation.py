@@ -197,6 +197,30 @@ def signal_curves(run_dir, examples, configs: dict, fields: int = 64) -> dict:
     return out
 
 
+def global_motion_curves(run_dir, clips, fields: int = 64) -> dict:
+    """How much of the flow the whole face shares, field by field: over ``clips`` (rows of
+    :func:`mexpr.train.clips_table` of a config that keeps the raw flow, e.g. our input's), the mean
+    |flow| per field (px) as estimated, of its least-squares affine part and of what is left
+    (:func:`mexpr.flow.remove_global`): ``{label: (fields,)}``."""
+    from mexpr import flow
+
+    total, shared, local = [], [], []
+    for cache in clips["flow_cache"]:
+        with np.load(Path(run_dir) / cache) as z:
+            if f"flow{fields}" not in z.files:
+                raise flow.FlowError(f"{cache} keeps no raw flow: use the clips of a config that keeps it (e.g. our input's)")
+            fl = z[f"flow{fields}"].astype(np.float32)
+        rest = flow.remove_global(fl)
+        total.append(np.abs(fl).mean((1, 2, 3)))
+        shared.append(np.abs(fl - rest).mean((1, 2, 3)))
+        local.append(np.abs(rest).mean((1, 2, 3)))
+    return {
+        "as estimated": np.mean(total, 0),
+        "its affine part (head drift, alignment)": np.mean(shared, 0),
+        "left when that is removed (local motion)": np.mean(local, 0),
+    }
+
+
 def crop_jitter(run_dir, configs: dict, fold: int = 0, samples: int = 4, fields: int = 64) -> pd.DataFrame:
     """How much motion each crop mode adds (:func:`mexpr.augment.jitter_energy`): for each config
     (label -> :class:`~mexpr.train.Config`; its ``mode`` and flow reference), the mean flow per

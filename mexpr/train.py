@@ -46,7 +46,8 @@ SCHEDULES = {
 #: Input representations: what the network is shown.  ``"paper"`` is the paper's (flow between
 #: neighbouring frames, each field coloured by its own peak, a new crop for every frame);
 #: ``"mexpr"`` is ours, labelled as such wherever it appears: flow since onset, smoothed (Gaussian,
-#: 4 px), one Munsell scale in px learned from the fold's training clips, no crop but mirrored
+#: 4 px), each field's affine (global) motion removed, one Munsell scale in px learned from the
+#: fold's training clips, no crop but mirrored
 #: copies, a first layer that reads no motion as zero, and Adam with a moving average of the weights
 #: (notebook 08 measures what each of these changes costs or buys; the Table 2 network itself is the
 #: paper's).
@@ -69,6 +70,7 @@ INPUTS = {
         "mode": "none",
         "flow_method": "dis",
         "smooth": 4.0,
+        "global_motion": "affine",
         "input_scale": "motion",
         "flip": True,
         "ema": 0.99,

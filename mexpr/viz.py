@@ -484,7 +484,9 @@ def ablation_plot(summary, baseline_uar: dict | None = None, run_dir=None, name:
     return _finish(fig, run_dir, name, readme, title=title)
 
 
-def flow_magnitude_curves(curves: dict, run_dir=None, name: str = "ablation_flow_signal", readme: bool = False, title: str = ""):
+def flow_magnitude_curves(
+    curves: dict, run_dir=None, name: str = "ablation_flow_signal", readme: bool = False, title: str = "", ylabel: str = "99th percentile |flow| (px)"
+):
     """How much motion each flow field carries, over a clip: ``curves`` maps a label (e.g.
     "Positive: neighbouring frames (paper)") to a per-field magnitude ``(T,)`` in px (e.g. each
     field's 99th percentile, :func:`mexpr.flow.robust_peak`).  Log scale, so that a few hundredths
@@ -495,7 +497,7 @@ def flow_magnitude_curves(curves: dict, run_dir=None, name: str = "ablation_flow
     for i, (label, y) in enumerate(curves.items()):
         y = np.asarray(y, float)
         ax.plot(np.arange(1, len(y) + 1), y, c=f"C{i // 2}", ls="-" if i % 2 else "--", lw=1.3, label=label)
-    ax.set(yscale="log", xlabel="flow field", ylabel="99th percentile |flow| (px)")
+    ax.set(yscale="log", xlabel="flow field", ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     return _finish(fig, run_dir, name, readme, title=title)

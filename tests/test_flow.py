@@ -309,3 +309,8 @@ def test_load_munsell_smooths_over_time_from_the_raw_flow(prerun):
         flow.load_munsell(prerun, coded.iloc[0]["cache"], 64, "frame", global_motion="affine")
     with pytest.raises(FlowError, match="keeps no raw flow"):
         flow.learn_scale(prerun, list(coded["cache"]), 64, global_motion="affine")
+    from mexpr import ablation
+
+    total, shared, local = ablation.global_motion_curves(prerun, m.rename(columns={"cache": "flow_cache"})).values()
+    assert total.shape == shared.shape == local.shape == (64,)
+    assert np.all(total <= shared + local + 1e-6) and np.all(local > 0)  # |affine + local| <= |affine| + |local|, pixel by pixel

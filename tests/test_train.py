@@ -58,7 +58,9 @@ def test_the_learned_scale_comes_from_training_clips_only(flowrun):
     cfg = replace(train.config_for("quick", input="mexpr"), per_class=1, epochs=1)
     tr, te = train.fold_split(flowrun, cfg, 0)
     got = train.fold_flow(flowrun, cfg, 0, 64, tr)
-    assert got["reference"] == "onset" and got["normalize"] == round(flow.learn_scale(flowrun, tr["flow_cache"], 64), 4)
+    assert got["reference"] == "onset" and got["normalize"] == round(
+        flow.learn_scale(flowrun, tr["flow_cache"], 64, global_motion=cfg.global_motion), 4
+    )
     # another fold learns from other clips; the test clips never enter
     calls = []
     real = flow.learn_scale
