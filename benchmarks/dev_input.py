@@ -121,22 +121,8 @@ def main():
     y = np.array([CLASSES.index(c) for c in tr["label"]])
     fit, held = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=args.split)
     scale = flow.learn_scale(args.run, tr["flow_cache"].iloc[fit], args.fields)
-    H, W = 112, 96
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    A = np.stack([np.ones(H * W), xx.ravel() / W, yy.ravel() / H], 1)
-    pinv = np.linalg.pinv(A)
-
-    def deglobal(fl):
-        T = fl.shape[0]
-        f = fl.reshape(T, H * W, 2)
-        return (f - np.einsum("nk,tkc->tnc", A, np.einsum("kn,tnc->tkc", pinv, f))).reshape(fl.shape).astype(np.float32)
-
-    if args.deglobal:
-        peaks = []
-        for c in tr["flow_cache"].iloc[fit]:
-            with np.load(Path(args.run) / c) as z:
-                peaks.append(float(flow.robust_peak(deglobal(z[f"flow{args.fields}"].astype(np.float32))).max()))
-        scale = float(np.percentile(peaks, 95))
+    if args.deglobal:  # as global_motion="affine" does: the scale of the flow without its global motion
+        scale = flow.learn_scale(args.run, tr["flow_cache"].iloc[fit], args.fields, global_motion="affine")
         print("deglobal scale", scale, flush=True)
     from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
@@ -146,7 +132,7 @@ def main():
         with np.load(Path(args.run) / c) as z:
             fl = z[f"flow{args.fields}"].astype(np.float32)
         if args.deglobal:
-            fl = deglobal(fl)
+            fl = flow.remove_global(fl)
         if args.tsmooth:
             fl = gaussian_filter1d(fl, args.tsmooth, axis=0, mode="nearest")
         if args.ssmooth:

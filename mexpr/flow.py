@@ -189,7 +189,7 @@ def remove_global(fl: np.ndarray) -> np.ndarray:
     """Flow fields ``(T, H, W, 2)`` less each field's least-squares affine motion (u and v each
     fitted as a + b x + c y over the whole field), ours: a translation, rotation, zoom or shear the
     whole crop shares is head motion or alignment error, not an expression, yet on the synthetic
-    clips it is about two thirds of the flow's magnitude and sets the Munsell scale
+    clips it is about four fifths of the flow's mean magnitude and sets the Munsell scale
     (docs/benchmarks.md).  Local motion (a brow raised, a lip corner pulled) is left."""
     fl = np.asarray(fl, np.float32)
     if fl.ndim != 4 or fl.shape[-1] != 2:
