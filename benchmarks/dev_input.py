@@ -120,11 +120,9 @@ def main():
     tr, _ = train.fold_split(args.run, cfg, 0)
     y = np.array([CLASSES.index(c) for c in tr["label"]])
     fit, held = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=args.split)
-    scale = flow.learn_scale(args.run, tr["flow_cache"].iloc[fit], args.fields)
-    if args.deglobal:  # as global_motion="affine" does: the scale of the flow without its global motion
-        scale = flow.learn_scale(args.run, tr["flow_cache"].iloc[fit], args.fields, global_motion="affine")
-        print("deglobal scale", scale, flush=True)
-    from scipy.ndimage import gaussian_filter, gaussian_filter1d
+    # --deglobal, as global_motion="affine" does: the scale of the flow without its global motion
+    scale = flow.learn_scale(args.run, tr["flow_cache"].iloc[fit], args.fields, global_motion="affine" if args.deglobal else "keep")
+    from scipy.ndimage import gaussian_filter
 
     def load(c, mirrored):
         if not (args.tsmooth or args.ssmooth or args.tmean or args.deglobal):
@@ -133,8 +131,7 @@ def main():
             fl = z[f"flow{args.fields}"].astype(np.float32)
         if args.deglobal:
             fl = flow.remove_global(fl)
-        if args.tsmooth:
-            fl = gaussian_filter1d(fl, args.tsmooth, axis=0, mode="nearest")
+        fl = flow.smooth_time(fl, args.tsmooth)
         if args.ssmooth:
             fl = gaussian_filter(fl, (0, args.ssmooth, args.ssmooth, 0), mode="nearest")
         if args.tmean:

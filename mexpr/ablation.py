@@ -206,10 +206,7 @@ def global_motion_curves(run_dir, clips, fields: int = 64) -> dict:
 
     total, shared, local = [], [], []
     for cache in clips["flow_cache"]:
-        with np.load(Path(run_dir) / cache) as z:
-            if f"flow{fields}" not in z.files:
-                raise flow.FlowError(f"{cache} keeps no raw flow: use the clips of a config that keeps it (e.g. our input's)")
-            fl = z[f"flow{fields}"].astype(np.float32)
+        fl = flow.load_flow(run_dir, {"status": "processed", "cache": cache}, fields, kind="flow").astype(np.float32)
         rest = flow.remove_global(fl)
         total.append(np.abs(fl).mean((1, 2, 3)))
         shared.append(np.abs(fl - rest).mean((1, 2, 3)))

@@ -210,15 +210,7 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
     x, mirrored = None, _flipped(row)
     if flow_file:  # mode "none": the sample is the clip itself (or its mirror image), as the flow stage computed it
         try:
-            x = flow.load_munsell(
-                run_dir,
-                flow_file,
-                fields,
-                cfg["normalize"],
-                mirrored=mirrored,
-                tsmooth=cfg.get("tsmooth", 0.0),
-                global_motion=cfg.get("global_motion", "keep"),
-            )
+            x = flow.load_coded(run_dir, flow_file, fields, cfg, mirrored=mirrored)
         except flow.FlowError:
             if not mirrored:  # an unmirrored clip the flow file cannot give is an error, as before
                 raise

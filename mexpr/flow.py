@@ -670,6 +670,21 @@ def load_munsell(
     return code(fl, {"normalize": normalize, "tsmooth": tsmooth, "global_motion": global_motion}, mirrored)
 
 
+def load_coded(run_dir: str | os.PathLike, cache: str, fields: int, spec: dict, mirrored: bool = False) -> np.ndarray:
+    """One clip's Munsell images coded as a stream's flow spec says (``spec``: its ``normalize`` and,
+    when set, ``tsmooth`` and ``global_motion``, as :func:`mexpr.train.fold_flow` gives it):
+    :func:`load_munsell` with the spec's settings, so training samples and test clips are coded by one call."""
+    return load_munsell(
+        run_dir,
+        cache,
+        fields,
+        spec["normalize"],
+        mirrored=mirrored,
+        tsmooth=spec.get("tsmooth", 0.0),
+        global_motion=spec.get("global_motion", "keep"),
+    )
+
+
 def learn_scale(run_dir: str | os.PathLike, caches, fields: int, q: float = 95.0, global_motion: str = "keep") -> float:
     """The Munsell scale (px) learned from training clips (``caches``: their flow files): the
     ``q``-th percentile over the clips of each clip's largest :func:`robust_peak`.  Colours then

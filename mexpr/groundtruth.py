@@ -163,7 +163,8 @@ def _apex_in_crop(run_dir: Path, pre: dict, row, info: dict) -> dict:
     """One pre-processed synthetic clip's true apex expression, as its crop sees it: the clip's
     first full-size frame (``frame0``, BGR), its alignment map (``maps``), the expression field in
     frame coordinates (``D``, frame px) and in the crop (``crop_flow``, ``(112, 96, 2)``, crop px:
-    ``J^-1 D(q0(p))`` at each crop pixel), and the face there (``face``, the ground truth's head mask)."""
+    ``J^-1 D(q0(p))`` at each crop pixel), its magnitude (``mag``) and largest value on the face
+    (``peak``, 0 if none), and the face there (``face``, the ground truth's head mask)."""
     import cv2
 
     motion = synth.Motion.load(info["clip_dir"])
@@ -183,7 +184,9 @@ def _apex_in_crop(run_dir: Path, pre: dict, row, info: dict) -> dict:
     crop_flow = frame_to_crop(map_jacobian(maps), Dq).astype(np.float32)
     _, mask = motion.upsampled()
     face = cv2.remap(mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR) > 0.99
-    return {"frame0": frame0, "maps": maps, "D": D, "crop_flow": crop_flow, "face": face}
+    mag = np.hypot(crop_flow[..., 0], crop_flow[..., 1])
+    peak = float(mag[face].max()) if face.any() else 0.0
+    return {"frame0": frame0, "maps": maps, "D": D, "crop_flow": crop_flow, "face": face, "mag": mag, "peak": peak}
 
 
 def _clip_table(run_dir: Path, table) -> dict:
@@ -207,9 +210,8 @@ def au_regions(run_dir: str | os.PathLike, clips, threshold: float = 0.25, table
     for _, row in clips.iterrows():
         key = f"{row['subject_id']}/{row['clip']}"
         crop = _apex_in_crop(run_dir, pre, row, lookup[key])
-        mag = np.hypot(crop["crop_flow"][..., 0], crop["crop_flow"][..., 1])
-        peak = float(mag[crop["face"]].max()) if crop["face"].any() else 0.0
-        out[key] = crop["face"] & (mag >= threshold * peak) if peak > 0 else np.zeros(crop["face"].shape, bool)
+        peak = crop["peak"]
+        out[key] = crop["face"] & (crop["mag"] >= threshold * peak) if peak > 0 else np.zeros(crop["face"].shape, bool)
     return out
 
 
@@ -235,8 +237,7 @@ def synthetic_pairs(run_dir: str | os.PathLike, clips, amplitudes=(0.1, 0.25, 0.
     for _, row in clips.iterrows():
         crop = _apex_in_crop(run_dir, pre, row, clip_table[f"{row['subject_id']}/{row['clip']}"])
         frame0, maps, D, crop_flow, face = crop["frame0"], crop["maps"], crop["D"], crop["crop_flow"], crop["face"]
-        mag = np.hypot(crop_flow[..., 0], crop_flow[..., 1])
-        peak = float(mag[face].max()) if face.any() else 0.0
+        mag, peak = crop["mag"], crop["peak"]
         if peak <= 0:
             continue
         for a in amplitudes:

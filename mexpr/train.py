@@ -383,14 +383,7 @@ def clip_munsell(run_dir: str | os.PathLike, row, fields: int, coding: str | flo
     from mexpr import flow
 
     if isinstance(coding, dict):
-        return flow.load_munsell(
-            run_dir,
-            row["flow_cache"],
-            fields,
-            coding["normalize"],
-            tsmooth=coding.get("tsmooth", 0.0),
-            global_motion=coding.get("global_motion", "keep"),
-        )
+        return flow.load_coded(run_dir, row["flow_cache"], fields, coding)
     if coding is not None:
         return flow.load_munsell(run_dir, row["flow_cache"], fields, coding)
     return flow.load_flow(
