@@ -60,18 +60,21 @@ def save_npz(path: str | os.PathLike, level: int = 6, **arrays) -> None:
 _CORE_DATES = re.compile(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)")
 
 
-def save_xlsx(header: list[str], rows: list[list], path: str | os.PathLike, sheet_name: str = "Sheet1") -> None:
+def save_xlsx(header: list[str], rows: list[list], path: str | os.PathLike, sheet_name: str = "Sheet1", preamble: list[list] = ()) -> None:
     """Write a table to ``.xlsx`` deterministically.
 
     Header names that are ``""`` are written as blank header cells, as in the real CASME II sheet
     (pandas reads them back as ``Unnamed: N``).  openpyxl stamps the document with the current
-    time and zipfile stamps every entry; both are replaced by a fixed date.
+    time and zipfile stamps every entry; both are replaced by a fixed date.  ``preamble``: rows
+    written above the header (SAMM's sheet opens with a title block).
     """
     from openpyxl import Workbook
 
     wb = Workbook()
     ws = wb.active
     ws.title = sheet_name
+    for row in preamble:
+        ws.append([_plain(v) for v in row] or [None])
     ws.append([None if c == "" else str(c) for c in header])
     for row in rows:
         ws.append([None if (isinstance(v, str) and v == "") else _plain(v) for v in row])

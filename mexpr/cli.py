@@ -22,36 +22,59 @@ import sys
 
 
 def _cmd_synth(args) -> int:
+    from pathlib import Path
+
     from mexpr import synth
 
-    out = synth.generate(
-        args.out,
-        dataset=args.dataset,
-        scale=args.scale,
-        seed=args.seed,
-        faces=args.faces,
-        difficulty=args.difficulty,
-        jobs=args.jobs,
-        progress=not args.quiet,
-    )
-    print(f"wrote {args.dataset} (scale {args.scale:g}, seed {args.seed}) to {out}")
+    # --corpora samm smic casme3a: each into OUT/<corpus>; else --dataset into OUT
+    targets = [(c, Path(args.out) / c) for c in args.corpora] if args.corpora else [(args.dataset, Path(args.out))]
+    for dataset, out in targets:
+        synth.generate(
+            out,
+            dataset=dataset,
+            scale=args.scale,
+            seed=args.seed,
+            faces=args.faces,
+            difficulty=args.difficulty,
+            jobs=args.jobs,
+            progress=not args.quiet,
+            render=not args.layout_only,
+        )
+        print(f"wrote {dataset} (scale {args.scale:g}, seed {args.seed}{', layout only' if args.layout_only else ''}) to {out}")
     return 0
 
 
 def _cmd_info(args) -> int:
     import pandas as pd
 
-    from mexpr import datasets
+    from mexpr import corpora, datasets
 
-    df = datasets.load(args.data, errors="skip" if args.skip else "raise", verify=args.verify)
+    df = datasets.load(args.data, errors="skip" if args.skip else "raise", verify=args.verify, classes=args.classes)
     scales = {(datasets.synth_info(r) or {}).get("scale") for r in args.data}
     scale = scales.pop() if len(scales) == 1 else None
-    with pd.option_context("display.width", 120, "display.max_rows", 200):
-        print(f"{len(df)} clips, {df['subject_id'].nunique()} subjects, from {', '.join(args.data)}\n")
-        print("Per emotion (Table 3" + (f"; Table 3 x {scale:g} for this synthetic set" if scale else "") + "):")
-        print(datasets.counts_table(df, scale).to_string(index=False))
-        print("\nPer class:")
-        print(datasets.class_table(df).to_string(index=False))
+    with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_columns", 20):
+        print(f"{len(df)} clips, {df['subject_id'].nunique()} subjects ({args.classes} classes), from {', '.join(args.data)}\n")
+        print(
+            "Per corpus, beside the published counts"
+            + (f" (x {scale:g} for this synthetic set)" if scale else "")
+            + ", and in the MEGC 2019 composite:"
+        )
+        print(corpora.summary_table(df, scale).to_string(index=False))
+        print(
+            f"(sources: {'; '.join(f'{corpora.CORPORA[d].title}: {corpora.CORPORA[d].source}' for d in sorted(set(df['dataset'])))}; composite: {corpora.COMPOSITE_SOURCE})"
+        )
+        if df["dataset"].isin(["casme1", "casme2"]).any():
+            print("\nPer emotion (Table 3" + (f"; Table 3 x {scale:g} for this synthetic set" if scale else "") + "):")
+            print(datasets.counts_table(df, scale).to_string(index=False))
+            print("\nPer class:")
+            print(datasets.class_table(df).to_string(index=False))
+        others = corpora.emotion_table(df, scale)
+        if len(others):
+            print("\nPer emotion of the other corpora (published counts; their class in the paper's four and in the composite):")
+            print(others.to_string(index=False))
+        if df.attrs.get("quirks"):
+            print("\nKnown quirks absorbed (mexpr.corpora.QUIRKS):")
+            print(pd.DataFrame(df.attrs["quirks"]).to_string(index=False))
         frames = df.groupby("dataset")["n_frames"].describe()[["mean", "min", "50%", "max"]]
         print("\nFrames per clip (onset..offset):")
         print(frames.round(1).to_string())
@@ -311,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write a synthetic CASME II / CASME I dataset")
     s.add_argument("--dataset", choices=list(synth.DATASETS), default=synth.DATASETS[0])
+    s.add_argument(
+        "--corpora", nargs="+", choices=list(synth.DATASETS), default=None, help="write each of these into OUT/<corpus> (e.g. samm smic casme3a)"
+    )
+    s.add_argument("--layout-only", action="store_true", help="folders, file names and sheets only; every frame one grey image (loader tests)")
     s.add_argument("--scale", type=float, default=1.0, help="Table 3 counts x scale (>= 2 clips per emotion)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output folder (new or empty; an interrupted run resumes)")
@@ -321,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_synth)
 
     i = sub.add_parser("info", help="clip counts of dataset roots beside Table 3")
-    i.add_argument("data", nargs="+", help="dataset root(s): CASME II and/or CASME I, real or synthetic")
+    i.add_argument("data", nargs="+", help="dataset root(s): CASME II, CASME I, SAMM, SMIC-HS, CAS(ME)³ part A, real or synthetic")
     i.add_argument("--skip", action="store_true", help="skip unusable rows (listed) instead of failing")
     i.add_argument("--verify", choices=list(datasets.VERIFY), default=datasets.VERIFY[0])
+    i.add_argument("--classes", choices=["paper", "megc3"], default="paper", help="label with the paper's four classes or the composite's three")
     i.set_defaults(func=_cmd_info)
 
     pre = sub.add_parser("preprocess", help="detect, align, crop and interpolate every clip (cached, resumable)")

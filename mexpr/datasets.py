@@ -73,7 +73,7 @@ TABLE3: dict[str, dict[str, int]] = {
 }
 
 #: Frame rates (Table 1).
-FPS: dict[str, int] = {"casme1": 60, "casme2": 200}
+FPS: dict[str, int] = {"casme1": 60, "casme2": 200, "samm": 200, "smic": 100, "casme3a": 30}
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -356,21 +356,30 @@ def load(
     unknown: str | Mapping[str, str] = "error",
     errors: str = "raise",
     verify: str = "header",
+    classes: str = "paper",
 ) -> pd.DataFrame:
-    """Load one or more CASME I / CASME II roots (real or synthetic) into a clip table.
+    """Load one or more dataset roots (real or synthetic) into a clip table: CASME I / CASME II,
+    and the corpora of :mod:`mexpr.corpora` (SAMM, SMIC-HS, CAS(ME)³ part A), each recognised by
+    its sheet or folder layout.
 
     Parameters
     ----------
     roots
         A dataset root, or several (e.g. CASME II and CASME I, merged into the paper's set).
     dataset
-        ``"casme1"`` or ``"casme2"``; by default detected from the sheet's column names.
+        ``"casme1"``, ``"casme2"``, ``"samm"``, ``"smic"`` or ``"casme3a"``; by default detected
+        (CASME I / II from the sheet's column names, the others by :func:`mexpr.corpora.detect`).
     variant
         ``"raw"``, ``"cropped"`` (the ``Cropped/`` faces) or ``"auto"`` (raw when present).
     unknown
         What to do with emotion labels that are not in :data:`EMOTION_TO_CLASS`:
         ``"error"`` (listed in the error), ``"skip"`` (rows skipped and recorded) or a mapping
         ``{label: class}`` that extends the class map.
+    classes
+        The class set of ``label``: ``"paper"`` (Table 3's four classes) or ``"megc3"`` (the MEGC
+        2019 composite's Negative / Positive / Surprise).  Clips whose emotion has no class in the
+        set (SAMM's anger in the paper's set, CASME II's others in the composite) are skipped and
+        recorded in ``df.attrs["skipped"]``, never an error (:data:`mexpr.corpora.CLASS_MAPS`).
     errors
         ``"raise"``: unusable rows are reported together in one :class:`DatasetError`;
         ``"skip"``: they are dropped and recorded in ``df.attrs["skipped"]`` (a list of dicts).
@@ -382,8 +391,12 @@ def load(
     -------
     pandas.DataFrame
         One row per clip with columns :data:`OUTPUT_COLUMNS`; ``frames`` is the tuple of frame
-        paths from onset to offset in temporal order, ``label`` the Table 3 class.
+        paths from onset to offset in temporal order, ``label`` the class in ``classes``.
+        ``df.attrs["quirks"]`` counts the clips whose known quirks were absorbed (per corpus and
+        quirk; :data:`mexpr.corpora.QUIRKS`).
     """
+    from mexpr import corpora
+
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
     roots = [Path(r) for r in roots]
@@ -395,30 +408,37 @@ def load(
         raise ValueError(f"verify must be one of {', '.join(VERIFY)}, not {verify!r}")
     if variant not in ("auto", "raw", "cropped"):
         raise ValueError(f"variant must be 'auto', 'raw' or 'cropped', not {variant!r}")
-    class_map = dict(EMOTION_TO_CLASS)
+    if classes not in corpora.CLASS_SETS:
+        raise ValueError(f"classes must be one of {sorted(corpora.CLASS_SETS)}, not {classes!r}")
+    class_maps = {ds: corpora.class_map(ds, classes) for ds in corpora.CLASS_MAPS}
+    # a CASME sheet may use the other CASME's labels (the paper merges them): one map for both
+    casme = (EMOTION_TO_CLASS if classes == "paper" else class_maps["casme1"] | class_maps["casme2"]) | {}
+    class_maps["casme1"] = class_maps["casme2"] = dict(casme)
     if isinstance(unknown, Mapping):
-        bad = {k: v for k, v in unknown.items() if v not in CLASSES}
+        valid = corpora.CLASS_SETS[classes]
+        bad = {k: v for k, v in unknown.items() if v not in valid}
         if bad:
-            raise ValueError(f"unknown= maps to classes not in {CLASSES}: {bad}")
-        class_map.update({normalise_label(k): v for k, v in unknown.items()})
+            raise ValueError(f"unknown= maps to classes not in {valid}: {bad}")
+        for m in class_maps.values():
+            m.update({normalise_label(k): v for k, v in unknown.items()})
     elif unknown not in ("error", "skip"):
         raise ValueError(f"unknown must be 'error', 'skip' or a mapping, not {unknown!r}")
 
     records: list[dict] = []
     problems: list[dict] = []
     for root in roots:
-        recs, probs = _load_root(root, dataset, variant, class_map, unknown, verify)
+        recs, probs = _load_root(root, dataset, variant, class_maps, verify)
         records.extend(recs)
         problems.extend(probs)
 
-    fatal = [p for p in problems if not (unknown == "skip" and p.get("label"))]
+    fatal = [p for p in problems if not (unknown == "skip" and p.get("label")) and not p.get("dropped")]
     if fatal and errors == "raise":
         problems = fatal
         unknown_labels = sorted({p["label"] for p in problems if p.get("label")})
         head = f"{len(problems)} unusable row(s) in {', '.join(str(r) for r in roots)}"
         if unknown_labels:
             head += (
-                f"; unknown emotion label(s) {unknown_labels} (known: {sorted(EMOTION_TO_CLASS)};"
+                f"; unknown emotion label(s) {unknown_labels} (known: {sorted({e for m in class_maps.values() for e in m})};"
                 " pass unknown={label: class} to map them or unknown='skip' to skip them)"
             )
         head += "; to skip unusable rows and record them, pass errors='skip' (on the command line: mexpr info --skip)"
@@ -432,12 +452,38 @@ def load(
     df = df.sort_values(["dataset", "subject", "clip"], kind="stable").reset_index(drop=True)
     df.attrs["skipped"] = problems
     df.attrs["roots"] = [str(r) for r in roots]
+    df.attrs["classes"] = classes
+    df.attrs["quirks"] = _quirk_counts(df)
     return df
 
 
-def _load_root(root, dataset, variant, class_map, unknown, verify):
+def _quirk_counts(df: pd.DataFrame) -> list[dict]:
+    """``[{corpus, quirk, clips, absorbed}]``: how many clips' notes name each known quirk."""
+    from mexpr import corpora
+
+    out = []
+    for q in corpora.QUIRKS:
+        n = int(((df["dataset"] == q.corpus) & df["notes"].str.contains(f"quirk {q.name}", regex=False)).sum())
+        if n:
+            out.append({"corpus": q.corpus, "quirk": q.name, "clips": n, "absorbed": q.absorbed})
+    return out
+
+
+def _load_root(root, dataset, variant, class_maps, verify):
+    from mexpr import corpora
+
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset root does not exist or is not a folder")
+    if dataset not in ("casme1", "casme2"):
+        found = corpora.detect(root)
+        if dataset is not None and (found is None or found[0] != dataset):
+            if dataset not in FPS:
+                raise ValueError(f"dataset must be one of {sorted(FPS)}, not {dataset!r}")
+            raise DatasetError(
+                f"{root}: not a {dataset} root in its distributed layout (docs/corpora.md; found {found[0] if found else 'no such corpus'})"
+            )
+        if found is not None:
+            return corpora.load_root(root, found[0], found[1], variant, class_maps, verify)
     sheets = find_sheets(root)
     if not sheets:
         raise DatasetError(
@@ -465,7 +511,7 @@ def _load_root(root, dataset, variant, class_map, unknown, verify):
             excel_row = i + 2  # header is row 1
             if all(_is_blank(row.get(cols[f])) for f in ("subject", "filename")):
                 continue  # trailing blank rows are common in hand-edited sheets
-            rec, prob = _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, verify)
+            rec, prob = _load_row(root, index, sheet, excel_row, row, cols, ds, class_maps[ds], verify)
             if prob:
                 problems.append(prob)
                 continue
@@ -480,7 +526,9 @@ def _load_root(root, dataset, variant, class_map, unknown, verify):
     return records, problems
 
 
-def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, verify):
+def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, verify):
+    from mexpr.corpora import _label
+
     subject_cell = row.get(cols["subject"])
     filename = "" if _is_blank(row.get(cols["filename"])) else str(row.get(cols["filename"])).strip()
     prob = {"sheet": str(sheet), "row": excel_row, "subject": str(subject_cell), "clip": filename}
@@ -499,11 +547,9 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, 
 
     raw_label = row.get(cols["emotion"])
     emotion = normalise_label(raw_label) if not _is_blank(raw_label) else ""
-    label = class_map.get(emotion)
-    if label is None:
-        if emotion == "":
-            return fail("emotion cell is empty")
-        return fail(f"unknown emotion label {str(raw_label)!r}", label=emotion)
+    label, why = _label(emotion, raw_label, class_map, ds)
+    if why:
+        return fail(**why)
 
     onset, offset = _to_int(row.get(cols["onset"])), _to_int(row.get(cols["offset"]))
     if onset is None or offset is None:
@@ -535,7 +581,43 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, 
     except ValueError:
         return fail(f"folder {clip_dir} resolves outside the dataset root {root}")
 
-    notes = []
+    return clip_record(
+        root,
+        ds,
+        subject,
+        clip_dir.name,
+        clip_dir,
+        onset,
+        apex,
+        offset,
+        _cell(row, cols, "action_units"),
+        emotion,
+        label,
+        sheet,
+        excel_row,
+        str(apex_cell).strip(),
+        [],
+        verify,
+        prob,
+    )
+
+
+def _cell(row, cols, field) -> str:
+    value = row.get(cols[field]) if field in cols else None
+    return "" if _is_blank(value) else str(value).strip()
+
+
+def clip_record(root, ds, subject, clip, clip_dir, onset, apex, offset, aus, emotion, label, sheet, excel_row, apex_cell, notes, verify, prob):
+    """One clip's record (:data:`OUTPUT_COLUMNS`) from its folder and onset/apex/offset, or
+    ``(None, problem)``: the frames present inside onset..offset in frame-number order (range
+    mismatches and gaps noted), checked by ``verify``; a missing apex (``apex`` None, the sheet's
+    cell ``apex_cell``) is estimated as the middle frame and flagged.  Shared by every corpus'
+    loader (:mod:`mexpr.corpora` too)."""
+
+    def fail(reason, **extra):
+        return None, {**prob, "reason": reason, **extra}
+
+    notes = list(notes)
     numbered = []
     for p in clip_dir.iterdir():
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
@@ -567,17 +649,16 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, 
     apex_estimated = apex is None
     if apex_estimated:
         apex = inside[len(inside) // 2][0]
-        notes.append(f"apex not given ({str(apex_cell).strip()!r}); estimated as the middle frame {apex}")
-    aus_cell = row.get(cols["action_units"]) if "action_units" in cols else None
+        notes.append(f"apex not given ({apex_cell!r}); estimated as the middle frame {apex}")
     rec = {
         "dataset": ds,
         "subject": subject,
-        "clip": clip_dir.name,
+        "clip": clip,
         "fps": FPS[ds],
         "onset": onset,
         "apex": apex,
         "offset": offset,
-        "action_units": "" if _is_blank(aus_cell) else str(aus_cell).strip(),
+        "action_units": aus,
         "emotion": emotion,
         "label": label,
         "frames": tuple(str(p) for _, p in inside),
@@ -585,7 +666,7 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, unknown, 
         "apex_estimated": apex_estimated,
         "subject_id": f"{ds}/{subject}",
         "clip_dir": str(clip_dir),
-        "sheet": str(sheet),
+        "sheet": str(sheet) if sheet else "",
         "sheet_row": excel_row,
         "notes": "; ".join(notes),
     }
@@ -621,18 +702,24 @@ def clip_keys(df: pd.DataFrame) -> pd.Series:
 
 
 def scaled_counts(dataset: str, scale: float | None) -> dict[str, int]:
-    """Table 3 per-emotion counts × ``scale``, rounded half up, at least 2 each (for splits)."""
-    if dataset not in TABLE3:
-        raise ValueError(f"dataset must be one of {sorted(TABLE3)}, not {dataset!r}")
+    """Per-emotion counts × ``scale``, rounded half up, at least 2 each (for splits): Table 3's for
+    CASME I / II, the published ones for the other corpora (:data:`mexpr.corpora.CORPORA`)."""
+    from mexpr.corpora import CORPORA
+
+    if dataset not in CORPORA:
+        raise ValueError(f"dataset must be one of {sorted(CORPORA)}, not {dataset!r}")
+    counts = TABLE3.get(dataset) or CORPORA[dataset].emotions
     if scale is None:
-        return dict(TABLE3[dataset])
+        return dict(counts)
     if not scale > 0:
         raise ValueError(f"scale must be > 0, not {scale!r}")
-    return {e: max(2, int(math.floor(n * scale + 0.5))) for e, n in TABLE3[dataset].items()}
+    return {e: max(2, int(math.floor(n * scale + 0.5))) for e, n in counts.items()}
 
 
 def counts_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
-    """Per-dataset, per-emotion clip counts beside Table 3 (and Table 3 × ``scale``)."""
+    """Per-dataset, per-emotion clip counts of CASME I / II beside Table 3 (and Table 3 × ``scale``);
+    the other corpora's are :func:`mexpr.corpora.emotion_table`'s."""
+    df = df[df["dataset"].isin(list(TABLE3))]
     rows = []
     present = sorted(set(df["dataset"]) & set(TABLE3)) or sorted(TABLE3)
     for ds in present:
@@ -650,7 +737,8 @@ def counts_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
 
 
 def class_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-class clip counts per dataset and in total, beside Table 3's class totals."""
+    """Per-class clip counts of CASME I / II per dataset and in total, beside Table 3's class totals."""
+    df = df[df["dataset"].isin(list(TABLE3))]
     rows = []
     for cls in CLASSES:
         row = {"class": cls}
@@ -665,7 +753,28 @@ def class_table(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # evaluation splits (docs/DESIGN.md §3, §7)
 
-PROTOCOLS = ("paper", "subject3", "loso")
+PROTOCOLS = ("paper", "subject3", "loso", "megc3")
+
+
+def protocol_classes(protocol: str) -> list[int]:
+    """The class indices (into :data:`CLASSES`) a protocol predicts: all four, or for ``"megc3"``
+    the MEGC 2019 composite's Negative, Positive and Surprise."""
+    from mexpr.corpora import COMPOSITE_CLASSES
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    return [CLASSES.index(c) for c in COMPOSITE_CLASSES] if protocol == "megc3" else list(range(len(CLASSES)))
+
+
+def protocol_table(df: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """The clips a protocol evaluates, labelled in its classes: ``df`` itself, or for ``"megc3"``
+    the SMIC, CASME II and SAMM clips whose emotion has a composite class, relabelled
+    (:func:`mexpr.corpora.relabel`; CASME I, CAS(ME)³ and e.g. CASME II's others are left out)."""
+    from mexpr.corpora import relabel
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    return relabel(df, "megc3") if protocol == "megc3" else df
 
 
 def check_folds(folds, n_folds: int, protocol: str, error: type[ValueError] | type[RuntimeError] = ValueError) -> list[int]:
@@ -691,6 +800,10 @@ def splits(df: pd.DataFrame, protocol: str = "paper", seed: int = 0, folds: int 
     - ``"subject3"``: subject-grouped ``folds``-fold; no subject is in both sets.  Subjects are
       shuffled by ``seed`` and dealt to the fold with the fewest clips so far.
     - ``"loso"``: leave one subject out, one fold per subject (sorted by subject).
+    - ``"megc3"``: the MEGC 2019 composite (See et al. 2019): leave one subject out over the union
+      of the subjects of SMIC, CASME II and SAMM (``subject_id`` keeps the corpora apart), three
+      classes.  ``df`` must be the composite's table (:func:`protocol_table`), so that no clip the
+      composite leaves out, nor a four-class label, enters a fold.
 
     The same ``seed`` gives the same folds.
     """
@@ -702,6 +815,17 @@ def splits(df: pd.DataFrame, protocol: str = "paper", seed: int = 0, folds: int 
     if n == 0:
         raise ValueError("no clips to split")
     labels = df["label"].to_numpy()
+    if protocol == "megc3":
+        from mexpr.corpora import COMPOSITE_CLASSES, COMPOSITE_CORPORA
+
+        bad = sorted(set(map(str, labels)) - set(COMPOSITE_CLASSES))
+        if "dataset" in df.columns:
+            bad += [f"corpus {d}" for d in sorted(set(df["dataset"]) - set(COMPOSITE_CORPORA))]
+        if bad:
+            raise ValueError(
+                f"protocol 'megc3' splits the composite's clips only (SMIC, CASME II, SAMM; {', '.join(COMPOSITE_CLASSES)}), "
+                f"found {bad}; pass datasets.protocol_table(df, 'megc3')"
+            )
     rng = np.random.default_rng([int(seed), PROTOCOLS.index(protocol)])
     tests: list[np.ndarray] = []
     if protocol == "paper":
@@ -724,7 +848,7 @@ def splits(df: pd.DataFrame, protocol: str = "paper", seed: int = 0, folds: int 
             raise ValueError(f"protocol {protocol!r} needs a subject_id column")
         subjects = df["subject_id"].astype(str).to_numpy()
         uniq = sorted(set(subjects))
-        if protocol == "loso":
+        if protocol in ("loso", "megc3"):
             tests = [np.flatnonzero(subjects == s) for s in uniq]
         else:
             if len(uniq) < folds:

@@ -36,7 +36,7 @@ def test_scaled_counts_follow_table3_with_minimum_two():
     with pytest.raises(ValueError, match="scale"):
         datasets.scaled_counts("casme2", 0)
     with pytest.raises(ValueError, match="dataset"):
-        datasets.scaled_counts("smic", 1.0)
+        datasets.scaled_counts("mmew", 1.0)
 
 
 @pytest.mark.parametrize("name", ["casme2", "casme1"])

@@ -1,5 +1,5 @@
 """What a synthetic dataset holds: its format (folder layout and coding sheet, as the real
-CASME I / CASME II), the difficulty knobs, the emotion → Action Unit recipes, and the seeded plan
+CASME I / CASME II, and on request SAMM, SMIC-HS and CAS(ME)³ part A), the difficulty knobs, the emotion → Action Unit recipes, and the seeded plan
 of its clips (subjects, names, emotions, AUs, onset/apex/offset) before any frame is drawn."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Format:
     n_subjects: int
     sheet_header: tuple[str, ...]
     fields: tuple[str | None, ...]  # which value goes in each column (None: blank)
+    preamble: tuple[tuple[str, ...], ...] = ()  # rows above the header (SAMM's title block)
 
 
 FORMATS = {
@@ -36,9 +37,44 @@ FORMATS = {
         ("Subject", "Filename", "", "OnsetF", "ApexF1", "ApexF2", "OffsetF", "", "AU", "Emotion"),
         ("subject", "filename", None, "onset", "apex", "apex2", "offset", None, "aus", "emotion"),
     ),
+    # SAMM: the header under a 13-row title block (docs/corpora.md)
+    "samm": Format(
+        "samm",
+        32,
+        (
+            "Subject",
+            "Filename",
+            "Inducement Code",
+            "Onset Frame",
+            "Apex Frame",
+            "Offset Frame",
+            "Duration",
+            "Type",
+            "Action Units",
+            "Notes",
+            "Estimated Emotion",
+            "Objective Classes",
+        ),
+        ("subject", "filename", "inducement", "onset", "apex", "offset", "duration", "type", "aus", "notes", "emotion", "objective"),
+        (("SAMM Micro-Movement FACS Codes (synthetic, written by mexpr.synth)",),)
+        + ((),) * 3
+        + (("Onset, apex and offset are frame numbers of the clip folder",), ("Apex -1: not coded",))
+        + ((),) * 7,
+    ),
+    # SMIC-HS: no sheet, the emotion is the folder
+    "smic": Format("smic", 16, (), ()),
+    "casme3a": Format(
+        "casme3a",
+        100,
+        ("Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"),
+        ("subject", "filename", "onset", "apex", "offset", "aus", "objective", "emotion"),
+    ),
 }
-#: The datasets the generator writes, in their real formats.
+#: The datasets the generator writes, in their real formats (the first two by default, the
+#: others when asked: ``mexpr synth --dataset samm``).
 DATASETS = tuple(FORMATS)
+#: The field's other corpora (:mod:`mexpr.corpora`), written only on request.
+OTHER_CORPORA = ("samm", "smic", "casme3a")
 
 # --------------------------------------------------------------------------------------------
 # difficulty
@@ -82,6 +118,7 @@ DIFFICULTIES = {
 #: AU of the recipe appears with its probability, so e.g. a disgust clip may show AU4 alone and
 #: look like "others" or "tense".  ``"L14"``: unilateral (subject's left).
 EMOTION_AUS: dict[str, list[tuple[str, float]]] = {
+    "anger": [("4", 0.7), ("7", 0.5), ("23", 0.4), ("24", 0.3), ("5", 0.2)],
     "happiness": [("12", 0.9), ("6", 0.5), ("7", 0.15)],
     "surprise": [("1", 0.8), ("2", 0.8), ("5", 0.3)],
     "disgust": [("4", 0.55), ("9", 0.45), ("10", 0.35), ("7", 0.2)],
@@ -91,6 +128,14 @@ EMOTION_AUS: dict[str, list[tuple[str, float]]] = {
     "tense": [("4", 0.55), ("7", 0.45), ("23", 0.35), ("24", 0.2)],
     "contempt": [("L14", 0.8), ("R12", 0.35)],
     "others": [("4", 0.3), ("7", 0.2), ("17", 0.2), ("1", 0.15), ("14", 0.15), ("24", 0.15), ("12", 0.1)],
+}
+# the other corpora's labels for the same emotions
+EMOTION_AUS |= {
+    "other": EMOTION_AUS["others"],
+    "happy": EMOTION_AUS["happiness"],
+    "sad": EMOTION_AUS["sadness"],
+    "positive": EMOTION_AUS["happiness"],
+    "negative": [("4", 0.55), ("9", 0.3), ("15", 0.3), ("17", 0.3), ("7", 0.25), ("14", 0.15)],
 }
 _EXTRA_AUS = ("1", "2", "4", "7", "10", "12", "14", "15", "17", "24")
 
@@ -138,7 +183,32 @@ class ClipPlan:
         if dataset == "casme1":
             pad = 3 if self.section.endswith("B") else 1
             return f"{self.filename}-{number:0{pad}d}.jpg"
+        if dataset == "samm":
+            return f"{self.subject_folder(dataset)}_{number:05d}.jpg"
+        if dataset == "smic":
+            return f"image{number:06d}.bmp"
+        if dataset == "casme3a":
+            return f"{number}.jpg"
         return f"img{number}.jpg"
+
+    def subject_folder(self, dataset: str) -> str:
+        return {"samm": f"{self.subject + SAMM_FIRST - 1:03d}", "smic": f"s{self.subject}", "casme3a": f"spNO.{self.subject}"}.get(
+            dataset, f"sub{self.subject:02d}"
+        )
+
+    def clip_dir(self, dataset: str) -> str:
+        """The folder of the clip's frames, relative to the root, as the corpus lays it out."""
+        subject = self.subject_folder(dataset)
+        if dataset == "smic":
+            return f"{self.section}/{subject}/micro/{self.emotion}/{self.filename}"
+        if dataset == "casme3a":
+            return f"{self.section}/{subject}/{self.filename}/color"
+        return f"{self.section}/{subject}/{self.filename}"
+
+    def motion_name(self, dataset: str) -> str:
+        """``motion.npz``; CAS(ME)³ keeps several clips in one video folder, so there it is
+        ``motion-<onset>.npz``."""
+        return f"motion-{self.onset}.npz" if dataset == "casme3a" else "motion.npz"
 
     def au_code(self) -> str:
         return "+".join(self.aus)
@@ -162,10 +232,12 @@ def plan_clips(dataset: str, scale: float, seed: int, difficulty: Difficulty) ->
     used: set[tuple[int, str]] = set()
     for i, emotion in enumerate(emotions):
         subject = int(subjects[i]) + 1
-        section = "CASME2_RAW_selected"
+        section = {"casme2": "CASME2_RAW_selected", "samm": "SAMM", "smic": "HS", "casme3a": "part_A"}.get(dataset, "")
         if dataset == "casme1":
             section = "CASME_A/Section A" if subject <= n_section_a else "CASME_B/Section B"
-        while True:
+        if dataset in OTHER_CORPORA:
+            name = _other_name(dataset, subject, emotion, rng, used)
+        while dataset not in OTHER_CORPORA:
             ep = int(rng.integers(1, 20))
             k = int(rng.integers(1, 10 if dataset == "casme1" else 20))
             if dataset == "casme2":
@@ -178,8 +250,8 @@ def plan_clips(dataset: str, scale: float, seed: int, difficulty: Difficulty) ->
         aus = _draw_aus(rng, emotion, difficulty)
         duration = float(np.clip(rng.lognormal(math.log(_MEDIAN_DURATION_S[dataset]), 0.3), 0.12, 0.5))
         span = max(4, int(round(duration * fps)))  # onset..offset frames - 1
-        pre = int(rng.integers(1, 4)) if rng.random() < 0.3 else 0
-        post = int(rng.integers(1, 4)) if rng.random() < 0.3 else 0
+        pre = int(rng.integers(1, 4)) if rng.random() < 0.3 and dataset != "smic" else 0  # a SMIC folder is onset..offset
+        post = int(rng.integers(1, 4)) if rng.random() < 0.3 and dataset != "smic" else 0
         onset_index = pre
         offset_index = pre + span
         apex_index = onset_index + int(round(span * rng.uniform(0.3, 0.6)))
@@ -192,24 +264,57 @@ def plan_clips(dataset: str, scale: float, seed: int, difficulty: Difficulty) ->
                 emotion=emotion,
                 aus=aus,
                 n_frames=offset_index + post + 1,
-                first_number=int(rng.integers(1, 300)),
+                first_number=_first_number(dataset, (subject, name), rng, used),
                 onset_index=onset_index,
                 apex_index=apex_index,
                 offset_index=offset_index,
-                apex_in_sheet=not (dataset == "casme2" and rng.random() < 0.08),
+                apex_in_sheet=not (dataset in ("casme2", "samm") and rng.random() < 0.08) and dataset != "smic",
                 seed=int(rng.integers(2**31)),
             )
         )
     plans.sort(key=lambda p: (p.subject, p.filename))
     for i, p in enumerate(plans):
         p.index = i
+    if dataset in ("samm", "casme3a"):  # the quirk apex_missing, present in every set however small
+        plans[min(2, len(plans) - 1)].apex_in_sheet = False
     return plans
 
 
-DATASET_CODE = {"casme1": 1, "casme2": 2}
+def _other_name(dataset: str, subject: int, emotion: str, rng: np.random.Generator, used: set) -> str:
+    """A clip (SAMM, SMIC) or video (CAS(ME)³) name in the corpus' style, unique per subject
+    except CAS(ME)³'s videos, which hold several clips (the quirk ``shared_video``)."""
+    if dataset == "casme3a":
+        return "abcdefghijklm"[int(rng.integers(0, 4))]  # few videos per subject: some hold several clips
+    while True:
+        if dataset == "samm":
+            name = f"{subject + SAMM_FIRST - 1:03d}_{int(rng.integers(1, 8))}_{int(rng.integers(1, 10))}"
+        else:
+            name = f"s{subject}_{ {'negative': 'ne', 'positive': 'po', 'surprise': 'sur'}.get(emotion, 'ne') }_{int(rng.integers(1, 30)):02d}"
+        if (subject, name) not in used:
+            used.add((subject, name))
+            return name
+
+
+def _first_number(dataset: str, video: tuple[int, str], rng: np.random.Generator, used: set) -> int:
+    """The frame number of the clip folder's first frame; CAS(ME)³ clips of one video (subject,
+    name) get disjoint ranges (40-frame slots of the whole task video, frames from 0)."""
+    if dataset == "casme3a":
+        while True:
+            slot = int(rng.integers(0, 60))
+            if (*video, slot) not in used:
+                used.add((*video, slot))
+                return slot * 40
+    if dataset == "samm":
+        return int(rng.integers(1000, 6000))
+    return int(rng.integers(1, 300))
+
+
+SAMM_FIRST = 6  # SAMM's subjects are numbered 006 to 037
+
+DATASET_CODE = {"casme1": 1, "casme2": 2, "samm": 3, "smic": 4, "casme3a": 5}
 #: Median onset..offset duration; reported means are 66.8 frames at 200 fps for CASME II and
 #: 22.05 frames at 60 fps for CASME I (as computed in the MEB toolbox, tvaranka/meb).
-_MEDIAN_DURATION_S = {"casme2": 0.30, "casme1": 0.34}
+_MEDIAN_DURATION_S = {"casme2": 0.30, "casme1": 0.34, "samm": 0.33, "smic": 0.30, "casme3a": 0.40}
 
 
 def _draw_aus(rng: np.random.Generator, emotion: str, difficulty: Difficulty) -> list[str]:
