@@ -275,7 +275,9 @@ def _cmd_reproduce(args) -> int:
         f"{'data ' + ', '.join(args.data) if args.data else 'synthetic data'})",
         flush=True,
     )
-    paths = series.run_series(run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force)
+    paths = series.run_series(
+        run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force, protocol=args.protocol
+    )
     if not args.data and args.profile == "default":
         copied = series.publish_figures(run)
         print(f"refreshed {len(copied)} README figure(s) in figures/")
@@ -293,7 +295,12 @@ def _config_options(p) -> None:
     from mexpr.datasets import PROTOCOLS
 
     p.add_argument("--profile", default="default", choices=list(settings.PROFILES), help="samples per class, epochs and folds")
-    p.add_argument("--protocol", default="paper", choices=list(PROTOCOLS), help="paper (3 stratified 75/25 splits), subject3, loso")
+    p.add_argument(
+        "--protocol",
+        default="paper",
+        choices=list(PROTOCOLS),
+        help="paper (3 stratified 75/25 splits), subject3, loso, megc3 (MEGC 2019 composite: LOSO over SMIC + CASME II + SAMM, 3 classes)",
+    )
     p.add_argument("--seed", type=int, default=0, help="one seed for the split, augmentation, initialisation and batch order")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--per-class", type=int, default=None, help="augmented clips per class (paper: 500)")
@@ -440,6 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", action="append", default=None, help="real dataset root (repeatable); default: synthetic")
     r.add_argument("--jobs", type=int, default=None)
     r.add_argument("--force", action="store_true", help="re-run notebooks that already finished")
+    r.add_argument(
+        "--protocol",
+        default=None,
+        choices=list(datasets.PROTOCOLS),
+        help="the notebooks' protocol (default: theirs, paper); megc3: the MEGC composite",
+    )
     r.set_defaults(func=_cmd_reproduce)
     return p
 

@@ -182,21 +182,28 @@ def svm_training_set(feats: dict, svm_train: str) -> tuple[np.ndarray, np.ndarra
 # one fold, all folds
 
 
-def fuse_fold(f64: dict, f128: dict, svm_train: str = "augmented", C: float = 1.0, seed: int = 0) -> pd.DataFrame:
+def fuse_fold(f64: dict, f128: dict, svm_train: str = "augmented", C: float = 1.0, seed: int = 0, classes=None) -> pd.DataFrame:
     """SVMs and fusion on one fold's cached features (:func:`stream_features` of both streams):
-    one row per test clip with both streams' probabilities and every method's prediction."""
+    one row per test clip with both streams' probabilities and every method's prediction.
+    ``classes``: the protocol's class indices (None: all four; ``megc3``: three, and no method
+    predicts a class outside them)."""
     if len(f64["test"]) != len(f128["test"]) or not np.array_equal(f64["test_y"], f128["test_y"]):
         raise EvaluateError("the two streams' features describe different test clips; re-extract them")
     (X64, y64), (X128, y128) = svm_training_set(f64, svm_train), svm_training_set(f128, svm_train)
     probs = {}
     for name, f, X, y in (("64", f64, X64, y64), ("128", f128, X128, y128)):
-        svm = fusion.fit_svm(X, y, C=C, seed=seed, name=f"DTSCNN{name} {svm_train} training features")
-        probs[name] = fusion.proba(svm, f["test"], name=f"DTSCNN{name} test features")
+        svm = fusion.fit_svm(X, y, C=C, seed=seed, name=f"DTSCNN{name} {svm_train} training features", classes=classes)
+        probs[name] = fusion.proba(svm, f["test"], name=f"DTSCNN{name} test features", classes=classes)
     if not np.array_equal(y64, y128):
         raise EvaluateError("the two streams were trained on different labels; concatenation needs the same samples")
     concat = fusion.proba(
-        fusion.fit_svm(np.hstack([X64, X128]), y64, C=C, seed=seed, name="concatenated features"), np.hstack([f64["test"], f128["test"]])
+        fusion.fit_svm(np.hstack([X64, X128]), y64, C=C, seed=seed, name="concatenated features", classes=classes),
+        np.hstack([f64["test"], f128["test"]]),
+        classes=classes,
     )
+    allowed = np.zeros(len(CLASSES), bool)
+    allowed[list(range(len(CLASSES)) if classes is None else classes)] = True
+    softmax = lambda p: np.where(allowed, p, -np.inf).argmax(1)  # noqa: E731  (the network's four outputs, the protocol's classes)
     p64, p128 = probs["64"], probs["128"]
     subject, clip = zip(*(s.rsplit("/", 1) for s in f64["test_clips"])) if len(f64["test_clips"]) else ((), ())
     preds = {
@@ -205,8 +212,8 @@ def fuse_fold(f64: dict, f128: dict, svm_train: str = "augmented", C: float = 1.
         "DTSCNN (fusion)": fusion.decision_fusion(p64, p128),
         "DTSCNN (probability average, ours)": fusion.average_fusion(p64, p128),
         "DTSCNN (feature concatenation, ours)": concat.argmax(1),
-        "DTSCNN64 softmax (ours)": f64["test_softmax"].argmax(1),
-        "DTSCNN128 softmax (ours)": f128["test_softmax"].argmax(1),
+        "DTSCNN64 softmax (ours)": softmax(f64["test_softmax"]),
+        "DTSCNN128 softmax (ours)": softmax(f128["test_softmax"]),
     }
     return _prediction_table(subject, clip, f64["test_y"], p64, p128, preds, ("DTSCNN64", "DTSCNN128"))
 
@@ -237,6 +244,10 @@ def _save(out: Path, pred: pd.DataFrame, fold_table: pd.DataFrame, summary: pd.D
     ``evaluate.json``) into ``out``; returns it as an :class:`Evaluation` (the folder in ``info["dir"]``)."""
     out.mkdir(parents=True, exist_ok=True)
     pred.to_csv(out / "predictions.csv", index=False)
+    if info.get("protocol") == "megc3":  # MEGC 2019 reports each corpus beside the composite
+        from mexpr.datasets import protocol_classes
+
+        by_corpus(pred, info.get("methods"), protocol_classes("megc3")).to_csv(out / "by_corpus.csv", index=False)
     fold_table.to_csv(out / "folds.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     info = info | {"dir": str(out)}
@@ -265,7 +276,7 @@ def evaluate_dir(run_dir, config: train.Config, svm_train: str = "augmented") ->
     return train.experiment_dir(run_dir, config) / f"evaluate-{svm_train}"
 
 
-def _score(pred: pd.DataFrame, methods=METHODS) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _score(pred: pd.DataFrame, methods=METHODS, classes=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for fold, g in pred.groupby("fold", sort=True):
         for m in methods:
@@ -274,7 +285,7 @@ def _score(pred: pd.DataFrame, methods=METHODS) -> tuple[pd.DataFrame, pd.DataFr
     summ = []
     for m in methods:
         mean = folds[folds["method"] == m][["accuracy", "uf1", "uar"]].mean()
-        pooled = metrics(pred["y"], pred[m].map(CLASSES.index))
+        pooled = metrics(pred["y"], pred[m].map(CLASSES.index), classes)
         summ.append(
             {
                 "method": m,
@@ -288,6 +299,21 @@ def _score(pred: pd.DataFrame, methods=METHODS) -> tuple[pd.DataFrame, pd.DataFr
             }
         )
     return folds, pd.DataFrame(summ)
+
+
+def by_corpus(pred: pd.DataFrame, methods=None, classes=None) -> pd.DataFrame:
+    """UF1 and UAR of each method pooled over all folds, per corpus (the part of
+    ``subject_id`` before ``/``) and over all of them ("composite"), as MEGC 2019 reports them:
+    each from the confusion matrix of the pooled predictions (:func:`mexpr.metrics.metrics` with
+    the protocol's ``classes``).  One row per (method, corpus) with ``uf1``, ``uar``, ``accuracy``
+    and ``n``."""
+    methods = methods or [m for m in METHODS if m in pred.columns]
+    corpus = pred["subject_id"].astype(str).str.split("/").str[0]
+    rows = []
+    for m in methods:
+        for name, g in [*sorted(pred.groupby(corpus)), ("composite", pred)]:
+            rows.append({"method": m, "corpus": name} | metrics(g["y"], g[m].map(CLASSES.index), classes))
+    return pd.DataFrame(rows)
 
 
 def evaluate(
@@ -315,6 +341,9 @@ def evaluate(
             raise EvaluateError(
                 f"not trained in {train.experiment_dir(run_dir, config)}: {what}; run: {train_command(run_dir, config, stream, fold)}"
             )
+    from mexpr.datasets import protocol_classes
+
+    classes = protocol_classes(config.protocol)
     timings = {"train_s": 0.0, "features_s": 0.0, "fusion_s": 0.0}
     parts = []
     for k in folds:
@@ -328,13 +357,13 @@ def evaluate(
             timings["train_s"] += t1 - t0
             timings["features_s"] += time.perf_counter() - t1
         t0 = time.perf_counter()
-        df = fuse_fold(feats[64], feats[128], svm_train, C, seed=config.seed)
+        df = fuse_fold(feats[64], feats[128], svm_train, C, seed=config.seed, classes=classes)
         timings["fusion_s"] += time.perf_counter() - t0
         df.insert(0, "fold", k)
         parts.append(df)
     pred = pd.concat(parts, ignore_index=True)
     t0 = time.perf_counter()
-    fold_table, summary = _score(pred)
+    fold_table, summary = _score(pred, classes=classes)
     timings["metrics_s"] = time.perf_counter() - t0
     from dataclasses import asdict
 
@@ -411,7 +440,8 @@ def evaluate_baseline(
 
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r}; valid: {', '.join(BASELINES)}")
-    df = train.clips_table(run_dir)
+    df = datasets.protocol_table(train.clips_table(run_dir), protocol)
+    classes = datasets.protocol_classes(protocol)
     all_folds = datasets.splits(df, protocol, seed)
     folds = _check_folds(folds, len(all_folds), protocol)
     names = baseline_methods(method, balanced)
@@ -436,8 +466,8 @@ def evaluate_baseline(
         p = {}
         for f in (64, 128):
             Xf = extract.stclqp_fold_features(X[f], tr, seed=seed) if method == "stclqp" else X[f]
-            est = classify.fit(method, Xf[tr], y[tr], seed=seed, inner_folds=inner_folds, balanced=balanced)
-            p[f] = classify.proba(est, Xf[te])
+            est = classify.fit(method, Xf[tr], y[tr], seed=seed, inner_folds=inner_folds, balanced=balanced, classes=classes)
+            p[f] = classify.proba(est, Xf[te], classes)
             chosen.append({"fold": k, "fields": f, **est.best_params_, "inner_cv_score": round(float(est.best_score_), 4)})
         timings["svm_s"] += time.perf_counter() - t1
         preds = dict(zip(names, (p[64].argmax(1), p[128].argmax(1), fusion.decision_fusion(p[64], p[128]))))
@@ -445,7 +475,7 @@ def evaluate_baseline(
         d.insert(0, "fold", k)
         parts.append(d)
     pred = pd.concat(parts, ignore_index=True)
-    fold_table, summary = _score(pred, names)
+    fold_table, summary = _score(pred, names, classes)
     out = baseline_dir(run_dir, method, protocol, seed, balanced)
     info = {
         "method": method,

@@ -67,54 +67,72 @@ def check_features(X, y=None, name: str = "features") -> tuple[np.ndarray, np.nd
     return X, y.astype(np.int64)
 
 
-def calibrated_svm(svm, X, y, seed: int = 0, name: str = "features", error: type[ValueError] = FusionError):
+def calibrated_svm(svm, X, y, seed: int = 0, name: str = "features", error: type[ValueError] = FusionError, classes=None):
     """``svm`` (an unfitted :class:`sklearn.svm.SVC`) on standardised features, with Platt
     probabilities: the one recipe of DTSCNN's SVMs (:func:`fit_svm`) and the baselines'
     (:func:`mexpr.baselines.classify.fit`), described in the module text.  ``X (N, D)`` and
     ``y (N,)`` (class indices) are checked already.
 
-    Every class needs at least 2 training samples (:func:`check_classes`)."""
+    Every class of ``classes`` (class indices; None: all four) needs at least 2 training samples
+    (:func:`check_classes`); the protocol ``megc3`` has three (:func:`mexpr.datasets.protocol_classes`)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    counts = check_classes(y, name, error)
-    cv = StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True, random_state=int(seed))
+    counts = check_classes(y, name, error, classes)
+    cv = StratifiedKFold(n_splits=min(5, int(counts[counts > 0].min())), shuffle=True, random_state=int(seed))
     return CalibratedClassifierCV(make_pipeline(StandardScaler(), svm), method="sigmoid", cv=cv, ensemble=False).fit(X, y)
 
 
-def check_classes(y, name: str = "features", error: type[ValueError] = FusionError) -> np.ndarray:
-    """The training samples per class of ``y`` (class indices), or ``error`` naming the classes with
-    fewer than 2: a class with none cannot be predicted (its probability column would be missing)
-    and one with a single sample can be neither cross-validated nor calibrated."""
+def check_classes(y, name: str = "features", error: type[ValueError] = FusionError, classes=None) -> np.ndarray:
+    """The training samples per class of ``y`` (class indices; ``(4,)``, in :data:`CLASSES` order),
+    or ``error`` naming the classes of ``classes`` (indices; None: all four) with fewer than 2: a
+    class with none cannot be predicted (its probability column would be missing) and one with a
+    single sample can be neither cross-validated nor calibrated.  A label outside ``classes`` is
+    an error too (a class the protocol does not have)."""
+    classes = range(len(CLASSES)) if classes is None else [int(k) for k in classes]
     counts = np.bincount(y, minlength=len(CLASSES))
-    missing = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 0]
+    extra = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] and k not in classes]
+    if extra:
+        raise error(f"{name}: training samples of class(es) {', '.join(extra)}, which this protocol does not have")
+    missing = [CLASSES[k] for k in classes if counts[k] == 0]
     if missing:
         raise error(f"{name}: no training sample of class(es) {', '.join(missing)}; every class needs at least 2 to fit and calibrate the SVM")
-    single = [CLASSES[k] for k in range(len(CLASSES)) if counts[k] == 1]
+    single = [CLASSES[k] for k in classes if counts[k] == 1]
     if single:
         raise error(f"{name}: class(es) {', '.join(single)} have a single training sample; calibrating probabilities needs at least 2 per class")
     return counts
 
 
-def fit_svm(X, y, C: float = 1.0, seed: int = 0, name: str = "features"):
+def fit_svm(X, y, C: float = 1.0, seed: int = 0, name: str = "features", classes=None):
     """A standardised linear SVM with Platt probabilities (:func:`calibrated_svm`), fitted on
-    ``X (N, D)``, ``y (N,)``; :class:`FusionError` for bad features or labels."""
+    ``X (N, D)``, ``y (N,)`` (``classes``: the protocol's class indices, None: all four);
+    :class:`FusionError` for bad features or labels."""
     from sklearn.svm import SVC
 
     X, y = check_features(X, y, name)
-    return calibrated_svm(SVC(kernel="linear", C=C, random_state=int(seed)), X, y, seed, name)
+    return calibrated_svm(SVC(kernel="linear", C=C, random_state=int(seed)), X, y, seed, name, classes=classes)
 
 
-def proba(svm, X, name: str = "features") -> np.ndarray:
-    """Class probabilities ``(N, 4)`` in :data:`~mexpr.datasets.CLASSES` order."""
+def expand_proba(p, known, classes=None, name: str = "features", error: type[ValueError] = FusionError) -> np.ndarray:
+    """Probabilities ``p (N, len(known))`` over the class indices ``known`` (an SVM's
+    ``classes_``) as ``(N, 4)`` in :data:`CLASSES` order, zero for a class the protocol does not
+    have; ``error`` unless ``known`` is exactly ``classes`` (None: all four)."""
+    want = list(range(len(CLASSES))) if classes is None else sorted(int(k) for k in classes)
+    known = [int(k) for k in known]
+    if known != want:
+        raise error(f"{name}: the SVM knows classes {known}, not the protocol's {want}")
+    out = np.zeros((len(p), len(CLASSES)), dtype=np.float64)
+    out[:, known] = p
+    return out
+
+
+def proba(svm, X, name: str = "features", classes=None) -> np.ndarray:
+    """Class probabilities ``(N, 4)`` in :data:`~mexpr.datasets.CLASSES` order (``classes``: the
+    protocol's class indices, None: all four; the others' columns are 0)."""
     X, _ = check_features(X, None, name)
-    p = svm.predict_proba(X)
-    order = list(svm.classes_)
-    if order != list(range(len(CLASSES))):
-        raise FusionError(f"{name}: the SVM knows classes {order}, not all of 0..{len(CLASSES) - 1}")
-    return p
+    return expand_proba(svm.predict_proba(X), svm.classes_, classes, name)
 
 
 def _pair(p64, p128) -> tuple[np.ndarray, np.ndarray]:

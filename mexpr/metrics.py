@@ -24,9 +24,19 @@ def confusion(y_true, y_pred) -> np.ndarray:
     return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
 
 
-def metrics(y_true, y_pred) -> dict:
-    """``{"accuracy", "uf1", "uar", "n"}`` (fractions) of class-index predictions."""
+def metrics(y_true, y_pred, classes=None) -> dict:
+    """``{"accuracy", "uf1", "uar", "n"}`` (fractions) of class-index predictions.
+
+    ``classes`` (class indices; None: all four) are the protocol's: MEGC 2019 defines UF1 as the
+    mean over its three classes of each class's F1 and UAR as the mean of their recalls, computed
+    on the confusion matrix pooled over all folds (pass the pooled predictions)."""
     cm = confusion(y_true, y_pred).astype(float)
+    if classes is not None:
+        keep = sorted(int(k) for k in classes)
+        outside = cm.sum() - cm[np.ix_(keep, keep)].sum()
+        if outside:
+            raise ValueError(f"{int(outside)} label(s) or prediction(s) outside the protocol's classes {[CLASSES[k] for k in keep]}")
+        cm = cm[np.ix_(keep, keep)]
     n = cm.sum()
     if n == 0:
         raise ValueError("no predictions to score")

@@ -112,11 +112,15 @@ class Run(os.PathLike):
         """``"synthetic data"`` or ``"real data"``, for titles."""
         return "synthetic data" if self.synthetic else "real data"
 
-    def write_dataset(self, roots, synthetic: bool, scale: float | None = None, seed: int | None = None) -> Path:
-        """Record the dataset roots of this run (``dataset.json``)."""
+    def write_dataset(self, roots, synthetic: bool, scale: float | None = None, seed: int | None = None, classes: str = "paper") -> Path:
+        """Record the dataset roots of this run (``dataset.json``) and the class set its clip table
+        is loaded with (``"paper"``, or ``"megc3"`` for a composite run: :func:`mexpr.datasets.load`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "dataset.json"
-        path.write_text(json.dumps({"roots": [str(r) for r in roots], "synthetic": bool(synthetic), "scale": scale, "seed": seed}, indent=2))
+        info = {"roots": [str(r) for r in roots], "synthetic": bool(synthetic), "scale": scale, "seed": seed}
+        if classes != "paper":
+            info["classes"] = classes
+        path.write_text(json.dumps(info, indent=2))
         self.__dict__.pop("info", None)
         return path
 
@@ -124,7 +128,7 @@ class Run(os.PathLike):
         """The run's clips as :func:`mexpr.datasets.load` reads them from its roots."""
         from mexpr import datasets
 
-        return datasets.load(self.roots, errors=errors)
+        return datasets.load(self.roots, errors=errors, classes=self.info.get("classes", "paper"))
 
     # -- the stages' records --------------------------------------------------------------------
     def preprocess_config(self):

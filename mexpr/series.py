@@ -163,9 +163,12 @@ def run_series(
     force: bool = False,
     log=_say,
     src_dir: str | os.PathLike | None = None,
+    protocol: str | None = None,
 ) -> list[Path]:
     """Run the notebook series (or ``notebooks``, in series order) into ``run_dir``, one progress
-    line per notebook; returns the executed paths.
+    line per notebook; returns the executed paths.  ``protocol`` (None: each notebook's own,
+    ``"paper"``) is passed to the notebooks that take one; ``"megc3"`` also makes notebook 00 write
+    (synthetic) or label (real) the MEGC composite: SMIC-HS, CASME II and SAMM, three classes.
 
     Every notebook's run (ran or skipped, seconds, digest) is appended to
     ``<run_dir>/logs/reproduce.jsonl``.  A failing notebook raises ``RuntimeError`` naming it, the
@@ -183,6 +186,15 @@ def run_series(
         "data_dirs": [str(Path(d).resolve()) for d in (data_dirs or [])],
         "jobs": int(jobs or os.cpu_count() or 1),
     }
+    if protocol is not None:
+        from mexpr.corpora import COMPOSITE_CORPORA
+        from mexpr.datasets import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        params["protocol"] = protocol
+        if protocol == "megc3":
+            params |= {"corpora": list(COMPOSITE_CORPORA), "classes": "megc3"}
     names = list(notebooks or SERIES)
     unknown = [n for n in names if n not in SERIES]
     if unknown:

@@ -282,15 +282,18 @@ def flow_manifest(run_dir: str | os.PathLike, config: Config, jobs: int | None =
 def clips_table(run_dir: str | os.PathLike, config: Config | None = None):
     """The run's clips that have flow (pre-processing manifest joined with the flow manifest;
     ``flow_cache`` is the clip's flow file): the run's flow stage (``flow_manifest.csv``), or with
-    ``config``, the flow of that config's input (:func:`flow_manifest`)."""
-    from mexpr import flow, preprocess
+    ``config``, the flow of that config's input (:func:`flow_manifest`) and only the clips of its
+    protocol, labelled in its classes (:func:`mexpr.datasets.protocol_table`: the composite's
+    clips and three classes for ``megc3``)."""
+    from mexpr import datasets, flow, preprocess
 
     pre = preprocess.load_manifest(run_dir)
     fm = flow.load_manifest(run_dir) if config is None else flow_manifest(run_dir, config)
     fl = fm[["subject_id", "clip", "status", "cache"]].rename(columns={"status": "flow_status", "cache": "flow_cache"})
     df = pre.merge(fl, on=["subject_id", "clip"], how="left")
     ok = (df["status"] == "processed") & (df["flow_status"] == "processed")
-    return df[ok].reset_index(drop=True)
+    df = df[ok].reset_index(drop=True)
+    return df if config is None else datasets.protocol_table(df, config.protocol)
 
 
 def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
@@ -310,9 +313,13 @@ def fold_plan(run_dir: str | os.PathLike, config: Config, fold: int, per_class: 
     training clips (``per_class`` overrides the config's; a smaller plan is the start of the
     larger one, so its samples are shared in the cache)."""
     from mexpr import augment
+    from mexpr.datasets import CLASSES, protocol_classes
 
     train, test = fold_split(run_dir, config, fold)
-    samples = augment.plan(train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test, flip=config.flip)
+    classes = [CLASSES[k] for k in protocol_classes(config.protocol)]  # megc3: Negative, Positive, Surprise
+    samples = augment.plan(
+        train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test, classes=classes, flip=config.flip
+    )
     return train, test, samples
 
 

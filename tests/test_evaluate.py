@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ def table3_clips():
 
 def test_splits_per_protocol():
     df = table3_clips()
-    for protocol in evaluate.PROTOCOLS:
+    for protocol in [p for p in evaluate.PROTOCOLS if p != "megc3"]:  # megc3 splits the composite's table: its own test below
         folds = evaluate.splits(df, protocol, seed=3)
         again = evaluate.splits(df, protocol, seed=3)  # seeded
         assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
@@ -198,3 +199,91 @@ def test_a_sample_drawn_twice_has_its_features_computed_once(flowrun, monkeypatc
     for p in set(paths):  # every copy of a sample has that sample's features
         rows = [i for i, q in enumerate(paths) if q == p]
         assert all(np.array_equal(f["augmented"][rows[0]], f["augmented"][i]) for i in rows)
+
+
+def composite_clips():
+    """A composite clip table: SMIC, CASME II and SAMM subjects (CASME II and SAMM share subject numbers)."""
+    rows = []
+    for corpus, subjects in (("smic", ["s1", "s2"]), ("casme2", ["sub01", "sub06"]), ("samm", ["006", "sub01"])):
+        for s in subjects:
+            for label in ("Negative", "Positive", "Surprise", "Negative"):
+                rows.append({"dataset": corpus, "subject_id": f"{corpus}/{s}", "label": label})
+    return pd.DataFrame(rows)
+
+
+def test_megc3_is_loso_over_the_union_of_the_composites_subjects():
+    df = composite_clips()
+    folds = datasets.splits(df, "megc3", seed=0)
+    assert len(folds) == 6 == df["subject_id"].nunique()  # casme2/sub01 and samm/sub01 are two subjects
+    for f in folds:
+        assert df["subject_id"].iloc[f["test"]].nunique() == 1 and not set(df["subject_id"].iloc[f["train"]]) & set(df["subject_id"].iloc[f["test"]])
+    assert sorted(np.concatenate([f["test"] for f in folds]).tolist()) == list(range(len(df)))
+    bad = df.assign(label=df["label"].replace({"Positive": "Others"}))
+    with pytest.raises(ValueError, match="protocol_table"):
+        datasets.splits(bad, "megc3")
+    with pytest.raises(ValueError, match="corpus casme1"):
+        datasets.splits(pd.concat([df, df.iloc[:1].assign(dataset="casme1")]), "megc3")
+    assert datasets.protocol_classes("megc3") == [0, 2, 3] and datasets.protocol_classes("loso") == [0, 1, 2, 3]
+    # MEGC 2019: UF1 and UAR over the three classes of the pooled confusion matrix
+    y, p = np.array([0, 0, 2, 3, 3]), np.array([0, 2, 2, 3, 0])
+    m = metrics.metrics(y, p, classes=[0, 2, 3])
+    # F1: N 2*1/(2+2), P 2*1/(1+2), S 2*1/(2+1); recall: N 1/2, P 1, S 1/2
+    assert m["uf1"] == pytest.approx((1 / 2 + 2 / 3 + 2 / 3) / 3) and m["uar"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    with pytest.raises(ValueError, match="outside the protocol's classes"):
+        metrics.metrics([1, 0], [0, 0], classes=[0, 2, 3])
+
+
+def test_megc3_quick_fold_sees_nothing_of_its_test_subject(flowrun, monkeypatch):
+    """One composite fold end to end (quick), with every function that receives training data
+    instrumented: the augmentation plan and samples, the learned flow scale, the training call
+    (no callback selects on the test fold), the SVMs and their calibration (DTSCNN's and a
+    baseline's): none gets a clip of the test subject."""
+    import keras
+
+    from mexpr import augment, fusion
+    from mexpr.baselines import classify
+
+    cfg = replace(QUICK, protocol="megc3", tag="megc3", per_class=2)  # 2 per class: the least the SVMs calibrate on
+    clips = train.clips_table(flowrun, cfg)
+    assert set(clips["dataset"]) == {"casme2"} and set(clips["label"]) == {"Negative", "Positive", "Surprise"}  # CASME I left out
+    assert len(clips) < len(train.clips_table(flowrun)) and "others" not in set(clips["emotion"])
+    folds = datasets.splits(clips, "megc3", cfg.seed)
+    # a fold whose training side has 2 clips of every class (the baselines' SVMs calibrate on the original clips)
+    k = next(
+        f["fold"] for f in folds if clips["label"].iloc[f["train"]].value_counts().reindex(["Negative", "Positive", "Surprise"]).fillna(0).min() >= 2
+    )
+    test_subject = set(clips["subject_id"].iloc[folds[k]["test"]])
+    seen: dict[str, set] = {"plan": set(), "samples": set(), "flow": set()}
+    fitted = []
+
+    def spy(mod, name, record):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, **kw: (record(*a, **kw), real(*a, **kw))[1])
+
+    spy(augment, "plan", lambda train_, *a, **kw: seen["plan"].update(train_["subject_id"]))
+    spy(augment, "sample_munsell", lambda run, row, *a, **kw: seen["samples"].add(row["source"].rsplit("/", 1)[0]))
+    spy(train, "fold_flow", lambda run, c, fold, fields, train_=None: seen["flow"].update([] if train_ is None else train_["subject_id"]))
+    spy(fusion, "calibrated_svm", lambda svm, X, y, *a, **kw: fitted.append((np.asarray(X), np.asarray(y))))
+
+    def no_selection(self, *a, **kw):
+        for cb in kw.get("callbacks") or []:
+            assert not str(getattr(cb, "monitor", "")).startswith("val_"), f"{type(cb).__name__} selects on the test fold"
+        return real_fit(self, *a, **kw)
+
+    real_fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", no_selection)
+    ev = evaluate.evaluate(flowrun, cfg, folds=[k], jobs=1, verbose=0, progress=False)
+    assert seen["plan"] and seen["samples"] and not (seen["plan"] | seen["samples"] | seen["flow"]) & test_subject
+    tests = [evaluate.stream_features(flowrun, cfg, f, k)["test"] for f in (64, 128)]
+    test_rows = {r.tobytes() for t in tests for r in np.asarray(t, np.float32)}
+    assert fitted and all(not {r.tobytes() for r in X.astype(np.float32)} & test_rows for X, _ in fitted if X.shape[1] == tests[0].shape[1])
+    assert all(set(np.unique(y)) == {0, 2, 3} for _, y in fitted)  # three classes, Others never
+    pred = ev.predictions
+    assert set(pred["subject_id"]) == test_subject and all(set(pred[m]) <= {"Negative", "Positive", "Surprise"} for m in evaluate.METHODS)
+    by = pd.read_csv(Path(ev.info["dir"]) / "by_corpus.csv")
+    assert set(by["corpus"]) == {"casme2", "composite"} and by["uf1"].between(0, 1).all()
+    # a baseline through the same composite fold: its SVMs (grid search and calibration) see training clips only
+    seen_fit = []
+    spy(classify, "fit", lambda method, X, y, *a, **kw: seen_fit.append(len(y)))
+    bl = evaluate.evaluate_baseline(flowrun, "fdm", "megc3", seed=0, folds=[k], jobs=1, progress=False)
+    assert set(bl.predictions["subject_id"]) == test_subject and seen_fit == [len(folds[k]["train"])] * 2

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -156,3 +157,21 @@ def test_import_mexpr_exposes_every_stage():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.strip()) >= 14
+
+
+def test_the_composite_protocol_reaches_the_notebooks_that_declare_it(tmp_path, executor):
+    calls, _ = executor
+    src = _tiny_series(tmp_path / "nb")
+    for name in series.SERIES:  # each stand-in declares what its real notebook declares
+        nb = nbformat.read(src / name, as_version=4)
+        nb.cells[1].source += '\nprotocol = "paper"\ncorpora = ["casme2", "casme1"]\nclasses = "paper"'
+        nbformat.write(nb, src / name)
+    series.run_series(tmp_path / "run", profile="quick", src_dir=src, log=lambda *a, **k: None, protocol="megc3")
+    assert all(p["protocol"] == "megc3" and p["corpora"] == ["smic", "casme2", "samm"] and p["classes"] == "megc3" for _, p in calls)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        series.run_series(tmp_path / "run2", profile="quick", src_dir=src, protocol="lofo")
+    real = Path(series.__file__).resolve().parents[1] / "notebooks"
+    declared = {n: nbformat.read(real / n, as_version=4) for n in ("00_dataset.ipynb", "04_training.ipynb", "06_confusion_matrices.ipynb")}
+    params = {n: next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])) for n, nb in declared.items()}
+    assert "corpora =" in params["00_dataset.ipynb"] and "classes =" in params["00_dataset.ipynb"]
+    assert all("megc3" in params[n] for n in ("04_training.ipynb", "06_confusion_matrices.ipynb"))

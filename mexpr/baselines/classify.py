@@ -134,7 +134,7 @@ def _score(scoring: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(accuracy_score(y_true, y_pred))
     if scoring == "balanced_accuracy":
         return float(balanced_accuracy_score(y_true, y_pred))
-    return float(f1_score(y_true, y_pred, average="macro", labels=np.arange(len(CLASSES)), zero_division=0))
+    return float(f1_score(y_true, y_pred, average="macro", labels=np.unique(np.concatenate([y_true, y_pred])), zero_division=0))
 
 
 def _default_scoring(scoring: str | None, balanced: bool) -> str:
@@ -160,7 +160,8 @@ def grid_search(method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring:
         raise ClassifyError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     X, y = _check(method, X, y)
     settings = param_grid(method, X.shape[1], grid)
-    fewest = int(np.bincount(y, minlength=len(CLASSES)).min())
+    counts = np.bincount(y, minlength=len(CLASSES))
+    fewest = int(counts[counts > 0].min()) if counts.any() else 0
     if inner_folds < 2 or fewest < 2:
         raise ClassifyError(
             f"the grid search needs inner_folds >= 2 and 2 training samples per class, got inner_folds={inner_folds}, fewest per class {fewest}"
@@ -239,7 +240,15 @@ class BaselineSVM:
 
 
 def fit(
-    method: str, X, y, seed: int = 0, inner_folds: int = 3, scoring: str | None = None, grid: dict | None = None, balanced: bool = False
+    method: str,
+    X,
+    y,
+    seed: int = 0,
+    inner_folds: int = 3,
+    scoring: str | None = None,
+    grid: dict | None = None,
+    balanced: bool = False,
+    classes=None,
 ) -> BaselineSVM:
     """The paper's classifier for baseline ``method`` (``"stclqp"``: polynomial SVM; ``"mdmo"``:
     Gaussian; ``"fdm"``: linear), grid-searched and calibrated on **training** features ``X``
@@ -268,19 +277,20 @@ def fit(
     if method not in KERNELS:
         raise ClassifyError(f"unknown baseline {method!r}; valid: {', '.join(KERNELS)}")
     X, y = _check(method, X, y)
-    counts = check_classes(y, method, ClassifyError)  # before the grid search, which needs 2 per class too
+    counts = check_classes(y, method, ClassifyError, classes)  # before the grid search, which needs 2 per class too
     scoring = _default_scoring(scoring, balanced)
     best, score, results = grid_search(method, X, y, seed, inner_folds, scoring, grid, balanced=balanced)
     svm = SVC(**best, random_state=int(seed), class_weight="balanced" if balanced else None)
-    calibrated = calibrated_svm(svm, X, y, seed, name=method, error=ClassifyError)
-    priors = counts / counts.sum() if balanced else None
+    calibrated = calibrated_svm(svm, X, y, seed, name=method, error=ClassifyError, classes=classes)
+    present = counts[np.asarray(calibrated.classes_, int)]
+    priors = present / present.sum() if balanced else None
     return BaselineSVM(method, best, score, results, scoring, calibrated, balanced=balanced, priors=priors)
 
 
-def proba(est: BaselineSVM, X) -> np.ndarray:
+def proba(est: BaselineSVM, X, classes=None) -> np.ndarray:
     """Class probabilities ``(N, 4)`` in :data:`~mexpr.datasets.CLASSES` order (rows sum to 1),
-    ready for Eq. 11 (:func:`mexpr.fusion.decision_fusion`)."""
-    p = est.predict_proba(X)
-    if list(est.classes_) != list(range(len(CLASSES))):
-        raise ClassifyError(f"the SVM knows classes {list(est.classes_)}, not all of 0..{len(CLASSES) - 1}")
-    return p
+    ready for Eq. 11 (:func:`mexpr.fusion.decision_fusion`); ``classes``: the protocol's class
+    indices (None: all four), the others' columns 0."""
+    from mexpr.fusion import expand_proba
+
+    return expand_proba(est.predict_proba(X), est.classes_, classes, est.method, ClassifyError)
