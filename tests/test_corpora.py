@@ -123,3 +123,13 @@ def test_cli_synth_corpora_and_info_beside_the_published_counts(tmp_path, capsys
     text = capsys.readouterr().out
     for needed in ("SMIC-HS", "SAMM", "164", "159", "442", "MEGC 2019 composite", "header_row", "no_apex"):
         assert needed in text, needed
+
+
+def test_the_same_seed_writes_the_same_files(roots, tmp_path):
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    again = synth.generate(tmp_path / "casme3a", "casme3a", scale=0.02, seed=0, jobs=2, progress=False, render=False)
+    assert files(again) == files(roots["casme3a"])
+    other = synth.generate(tmp_path / "casme3a-1", "casme3a", scale=0.02, seed=1, jobs=1, progress=False, render=False)
+    assert set(files(other)) != set(files(roots["casme3a"]))

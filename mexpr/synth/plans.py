@@ -205,6 +205,10 @@ class ClipPlan:
             return f"{self.section}/{subject}/{self.filename}/color"
         return f"{self.section}/{subject}/{self.filename}"
 
+    def clip_name(self, dataset: str) -> str:
+        """The clip's name as the loader gives it (CAS(ME)³: ``<video>-<onset>``, the quirk shared_video)."""
+        return f"{self.filename}-{self.onset}" if dataset == "casme3a" else self.filename
+
     def motion_name(self, dataset: str) -> str:
         """``motion.npz``; CAS(ME)³ keeps several clips in one video folder, so there it is
         ``motion-<onset>.npz``."""

@@ -77,11 +77,11 @@ def _render_clip(root: str, dataset: str, plan: ClipPlan, seed: int, faces: str 
         clip_dir.mkdir(parents=True, exist_ok=True)
         for n in range(plan.first_number, plan.first_number + plan.n_frames):
             _io.atomic_write_bytes(clip_dir / plan.frame_name(dataset, n), _blank_frame(dataset))
-        return _clip_stats(plan, None)
+        return _clip_stats(plan, None, dataset)
     done = clip_dir / plan.motion_name(dataset)
     if done.is_file():  # finished by an earlier (interrupted) run: resume
         m = Motion.load(done)
-        return _clip_stats(plan, m)
+        return _clip_stats(plan, m, dataset)
     clip_dir.mkdir(parents=True, exist_ok=True)
     ident = _identity_cached(_subject_seed(seed, dataset, plan.subject), faces, difficulty)
     rng = np.random.default_rng([plan.seed, 11])
@@ -89,7 +89,7 @@ def _render_clip(root: str, dataset: str, plan: ClipPlan, seed: int, faces: str 
     for t, frame in enumerate(render_frames(ident, motion, difficulty, FPS[dataset], rng)):
         _io.atomic_write_bytes(clip_dir / plan.frame_name(dataset, int(motion.frame_numbers[t])), _encode(frame, dataset, ident.jpeg_quality))
     motion.save(done)  # written last: its presence marks the clip as complete
-    return _clip_stats(plan, motion)
+    return _clip_stats(plan, motion, dataset)
 
 
 def render_frames(ident: Identity, motion: Motion, difficulty: Difficulty, fps: float, rng: np.random.Generator | None = None):
@@ -110,7 +110,7 @@ def render_frames(ident: Identity, motion: Motion, difficulty: Difficulty, fps: 
         yield np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
 
-def _clip_stats(plan: ClipPlan, motion: Motion | None) -> dict:
+def _clip_stats(plan: ClipPlan, motion: Motion | None, dataset: str = "casme2") -> dict:
     if motion is None:
         mag = np.array([np.nan])
     else:
@@ -118,7 +118,7 @@ def _clip_stats(plan: ClipPlan, motion: Motion | None) -> dict:
         mag = np.sqrt((E**2).sum(-1)) / motion.face_scale
     return {
         "subject": plan.subject,
-        "clip": plan.filename,
+        "clip": plan.clip_name(dataset),
         "emotion": plan.emotion,
         "aus": plan.au_code(),
         "n_frames": int(plan.offset_index - plan.onset_index + 1),
