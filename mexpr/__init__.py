@@ -7,8 +7,10 @@ One module per idea (see ``docs/DESIGN.md`` §5), in the order of the pipeline:
 
 - :mod:`mexpr.settings`    the crop, the two lengths, the pool4 size, the profiles: defined once
 - :mod:`mexpr.run`         the run folder ``runs/<name>/`` and its one owner, :class:`~mexpr.run.Run`
-- :mod:`mexpr.datasets`    CASME I/II loaders, the Table 3 class map, the protocols' folds
-- :mod:`mexpr.synth`       synthetic CASME I/II datasets with ground-truth motion
+- :mod:`mexpr.clips`       a clip folder's frames, their checks and record: what every loader shares
+- :mod:`mexpr.corpora`     SAMM, SMIC-HS, CAS(ME)³: loaders, quirks, class maps, published counts, the MEGC composite
+- :mod:`mexpr.datasets`    the loader of every corpus (CASME I/II here), the Table 3 class map, the protocols' folds
+- :mod:`mexpr.synth`       synthetic CASME I/II datasets (and on request the other corpora) with ground-truth motion
 - :mod:`mexpr.face`        face detection, the 68 landmarks (dlib), the crop's template
 - :mod:`mexpr.align`       LWM and similarity alignment, backward maps, warping
 - :mod:`mexpr.preprocess`  one clip through face, alignment, the 96x112 crop and 65/129 frames; the batch run

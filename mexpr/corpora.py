@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mexpr import clips
+
 #: The MEGC 2019 composite's classes (See et al. 2019), and its corpora.
 COMPOSITE_CLASSES: tuple[str, ...] = ("Negative", "Positive", "Surprise")
 COMPOSITE_CORPORA: tuple[str, ...] = ("smic", "casme2", "samm")
@@ -177,6 +179,20 @@ CORPORA: dict[str, Corpus] = {
         "(the per-emotion split is as reported by later work, not checked against the sheet here)",
     ),
 }
+
+
+def scaled_counts(dataset: str, scale: float | None) -> dict[str, int]:
+    """Per-emotion counts × ``scale``, rounded half up, at least 2 each (for splits): Table 3's for
+    CASME I / II, the published ones for the other corpora (:data:`CORPORA`)."""
+    if dataset not in CORPORA:
+        raise ValueError(f"dataset must be one of {sorted(CORPORA)}, not {dataset!r}")
+    counts = CORPORA[dataset].emotions
+    if scale is None:
+        return dict(counts)
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, not {scale!r}")
+    return {e: max(2, int(math.floor(n * scale + 0.5))) for e, n in counts.items()}
+
 
 #: The MEGC 2019 composite (See et al. 2019): clips and subjects per corpus and per class.
 COMPOSITE_PUBLISHED: dict[str, dict[str, int]] = {
@@ -332,14 +348,12 @@ def _header_at(raw: pd.DataFrame, corpus: str, rows: int) -> int | None:
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
-    from mexpr.datasets import DatasetError
-
     try:
         if path.suffix.lower() == ".csv":
             return pd.read_csv(path, header=None, dtype=object)
         return pd.read_excel(path, header=None, dtype=object)
     except Exception as exc:
-        raise DatasetError(f"{path}: not a readable {path.suffix} coding sheet ({type(exc).__name__}: {exc})") from exc
+        raise clips.DatasetError(f"{path}: not a readable {path.suffix} coding sheet ({type(exc).__name__}: {exc})") from exc
 
 
 def _sheets(root: Path) -> list[Path]:
@@ -395,10 +409,6 @@ def detect(root: str | os.PathLike) -> tuple[str, Path | None] | None:
 # the loader
 
 
-def _is_blank(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""
-
-
 def _subject_dirs(root: Path, pattern: str, variant: str) -> dict[str, list[Path]]:
     """Subject folder name (lower case) -> folders, raw before cropped as :mod:`mexpr.datasets` does."""
     found: dict[str, list[Path]] = {}
@@ -424,8 +434,10 @@ def load_root(root: Path, corpus: str, sheet: Path | None, variant: str, class_m
     return _load_sheet(root, corpus, sheet, variant, class_maps[corpus], verify)
 
 
-def _label(emotion: str, raw, cmap: dict, corpus: str) -> tuple[str | None, dict | None]:
-    """(class, None) or (None, problem fields) for one emotion label."""
+def emotion_class(emotion: str, raw, cmap: dict, corpus: str) -> tuple[str | None, dict | None]:
+    """``(class, None)``, or ``(None, problem fields)`` for an emotion label (normalised ``emotion``, as
+    written ``raw``) that is empty, unknown to ``cmap`` (``label``: an error unless mapped or
+    skipped) or known without a class in this set (``dropped``: skipped and recorded, never an error)."""
     if emotion == "":
         return None, {"reason": "emotion cell is empty"}
     if emotion not in cmap:
@@ -436,16 +448,14 @@ def _label(emotion: str, raw, cmap: dict, corpus: str) -> tuple[str | None, dict
 
 
 def _load_sheet(root, corpus, sheet, variant, cmap, verify):
-    from mexpr import datasets
-
     raw = _read_raw(sheet)
     rows = quirk("samm", "header_row").values[0]
     head = _header_at(raw, corpus, rows)
     if head is None:
-        raise datasets.DatasetError(
+        raise clips.DatasetError(
             f"{sheet}: no header row naming Subject, Filename and an onset column ({'/'.join(_COLUMNS[corpus]['onset'])}) in its first {rows} rows"
         )
-    header = [str(c) if not _is_blank(c) else f"Unnamed: {i}" for i, c in enumerate(raw.iloc[head].tolist())]
+    header = [str(c) if not clips.is_blank(c) else f"Unnamed: {i}" for i, c in enumerate(raw.iloc[head].tolist())]
     table = raw.iloc[head + 1 :].reset_index(drop=True)
     table.columns = header
     by_norm = {}
@@ -459,7 +469,7 @@ def _load_sheet(root, corpus, sheet, variant, cmap, verify):
                 break
     missing = [f for f in _REQUIRED if f not in cols]
     if missing:
-        raise datasets.DatasetError(f"{sheet}: {corpus} coding sheet is missing column(s) {missing}; header (row {head + 1}): {header}")
+        raise clips.DatasetError(f"{sheet}: {corpus} coding sheet is missing column(s) {missing}; header (row {head + 1}): {header}")
     quirked = head > 0
     subject_pattern = r"\d+" if corpus == "samm" else r"spno\.?\d+|sp\d+"
     index = _subject_dirs(root, subject_pattern, variant)
@@ -467,7 +477,7 @@ def _load_sheet(root, corpus, sheet, variant, cmap, verify):
     apex_missing = {str(v) for v in quirk(corpus, "apex_missing").values}
     for i, row in enumerate(table.to_dict("records")):
         excel_row = head + i + 2
-        if _is_blank(row.get(cols["subject"])) and _is_blank(row.get(cols["filename"])):
+        if clips.is_blank(row.get(cols["subject"])) and clips.is_blank(row.get(cols["filename"])):
             continue
         rec, prob = _sheet_row(root, corpus, sheet, excel_row, row, cols, cmap, index, apex_missing, verify)
         if prob:
@@ -499,10 +509,8 @@ def _subject_name(corpus: str, cell) -> str | None:
 
 
 def _sheet_row(root, corpus, sheet, excel_row, row, cols, cmap, index, apex_missing, verify):
-    from mexpr import datasets
-
     subject_cell = row.get(cols["subject"])
-    filename = "" if _is_blank(row.get(cols["filename"])) else str(row.get(cols["filename"])).strip()
+    filename = "" if clips.is_blank(row.get(cols["filename"])) else str(row.get(cols["filename"])).strip()
     prob = {"sheet": str(sheet), "row": excel_row, "subject": str(subject_cell), "clip": filename}
 
     def fail(reason, **extra):
@@ -512,31 +520,31 @@ def _sheet_row(root, corpus, sheet, excel_row, row, cols, cmap, index, apex_miss
     if subject is None:
         return fail(f"Subject {str(subject_cell)!r} is not a {corpus} subject")
     prob["subject"] = subject
-    err = datasets._safe_component(filename)
+    err = clips.safe_component(filename)
     if err:
         return fail(err)
     raw_label = row.get(cols["emotion"])
-    emotion = "" if _is_blank(raw_label) else datasets.normalise_label(raw_label)
-    label, why = _label(emotion, raw_label, cmap, corpus)
+    emotion = "" if clips.is_blank(raw_label) else clips.normalise_label(raw_label)
+    label, why = emotion_class(emotion, raw_label, cmap, corpus)
     if why:
         return fail(**why)
-    onset, offset = datasets._to_int(row.get(cols["onset"])), datasets._to_int(row.get(cols["offset"]))
+    onset, offset = clips.to_int(row.get(cols["onset"])), clips.to_int(row.get(cols["offset"]))
     if onset is None or offset is None:
         return fail(f"onset/offset must be frame numbers, got {row.get(cols['onset'])!r}/{row.get(cols['offset'])!r}")
     if onset >= offset:
         return fail(f"onset {onset} is not before offset {offset}")
     notes = []
     apex_cell = row.get(cols["apex"]) if "apex" in cols else None
-    apex_text = "" if _is_blank(apex_cell) else str(apex_cell).strip()
+    apex_text = "" if clips.is_blank(apex_cell) else str(apex_cell).strip()
     if apex_text.endswith(".0"):
         apex_text = apex_text[:-2]
-    apex = datasets._to_int(apex_cell)
+    apex = clips.to_int(apex_cell)
     if apex is None or not onset <= apex <= offset:
         if apex is None and apex_text not in apex_missing:
             return fail(f"apex {apex_cell!r} is not a frame number")
         notes.append(f"quirk apex_missing: apex {apex_text or 'blank'!r} outside or not given")
         apex = None
-    aus = "" if "action_units" not in cols or _is_blank(row.get(cols["action_units"])) else str(row.get(cols["action_units"])).strip()
+    aus = "" if "action_units" not in cols or clips.is_blank(row.get(cols["action_units"])) else str(row.get(cols["action_units"])).strip()
     if corpus == "samm" and any(w in aus.lower() for w in quirk("samm", "au_or").values):
         notes.append(f"quirk au_or: Action Units {aus!r} give alternatives")
     dirs = index.get(subject.lower())
@@ -557,14 +565,29 @@ def _sheet_row(root, corpus, sheet, excel_row, row, cols, cmap, index, apex_miss
         clip_dir.resolve().relative_to(root.resolve())
     except ValueError:
         return fail(f"folder {clip_dir} resolves outside the dataset root {root}")
-    return datasets.clip_record(
-        root, corpus, subject, clip, clip_dir, onset, apex, offset, aus, emotion, label, sheet, excel_row, apex_text, notes, verify, prob
+    return clips.clip_record(
+        root,
+        corpus,
+        CORPORA[corpus].fps,
+        subject,
+        clip,
+        clip_dir,
+        onset,
+        apex,
+        offset,
+        aus,
+        emotion,
+        label,
+        sheet,
+        excel_row,
+        apex_text,
+        notes,
+        verify,
+        prob,
     )
 
 
 def _load_smic(root, variant, cmap, verify):
-    from mexpr import datasets
-
     records, problems = [], []
     dirs = _smic_clip_dirs(root)
     by_key: dict[tuple[str, str], Path] = {}
@@ -579,25 +602,42 @@ def _load_smic(root, variant, cmap, verify):
         subject = d.parents[2].name.lower()
         folder_label = d.parent.name
         prob = {"sheet": str(d), "row": 0, "subject": subject, "clip": clip}
-        emotion = datasets.normalise_label(folder_label)
-        label, why = _label(emotion, folder_label, cmap, "smic")
+        emotion = clips.normalise_label(folder_label)
+        label, why = emotion_class(emotion, folder_label, cmap, "smic")
         if why:
             problems.append({**prob, **why})
             continue
-        numbers = sorted(n for p in d.iterdir() if p.suffix.lower() in datasets.IMAGE_SUFFIXES and (n := datasets.frame_number(p)) is not None)
+        numbers = sorted(n for p in d.iterdir() if p.suffix.lower() in clips.IMAGE_SUFFIXES and (n := clips.frame_number(p)) is not None)
         if len(numbers) < 2:
             problems.append({**prob, "reason": f"fewer than 2 frames in {d}"})
             continue
         notes = ["quirk no_sheet: emotion from the folder, onset/offset the folder's first/last frame", "quirk no_apex"]
-        rec, p = datasets.clip_record(
-            root, "smic", subject, clip, d, numbers[0], None, numbers[-1], "", emotion, label, None, 0, "SMIC gives none", notes, verify, prob
+        rec, p = clips.clip_record(
+            root,
+            "smic",
+            CORPORA["smic"].fps,
+            subject,
+            clip,
+            d,
+            numbers[0],
+            None,
+            numbers[-1],
+            "",
+            emotion,
+            label,
+            None,
+            0,
+            "SMIC gives none",
+            notes,
+            verify,
+            prob,
         )
         if p:
             problems.append(p)
         else:
             records.append(rec)
     if not by_key:
-        raise datasets.DatasetError(f"{root}: no SMIC clip folders s<n>/micro/<emotion>/<clip> found")
+        raise clips.DatasetError(f"{root}: no SMIC clip folders s<n>/micro/<emotion>/<clip> found")
     return records, problems
 
 
@@ -627,8 +667,6 @@ def relabel(df: pd.DataFrame, classes: str) -> pd.DataFrame:
 def summary_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
     """Per corpus: clips and subjects beside the published counts (× ``scale`` for synthetic sets),
     and the clips and subjects that enter the MEGC composite beside its published ones."""
-    from mexpr.datasets import scaled_counts
-
     rows = []
     comp = relabel(df, "megc3")
     for ds in sorted(set(df["dataset"])):
@@ -672,8 +710,6 @@ def summary_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
 def emotion_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:
     """Per corpus (not CASME I/II, whose Table 3 is :func:`mexpr.datasets.counts_table`'s) and
     emotion: clips beside the published count, the paper's class and the composite's class."""
-    from mexpr.datasets import scaled_counts
-
     rows = []
     for ds in sorted(set(df["dataset"]) - {"casme1", "casme2"}):
         c = CORPORA[ds]

@@ -33,52 +33,32 @@ from pathlib import Path
 
 import pandas as pd
 
-#: The four classes of the paper, in the order of Table 4 / Figure 7 (N, O, P, S).
-CLASSES: tuple[str, ...] = ("Negative", "Others", "Positive", "Surprise")
+from mexpr.clips import (  # noqa: F401  (re-exported: datasets.DatasetError, datasets.frame_number, ...)
+    IMAGE_SUFFIXES,
+    VERIFY,
+    DatasetError,
+    clip_record,
+    frame_number,
+    is_blank,
+    normalise_label,
+    safe_component,
+    signature_problem,
+    to_int,
+)
+from mexpr.corpora import CLASS_MAPS, CLASS_SETS, CORPORA, scaled_counts  # noqa: F401  (re-exported: datasets.scaled_counts)
 
-#: Table 3: emotion label (as written in the coding sheets, normalised) -> class.
-EMOTION_TO_CLASS: dict[str, str] = {
-    "disgust": "Negative",
-    "sadness": "Negative",
-    "fear": "Negative",
-    "tense": "Others",
-    "repression": "Others",
-    "contempt": "Others",
-    "others": "Others",
-    "happiness": "Positive",
-    "surprise": "Surprise",
-}
+#: The four classes of the paper, in the order of Table 4 / Figure 7 (N, O, P, S).
+CLASSES: tuple[str, ...] = CLASS_SETS["paper"]
+
+#: Table 3: emotion label (as written in the coding sheets, normalised) -> class (CASME I and II;
+#: every corpus' maps are :data:`mexpr.corpora.CLASS_MAPS`).
+EMOTION_TO_CLASS: dict[str, str] = CLASS_MAPS["casme1"]["paper"] | CLASS_MAPS["casme2"]["paper"]
 
 #: Table 3 per-emotion clip counts (the synthetic data follows these, times ``scale``).
-TABLE3: dict[str, dict[str, int]] = {
-    "casme1": {
-        "disgust": 44,
-        "sadness": 6,
-        "fear": 2,
-        "tense": 69,
-        "repression": 38,
-        "contempt": 9,
-        "happiness": 9,
-        "surprise": 20,
-    },
-    "casme2": {
-        "disgust": 63,
-        "sadness": 7,
-        "fear": 2,
-        "repression": 27,
-        "others": 99,
-        "happiness": 32,
-        "surprise": 25,
-    },
-}
+TABLE3: dict[str, dict[str, int]] = {d: dict(CORPORA[d].emotions) for d in ("casme1", "casme2")}
 
-#: Frame rates (Table 1).
-FPS: dict[str, int] = {"casme1": 60, "casme2": 200, "samm": 200, "smic": 100, "casme3a": 30}
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-#: How :func:`load` checks the frame files: their image header, a full decode, or not at all.
-VERIFY = ("header", "decode", "none")
+#: Frame rates (Table 1; the other corpora's from :data:`mexpr.corpora.CORPORA`).
+FPS: dict[str, int] = {name: c.fps for name, c in CORPORA.items()}
 
 # canonical field -> accepted header spellings (normalised: lower case, no spaces/_/-)
 _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -117,43 +97,8 @@ OUTPUT_COLUMNS = [
 ]
 
 
-class DatasetError(ValueError):
-    """A dataset root or coding sheet cannot be used.
-
-    ``problems`` lists every unusable row (one dict per row: sheet, row, subject, clip, reason),
-    so that all of them are reported at once, not one error at a time.
-    """
-
-    def __init__(self, message: str, problems: list[dict] | None = None):
-        self.problems = problems or []
-        if self.problems:
-            lines = [message]
-            for p in self.problems[:50]:
-                where = f"{Path(p['sheet']).name} row {p['row']}" if p.get("sheet") else "?"
-                who = "/".join(str(x) for x in (p.get("subject"), p.get("clip")) if x)
-                lines.append(f"  - {where} ({who}): {p['reason']}")
-            if len(self.problems) > 50:
-                lines.append(f"  ... and {len(self.problems) - 50} more")
-            message = "\n".join(lines)
-        super().__init__(message)
-
-
 # --------------------------------------------------------------------------------------------
 # small helpers
-
-
-def normalise_label(label: object) -> str:
-    """Emotion labels are matched case- and space-insensitively: ``' Happiness '`` -> ``happiness``."""
-    return re.sub(r"[\s_]+", " ", str(label)).strip().lower()
-
-
-def frame_number(path: str | os.PathLike) -> int | None:
-    """The frame index of a frame file: the last integer in its stem (``img46.jpg`` -> 46).
-
-    Frames must be ordered by this number, never as strings (``img10`` sorts before ``img9``).
-    """
-    found = re.findall(r"\d+", Path(path).stem)
-    return int(found[-1]) if found else None
 
 
 def _norm_header(name: object) -> str:
@@ -172,26 +117,6 @@ def _map_columns(columns: Iterable) -> dict[str, str]:
                 out[field] = by_norm[a]
                 break
     return out
-
-
-def _to_int(value) -> int | None:
-    """Parse a frame number cell: 46, 46.0, '46' -> 46; '/', '', NaN -> None."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if math.isnan(value) or value != int(value):
-            return None
-        return int(value)
-    if isinstance(value, int):
-        return value
-    s = str(value).strip()
-    if re.fullmatch(r"\d+(\.0+)?", s):
-        return int(float(s))
-    return None
-
-
-def _is_blank(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,51 +222,6 @@ def _parse_subject(cell) -> tuple[int | None, str | None]:
     if "/" in s or "\\" in s or ".." in s or os.path.isabs(s):
         return None, f"Subject {s!r} would escape the dataset root"
     return None, f"Subject {s!r} is not a subject number"
-
-
-def _safe_component(name: str) -> str | None:
-    """Reason why ``name`` is not a plain folder name inside the root, or None when it is."""
-    if name in ("", ".", "..") or "/" in name or "\\" in name or os.path.isabs(name) or ".." in name:
-        return f"Filename {name!r} would escape the dataset root"
-    return None
-
-
-def _jpeg_ok(path: Path) -> str | None:
-    """Cheap integrity check of a frame file: non-empty, right magic bytes, JPEG end marker."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return "empty file"
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            fh.seek(max(0, size - 64))
-            tail = fh.read()
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
-    return signature_problem(head, tail, path.suffix)
-
-
-def signature_problem(head: bytes, tail: bytes, suffix: str) -> str | None:
-    """Why a frame file whose first bytes are ``head`` and last bytes ``tail`` is not a complete
-    JPEG/PNG (judged by ``suffix``), or None when it looks whole."""
-    if not head:
-        return "empty file"
-    suffix = suffix.lower()
-    if suffix in (".jpg", ".jpeg"):
-        if head[:2] != b"\xff\xd8":
-            return "not a JPEG (bad start marker)"
-        if b"\xff\xd9" not in tail[-64:]:
-            return "truncated JPEG (no end marker)"
-    elif suffix == ".png" and head[:8] != b"\x89PNG\r\n\x1a\n":
-        return "not a PNG (bad signature)"
-    return None
-
-
-def _decode_ok(path: Path) -> str | None:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return None if img is not None and img.size else "cannot be decoded"
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,7 +389,7 @@ def _load_root(root, dataset, variant, class_maps, verify):
             raise ValueError(f"dataset must be one of {sorted(FPS)}, not {ds!r}")
         for i, row in enumerate(table.to_dict("records")):
             excel_row = i + 2  # header is row 1
-            if all(_is_blank(row.get(cols[f])) for f in ("subject", "filename")):
+            if all(is_blank(row.get(cols[f])) for f in ("subject", "filename")):
                 continue  # trailing blank rows are common in hand-edited sheets
             rec, prob = _load_row(root, index, sheet, excel_row, row, cols, ds, class_maps[ds], verify)
             if prob:
@@ -527,10 +407,10 @@ def _load_root(root, dataset, variant, class_maps, verify):
 
 
 def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, verify):
-    from mexpr.corpora import _label
+    from mexpr.corpora import emotion_class
 
     subject_cell = row.get(cols["subject"])
-    filename = "" if _is_blank(row.get(cols["filename"])) else str(row.get(cols["filename"])).strip()
+    filename = "" if is_blank(row.get(cols["filename"])) else str(row.get(cols["filename"])).strip()
     prob = {"sheet": str(sheet), "row": excel_row, "subject": str(subject_cell), "clip": filename}
 
     def fail(reason, **extra):
@@ -541,23 +421,23 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, verify):
         return fail(err)
     subject = f"sub{number:02d}"
     prob["subject"] = subject
-    err = _safe_component(filename)
+    err = safe_component(filename)
     if err:
         return fail(err)
 
     raw_label = row.get(cols["emotion"])
-    emotion = normalise_label(raw_label) if not _is_blank(raw_label) else ""
-    label, why = _label(emotion, raw_label, class_map, ds)
+    emotion = normalise_label(raw_label) if not is_blank(raw_label) else ""
+    label, why = emotion_class(emotion, raw_label, class_map, ds)
     if why:
         return fail(**why)
 
-    onset, offset = _to_int(row.get(cols["onset"])), _to_int(row.get(cols["offset"]))
+    onset, offset = to_int(row.get(cols["onset"])), to_int(row.get(cols["offset"]))
     if onset is None or offset is None:
         return fail(f"onset/offset must be frame numbers, got {row.get(cols['onset'])!r}/{row.get(cols['offset'])!r}")
     if onset >= offset:
         return fail(f"onset {onset} is not before offset {offset}")
     apex_cell = row.get(cols["apex"])
-    apex = _to_int(apex_cell)
+    apex = to_int(apex_cell)
     if apex is not None and not onset <= apex <= offset:
         return fail(f"apex {apex} is outside onset..offset {onset}..{offset}")
 
@@ -584,6 +464,7 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, verify):
     return clip_record(
         root,
         ds,
+        FPS[ds],
         subject,
         clip_dir.name,
         clip_dir,
@@ -604,86 +485,7 @@ def _load_row(root, index, sheet, excel_row, row, cols, ds, class_map, verify):
 
 def _cell(row, cols, field) -> str:
     value = row.get(cols[field]) if field in cols else None
-    return "" if _is_blank(value) else str(value).strip()
-
-
-def clip_record(root, ds, subject, clip, clip_dir, onset, apex, offset, aus, emotion, label, sheet, excel_row, apex_cell, notes, verify, prob):
-    """One clip's record (:data:`OUTPUT_COLUMNS`) from its folder and onset/apex/offset, or
-    ``(None, problem)``: the frames present inside onset..offset in frame-number order (range
-    mismatches and gaps noted), checked by ``verify``; a missing apex (``apex`` None, the sheet's
-    cell ``apex_cell``) is estimated as the middle frame and flagged.  Shared by every corpus'
-    loader (:mod:`mexpr.corpora` too)."""
-
-    def fail(reason, **extra):
-        return None, {**prob, "reason": reason, **extra}
-
-    notes = list(notes)
-    numbered = []
-    for p in clip_dir.iterdir():
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            n = frame_number(p)
-            if n is not None:
-                numbered.append((n, p))
-    numbered.sort()
-    dup = sorted({n for (n, _), (m, _) in zip(numbered, numbered[1:]) if n == m})
-    if dup:
-        return fail(f"several frame files share frame number(s) {dup[:5]} in {clip_dir}")
-    if not numbered:
-        return fail(f"no frame images in {clip_dir}")
-    present = [n for n, _ in numbered]
-    inside = [(n, p) for n, p in numbered if onset <= n <= offset]
-    if present[0] > onset or present[-1] < offset:
-        notes.append(f"sheet range {onset}-{offset} differs from folder frames {present[0]}-{present[-1]}")
-    gaps = sorted(set(range(onset, offset + 1)) - set(present) & set(range(present[0], present[-1] + 1)))
-    if gaps:
-        notes.append(f"{len(gaps)} frame(s) missing inside the range: {_ranges(gaps)}")
-    if len(inside) < 2:
-        return fail(f"fewer than 2 frames inside onset..offset {onset}..{offset} in {clip_dir} (folder has frames {present[0]}..{present[-1]})")
-    if verify != "none":
-        check = _jpeg_ok if verify == "header" else _decode_ok
-        for _, p in inside:
-            why = check(p)
-            if why:
-                return fail(f"corrupt frame {p}: {why}")
-
-    apex_estimated = apex is None
-    if apex_estimated:
-        apex = inside[len(inside) // 2][0]
-        notes.append(f"apex not given ({apex_cell!r}); estimated as the middle frame {apex}")
-    rec = {
-        "dataset": ds,
-        "subject": subject,
-        "clip": clip,
-        "fps": FPS[ds],
-        "onset": onset,
-        "apex": apex,
-        "offset": offset,
-        "action_units": aus,
-        "emotion": emotion,
-        "label": label,
-        "frames": tuple(str(p) for _, p in inside),
-        "n_frames": len(inside),
-        "apex_estimated": apex_estimated,
-        "subject_id": f"{ds}/{subject}",
-        "clip_dir": str(clip_dir),
-        "sheet": str(sheet) if sheet else "",
-        "sheet_row": excel_row,
-        "notes": "; ".join(notes),
-    }
-    return rec, None
-
-
-def _ranges(nums: list[int]) -> str:
-    """[3, 4, 5, 9] -> '3-5, 9'"""
-    out, start, prev = [], nums[0], nums[0]
-    for n in nums[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        out.append(f"{start}-{prev}" if prev > start else f"{start}")
-        if n is not None:
-            start = prev = n
-    return ", ".join(out)
+    return "" if is_blank(value) else str(value).strip()
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,21 +501,6 @@ def synth_info(root: str | os.PathLike) -> dict | None:
 def clip_keys(df: pd.DataFrame) -> pd.Series:
     """Each clip's ``"subject_id/clip"`` key (e.g. ``"casme2/sub01/EP02_01f"``), aligned with ``df``."""
     return df["subject_id"].astype(str) + "/" + df["clip"].astype(str)
-
-
-def scaled_counts(dataset: str, scale: float | None) -> dict[str, int]:
-    """Per-emotion counts × ``scale``, rounded half up, at least 2 each (for splits): Table 3's for
-    CASME I / II, the published ones for the other corpora (:data:`mexpr.corpora.CORPORA`)."""
-    from mexpr.corpora import CORPORA
-
-    if dataset not in CORPORA:
-        raise ValueError(f"dataset must be one of {sorted(CORPORA)}, not {dataset!r}")
-    counts = TABLE3.get(dataset) or CORPORA[dataset].emotions
-    if scale is None:
-        return dict(counts)
-    if not scale > 0:
-        raise ValueError(f"scale must be > 0, not {scale!r}")
-    return {e: max(2, int(math.floor(n * scale + 0.5))) for e, n in counts.items()}
 
 
 def counts_table(df: pd.DataFrame, scale: float | None = None) -> pd.DataFrame:

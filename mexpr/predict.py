@@ -20,13 +20,16 @@ from mexpr.settings import LENGTHS
 
 def fold_svms(run_dir, config: train.Config, fold: int = 0, svm_train: str = "augmented", C: float = 1.0) -> dict:
     """Both streams' SVMs of ``fold``, refitted from the cached features (deterministic, a second
-    or two; no pickles are stored): ``{64: svm, 128: svm}``."""
+    or two; no pickles are stored): ``{64: svm, 128: svm}``, on the classes of the config's protocol."""
+    from mexpr.datasets import protocol_classes
+
     return {
         f: fusion.fit_svm(
             *svm_training_set(stream_features(run_dir, config, f, fold), svm_train),
             C=C,
             seed=config.seed,
             name=f"DTSCNN{f} {svm_train} training features",
+            classes=protocol_classes(config.protocol),
         )
         for f in (64, 128)
     }
@@ -106,7 +109,7 @@ def predict_clips(
         p = {}
         for f in (64, 128):
             feats = extractors[f].predict(models.check_clips(x[f], f, name=str(folder)), verbose=0)
-            p[f] = fusion.proba(svms[f], feats)
+            p[f] = fusion.proba(svms[f], feats, classes=list(svms[f].classes_))
         fused = int(fusion.decision_fusion(p[64], p[128])[0])
         row |= {
             "prediction": CLASSES[fused],
