@@ -8,6 +8,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mexpr-installed
 PROFILE ?= default
 SEED   ?= 0
+# Several seeds: make reproduce SEEDS="0 1 2" (the series runs with SEED, then its evaluation with each seed: mean ± std)
+SEEDS  ?=
 # Real data: make reproduce DATA="path/to/CASME2 path/to/CASME"  (both roots, or one)
 DATA   ?=
 # the run folder: runs/default, runs/paper, ... on synthetic data; runs/casme-default, ... on real data
@@ -28,6 +30,7 @@ help:
 	@echo "make test        set up .venv and run the test suite (includes papermill runs of every notebook, quick mode)"
 	@echo "make reproduce   set up .venv and run the notebook series into runs/\$$(NAME) (NAME=$(NAME) PROFILE=$(PROFILE) DATA=$(DATA))"
 	@echo "                 PROFILE=quick|default|paper   DATA=\"path/to/CASME2 path/to/CASME\"   NAME=folder under runs/"
+	@echo "                 SEEDS=\"0 1 2\": also evaluate with each seed, Table 4 as mean ± std (tables/table4_*_seeds.md)"
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel (LAB_ARGS=--no-browser on a server)"
 	@echo "make bench       the data-generation benchmark (benchmarks/synth.py); docs/benchmarks.md gives the command of every other one"
 	@echo "make lint        ruff check + format check"
@@ -50,7 +53,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not notebook"
 
 reproduce: $(STAMP)
-	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d))
+	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d)) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/

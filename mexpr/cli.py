@@ -282,6 +282,11 @@ def _cmd_reproduce(args) -> int:
         copied = series.publish_figures(run)
         print(f"refreshed {len(copied)} README figure(s) in figures/")
     print(f"\n{len(paths)} notebook(s) in {run}/notebooks ({time.time() - t0:.0f} s); per-notebook times in {run}/logs/reproduce.jsonl")
+    if args.seeds:
+        protocol = args.protocol or "paper"
+        print(f"\nthe evaluation over seeds {' '.join(map(str, args.seeds))} (protocol {protocol}):", flush=True)
+        t = series.evaluate_seeds(run, args.profile, args.seeds, protocol, jobs=args.jobs)
+        print(t[["accuracy", "UF1", "UAR", "seeds"]].to_string())
     for what, pattern in (("Table 4", "tables/table4_*.md"), ("Figure 7", "figures/figure7_*.png")):
         found = sorted(str(p) for p in run.dir.glob(pattern))
         print(f"{what}: {', '.join(found) if found else 'not written'}")
@@ -444,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run", default="runs/default")
     r.add_argument("--profile", default="default", choices=list(settings.PROFILES))
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="after the series (run with --seed), evaluate DTSCNN and the baselines with each of these seeds; Table 4 as mean ± std (tables/)",
+    )
     r.add_argument("--data", action="append", default=None, help="real dataset root (repeatable); default: synthetic")
     r.add_argument("--jobs", type=int, default=None)
     r.add_argument("--force", action="store_true", help="re-run notebooks that already finished")

@@ -159,3 +159,54 @@ def run_facts(run_dir, config: train.Config, ev: Evaluation) -> pd.Series:
                 f"augmented {r.augmented}, original {r.original}, test {r.test}"
             )
     return pd.Series(facts, name="this run")
+
+
+def seeds_table(evaluations: dict[int, Evaluation], methods=None) -> pd.DataFrame:
+    """Mean ± standard deviation over seeds (``evaluations``: seed -> one protocol's combined
+    :class:`Evaluation`, e.g. DTSCNN and the baselines) of each method's Table 4 average accuracy
+    (the mean over folds), pooled UF1 and pooled UAR, in %: one row per method (default:
+    :func:`table_rows` of the first seed's, those evaluated), columns ``accuracy``, ``UF1``,
+    ``UAR`` (``"mean ± std"``, the sample standard deviation; ``± –`` with one seed), the numeric
+    ``*_mean``/``*_std``, ``seeds``, and each seed's average accuracy (``s<seed>``).  One seed's
+    test folds hold few clips of the small classes, so one seed's number is noisy; this is the
+    table to compare methods by."""
+    if not evaluations:
+        raise ValueError("no evaluations to summarise over seeds")
+    first = next(iter(evaluations.values()))
+    rows = []
+    for m in list(methods or table_rows(first)):
+        per = {}
+        for seed, ev in evaluations.items():
+            f = ev.folds[ev.folds["method"] == m]
+            s = ev.summary[ev.summary["method"] == m]
+            if len(f) and len(s):
+                per[seed] = {"accuracy": 100 * f["accuracy"].mean(), "UF1": 100 * s["pooled_uf1"].iloc[0], "UAR": 100 * s["pooled_uar"].iloc[0]}
+        if not per:
+            continue
+        d = pd.DataFrame(per).T
+        row = {"method": m}
+        for k in ("accuracy", "UF1", "UAR"):
+            mean, std = d[k].mean(), d[k].std() if len(d) > 1 else np.nan
+            row[k] = f"{mean:.2f} ± {'–' if np.isnan(std) else f'{std:.2f}'}"
+            row[f"{k}_mean"], row[f"{k}_std"] = round(mean, 2), round(std, 2)
+        row["seeds"] = len(d)
+        row |= {f"s{seed}": round(v, 2) for seed, v in d["accuracy"].items()}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def write_seeds(evaluations: dict[int, Evaluation], run_dir, protocol: str) -> pd.DataFrame:
+    """Each seed's Table 4 as ``tables/seeds/table4_<protocol>_s<seed>.csv|.md`` (kept), and
+    :func:`seeds_table` as ``tables/table4_<protocol>_seeds.csv|.md``; returns the latter."""
+    out = Path(run_dir) / "tables"
+    (out / "seeds").mkdir(parents=True, exist_ok=True)
+    for seed, ev in evaluations.items():
+        write_table4(ev, run_dir, name=f"seeds/table4_{protocol}_s{seed}")
+    t = seeds_table(evaluations)
+    t.to_csv(out / f"table4_{protocol}_seeds.csv")
+    shown = t[["accuracy", "UF1", "UAR", "seeds"] + [c for c in t.columns if c.startswith("s") and c[1:].isdigit()]]
+    (out / f"table4_{protocol}_seeds.md").write_text(
+        f"Protocol {protocol}: mean ± std over {len(evaluations)} seed(s) ({', '.join(map(str, evaluations))}); accuracy is Table 4's "
+        "average over folds, UF1 and UAR are pooled over folds; s<seed>: that seed's average accuracy.\n\n" + table_markdown(shown)
+    )
+    return t

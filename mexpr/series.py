@@ -223,6 +223,33 @@ def run_series(
     return done
 
 
+def evaluate_seeds(run_dir, profile: str, seeds, protocol: str = "paper", jobs: int | None = None, baselines: bool = True, log=_say):
+    """The series' evaluation over several ``seeds`` on one run's data (pre-processing and flow
+    are the run's, done once): per seed, DTSCNN on the paper's input and on ours and (with
+    ``baselines``) the paper's three baselines on the profile's folds of ``protocol``, as notebooks
+    06 and 07 evaluate them (a seed the series ran is read from its caches); each seed's Table 4 is
+    kept in ``tables/seeds/`` and the mean ± std over seeds goes to
+    ``tables/table4_<protocol>_seeds.md`` (:func:`mexpr.report.write_seeds`).  Returns that table."""
+    from mexpr import evaluate, report, train
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("no seeds given")
+    evaluations = {}
+    for seed in seeds:
+        t0 = time.time()
+        cfg = train.config_for(profile, seed=seed, protocol=protocol)  # what Run(run_dir, profile, seed).config(...) gives
+        folds = train.folds_of(run_dir, cfg, settings.profile(profile)["folds"])
+        parts = [evaluate.evaluate(run_dir, cfg, folds=folds, jobs=jobs, verbose=0, progress=False)]
+        ours = train.config_for(profile, input="mexpr", seed=seed, protocol=protocol)
+        parts.append(report.relabel(evaluate.evaluate(run_dir, ours, folds=folds, jobs=jobs, verbose=0, progress=False), ours.label))
+        if baselines:
+            parts += [evaluate.evaluate_baseline(run_dir, m, protocol, seed, folds=folds, jobs=jobs, progress=False) for m in evaluate.BASELINES]
+        evaluations[seed] = report.combine(parts)
+        log(f"seed {seed}: {protocol}, {len(folds)} fold(s), evaluated in {time.time() - t0:.0f} s")
+    return report.write_seeds(evaluations, run_dir, protocol)
+
+
 def _record(logs: Path, name: str, status: str, t0: float, digest: str) -> None:
     row = {
         "notebook": name,

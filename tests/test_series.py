@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
@@ -175,3 +176,68 @@ def test_the_composite_protocol_reaches_the_notebooks_that_declare_it(tmp_path, 
     params = {n: next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])) for n, nb in declared.items()}
     assert "corpora =" in params["00_dataset.ipynb"] and "classes =" in params["00_dataset.ipynb"]
     assert all("megc3" in params[n] for n in ("04_training.ipynb", "06_confusion_matrices.ipynb"))
+
+
+def _fake_evaluation(methods, accuracy: float, seed: int):
+    from mexpr.evaluate import Evaluation
+
+    pred = pd.DataFrame({"fold": [0, 1], "subject_id": ["a/s1", "a/s2"], "clip": ["c1", "c2"], "label": ["Negative"] * 2, "y": [0, 0]})
+    for m in methods:
+        pred[m] = "Negative"
+    folds = pd.DataFrame([{"method": m, "fold": k, "accuracy": accuracy + 0.1 * k, "uf1": 0.5, "uar": 0.5, "n": 1} for m in methods for k in (0, 1)])
+    summary = pd.DataFrame(
+        [
+            {"method": m, "accuracy": accuracy + 0.05, "pooled_accuracy": accuracy, "pooled_uf1": accuracy, "pooled_uar": 0.25 + seed / 10}
+            for m in methods
+        ]
+    )
+    return Evaluation(pred, folds, summary, {"methods": list(methods), "seed": seed})
+
+
+def test_the_evaluation_over_seeds_keeps_each_seed_and_reports_mean_and_std(tmp_path, monkeypatch):
+    from mexpr import evaluate, report, train
+
+    calls = []
+
+    def fake_evaluate(run, cfg, folds=None, **kw):
+        calls.append(("dtscnn", cfg.seed, cfg.input, cfg.protocol, tuple(folds)))
+        return _fake_evaluation(evaluate.PAPER_METHODS, 0.4 + 0.1 * cfg.seed, cfg.seed)
+
+    def fake_baseline(run, method, protocol, seed, folds=None, **kw):
+        calls.append((method, seed, protocol))
+        return _fake_evaluation(evaluate.baseline_methods(method), 0.3, seed)
+
+    monkeypatch.setattr(evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluate, "evaluate_baseline", fake_baseline)
+    monkeypatch.setattr(train, "folds_of", lambda run, cfg, folds=None: [0, 1])
+    t = series.evaluate_seeds(tmp_path, "quick", [0, 1, 2], "megc3", log=lambda *a, **k: None)
+    assert {c[1] for c in calls} == {0, 1, 2} and all(c[3] == "megc3" for c in calls if c[0] == "dtscnn")
+    assert sorted({c[2] for c in calls if c[0] == "dtscnn"}) == ["mexpr", "paper"] and {c[0] for c in calls} >= set(evaluate.BASELINES)
+    fused = t.loc["DTSCNN (fusion)"]
+    # per seed: the mean over its two folds, 100 * (0.4 + 0.1 s + 0.05); over seeds 45, 55, 65: mean 55, std 10
+    assert (fused["s0"], fused["s1"], fused["s2"]) == (45.0, 55.0, 65.0) and fused["accuracy"] == "55.00 ± 10.00" and fused["seeds"] == 3
+    assert t.loc["FDM (fusion)", "accuracy"] == "35.00 ± 0.00" and t.loc["FDM (fusion)", "UAR"] == "35.00 ± 10.00"
+    tables = tmp_path / "tables"
+    assert sorted(p.name for p in (tables / "seeds").glob("*.md")) == [f"table4_megc3_s{s}.md" for s in (0, 1, 2)]
+    assert "55.00 ± 10.00" in (tables / "table4_megc3_seeds.md").read_text()
+    one = report.seeds_table({0: _fake_evaluation(["DTSCNN (fusion)"], 0.5, 0)})
+    assert one.loc["DTSCNN (fusion)", "accuracy"] == "55.00 ± –"
+
+
+def test_cli_reproduce_runs_the_evaluation_over_the_given_seeds(tmp_path, monkeypatch, capsys):
+    from mexpr.cli import main
+
+    got = {}
+    monkeypatch.setattr(series, "run_series", lambda run, **kw: got.setdefault("series", kw) and [])
+    monkeypatch.setattr(
+        series,
+        "evaluate_seeds",
+        lambda run, profile, seeds, protocol, jobs=None: got.setdefault("seeds", (profile, seeds, protocol)) and _seed_table(),
+    )
+    assert main(["reproduce", "--run", str(tmp_path / "r"), "--profile", "quick", "--seeds", "0", "1", "2", "--protocol", "megc3"]) == 0
+    assert got["series"]["seed"] == 0 and got["series"]["protocol"] == "megc3" and got["seeds"] == ("quick", [0, 1, 2], "megc3")
+    assert "55.00 ± 10.00" in capsys.readouterr().out
+
+
+def _seed_table():
+    return pd.DataFrame({"accuracy": ["55.00 ± 10.00"], "UF1": ["1 ± 0"], "UAR": ["1 ± 0"], "seeds": [3]}, index=["DTSCNN (fusion)"])
