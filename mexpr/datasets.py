@@ -369,7 +369,9 @@ def _load_root(root, dataset, variant, class_maps, verify):
         raise DatasetError(
             f"{root}: no coding sheet found (looked for .xlsx/.xls/.csv files with columns "
             "Subject, Filename, OnsetFrame/OnsetF, ApexFrame/ApexF1, OffsetFrame/OffsetF, "
-            "Estimated Emotion/Emotion)"
+            "Estimated Emotion/Emotion), nor the layout of SAMM (SAMM_Micro_FACS_Codes_v2.xlsx beside the SAMM/ folders), "
+            "SMIC-HS (s<n>/micro/<emotion>/<clip>/ folders) or CAS(ME)³ part A (its label sheet beside the spNO.<n>/ folders); "
+            "give the folder that holds both the sheet and the frame folders (docs/corpora.md)"
         )
     index = _SubjectIndex.build(root, variant)
     records: list[dict] = []
