@@ -372,13 +372,16 @@ def evaluate(
     timings["metrics_s"] = time.perf_counter() - t0
     from dataclasses import asdict
 
+    from mexpr import scale
+
     info = {
         "protocol": config.protocol,
         "svm_train": svm_train,
         "C": C,
         "folds": folds,
         "config": asdict(config),
-        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "timings": {k: round(v, 2) for k, v in timings.items()},  # on a cluster: the tasks' seconds, added up
+        **scale.describe(),  # on a Dask cluster: its address and workers
     }
     return _save(evaluate_dir(run_dir, config, svm_train), pred, fold_table, summary, info)
 
@@ -508,6 +511,7 @@ def evaluate_baseline(
         "folds": folds,
         "skipped": skipped,
         "timings": {k: round(v, 2) for k, v in timings.items()},
+        **scale.describe(),
     }
     ev = _save(out, pred, fold_table, summary, info)
     _io.atomic_write_text(out / "svm_parameters.csv", pd.DataFrame(chosen).to_csv(index=False))

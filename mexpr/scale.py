@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def parse(address: str | None) -> tuple[str, str | int] | None:
 def current():
     """The Dask ``Client`` of the innermost open :func:`scheduler` block, or ``None``."""
     return _ACTIVE[-1] if _ACTIVE else None
+
+
+def describe() -> dict:
+    """Where the work runs, for a stage's record: ``{}`` here, or ``{"scheduler": address, "workers": N}``."""
+    client = current()
+    if client is None:
+        return {}
+    return {"scheduler": client.scheduler.address, "workers": len(client.nthreads())}
 
 
 def code_fingerprint() -> str:
@@ -295,5 +304,12 @@ def strategy(devices):
     if len(found) == 1:
         return None  # "all" of one device is one device
     cpu = all("CPU" in d.upper().split("/")[-1] for d in found)
+    if cpu and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0":
+        # measured with tensorflow-cpu 2.21: the oneDNN kernels fail on the second replica
+        # ("input and filter must have the same depth: 3 vs 16") when the CPU is split into devices
+        raise ScaleError(
+            f"training across {len(found)} logical CPU devices needs TensorFlow's oneDNN kernels off: "
+            "set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow starts (GPUs need nothing)"
+        )
     cross = tf.distribute.ReductionToOneDevice() if cpu else None
     return tf.distribute.MirroredStrategy(devices=found, cross_device_ops=cross)

@@ -687,6 +687,8 @@ def train_stream(
     strategy = scale.strategy(config.devices)  # None: one device, as always
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     batch = config.batch_size * replicas  # the global batch: batch_size clips per device
+    if strategy is not None:  # Keras (3.15) builds a distributed model from its first batch averaged over the replicas: it must split evenly
+        batch = min(batch, replicas * max(1, len(paths) // replicas))
     steps = int(np.ceil(len(paths) / batch))
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build(fields, config, steps, stream_seed)
@@ -698,6 +700,10 @@ def train_stream(
         _trim_history(out / "history.csv", first)
     data, _ = stream_dataset(paths, labels, fields, batch, stream_seed, first, config.epochs)  # same steps
     val = load_test(run_dir, test, fields, fcfg) if monitor_test and len(test) else None
+    val_batch = batch
+    if val is not None and strategy is not None:  # the same even split for the monitor's first batch
+        val_batch = min(batch, replicas * (len(val[0]) // replicas))
+        val = val if val_batch else None
     cbs = [
         _epoch_seeds(),
         _lr_logger(),
@@ -712,7 +718,7 @@ def train_stream(
             epochs=config.epochs,
             steps_per_epoch=steps,
             validation_data=val,
-            validation_batch_size=batch,
+            validation_batch_size=val_batch or None,
             callbacks=cbs,
             shuffle=False,  # the order is epoch_order's
             verbose=verbose,
