@@ -88,6 +88,8 @@ def train_command(run_dir, config: train.Config, fields: int | str, fold: int | 
         opts.append("--mixed-precision")
     if config.jit_compile:
         opts.append("--xla")
+    if config.devices != 1:
+        opts.append(f"--devices {config.devices}")
     return "python -m mexpr train " + " ".join(opts)
 
 
