@@ -2,7 +2,7 @@
 1 vs 2 logical devices, as ratios measured in one run, and the time projected on N workers.
 
     python benchmarks/scale.py --run runs/default [--profile default] [--protocol subject3] [--folds 0 1 2]
-                               [--workers 2] [--baseline mdmo] [--out docs/results/scale_benchmark.json]
+                               [--workers 2] [--baseline mdmo] [--tf-threads default 1] [--out docs/results/scale_benchmark.json]
 
 ``--run`` is a run with pre-processing and flow done (``make reproduce`` leaves ``runs/default``).
 
@@ -11,7 +11,9 @@
    ``"local:W"`` (W = ``--workers``), each into its own tag.  The augmentation is built before (the
    cache is shared, so neither side pays it) and every worker imports TensorFlow before the clock
    starts.  Ratio: wall time with 1 worker / with W; the weights of both are compared (the same
-   seed gives the same weights on any number of workers).
+   seed gives the same weights on any number of workers).  ``--tf-threads``: TensorFlow's intra-op
+   threads per worker, for both sides (``default``: all cores, as a serial run; ``1``: one core per
+   worker, no over-subscription, other weights than a default serial run); each setting is measured.
 2. **A baseline** (``--baseline``): its features at TIM64 and TIM128 recomputed (``force=True``:
    joblib's Dask backend) and its SVMs fitted per fold (Dask tasks) on 1 and W workers.
 3. **Several devices**: DTSCNN64 on fold ``--folds[0]`` in a fresh process with the CPU as 1 and as
@@ -85,16 +87,26 @@ def weights_equal(a: str, b: str) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(models.load(a).get_weights(), models.load(b).get_weights()))
 
 
-def bench_training(run: str, cfg, folds: list[int], workers: int) -> dict:
+def tf_threads(threads: str) -> None:
+    """Set the TensorFlow thread count the workers started next inherit (``default``: TensorFlow's)."""
+    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        if threads == "default":
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = str(int(threads))
+
+
+def bench_training(run: str, cfg, folds: list[int], workers: int, threads: str = "default") -> dict:
     from mexpr import scale, train
 
     pairs = [(k, f) for k in folds for f in (64, 128)]
     for k, f in pairs:  # the augmentation, built once for both sides
         trainset, _, samples = train.fold_plan(run, cfg, k)
         train.build_samples(run, trainset, samples, f, k, train.fold_flow(run, cfg, k, f, trainset), progress=False)
+    tf_threads(threads)
     out = {}
     for w in (1, workers):
-        c = replace(cfg, tag=f"scale-w{w}")
+        c = replace(cfg, tag=f"scale-w{w}-threads{threads}")
         with scale.scheduler(f"local:{w}") as client:
             warm(client)
             t0 = time.perf_counter()
@@ -106,7 +118,9 @@ def bench_training(run: str, cfg, folds: list[int], workers: int) -> dict:
             "models": [r["model"] for r in res],
         }
     same = all(weights_equal(a, b) for a, b in zip(out[1]["models"], out[workers]["models"]))
+    tf_threads("default")
     return {
+        "tf_threads": threads,
         "tasks": [f"fold{k} DTSCNN{f}" for k, f in pairs],
         "wall_s": {str(w): v["wall_s"] for w, v in out.items()},
         "task_s_one_worker": out[1]["tasks_s"],
@@ -166,6 +180,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--baseline", default="mdmo", choices=["mdmo", "fdm", "stclqp", "none"])
     ap.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (e.g. 1 for a smoke test)")
+    ap.add_argument("--tf-threads", nargs="+", default=["default"], help="TensorFlow intra-op threads per worker: default and/or a number")
     ap.add_argument("--skip-devices", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "scale_benchmark.json"))
     args = ap.parse_args()
@@ -176,8 +191,11 @@ def main() -> None:
     folds = args.folds if args.folds is not None else list(range(train.fold_count(args.run, cfg)))
     t_start = time.time()
     result = {"profile": args.profile, "protocol": args.protocol, "folds": folds, "workers": args.workers, "cores": os.cpu_count()}
-    print(f"training {len(folds)} fold(s) x 2 streams on 1 and {args.workers} local Dask workers ...", flush=True)
-    result["training"] = tr = bench_training(args.run, cfg, folds, args.workers)
+    result["training"] = []
+    for threads in args.tf_threads:
+        print(f"training {len(folds)} fold(s) x 2 streams on 1 and {args.workers} local Dask workers (TensorFlow threads: {threads}) ...", flush=True)
+        result["training"].append(bench_training(args.run, cfg, folds, args.workers, threads))
+    tr = result["training"][0]
     if args.baseline != "none":
         print(f"{args.baseline}: features and SVMs on 1 and {args.workers} workers ...", flush=True)
         result["baseline"] = bench_baseline(args.run, args.baseline, args.protocol, args.seed, folds, args.workers)
@@ -189,21 +207,25 @@ def main() -> None:
     result["projection"] = [{"workers": n, "makespan_s": round(makespan(durations, n), 1), "ideal_s": round(sum(durations) / n, 1)} for n in ns]
     result["seconds"] = round(time.time() - t_start, 1)
 
-    print(f"\n{'measured in one run':<44}{'1 worker':>12}{f'{args.workers} workers':>12}{'ratio':>8}")
+    print(f"\n{'measured in one run':<58}{'1 worker':>12}{f'{args.workers} workers':>12}{'ratio':>8}")
     w = str(args.workers)
-    print(f"{'training, ' + str(len(durations)) + ' streams (wall s)':<44}{tr['wall_s']['1']:>12.1f}{tr['wall_s'][w]:>12.1f}{tr['speedup']:>8.2f}")
+    for t in result["training"]:
+        label = f"training, {len(durations)} streams, TF threads {t['tf_threads']} (wall s)"
+        print(f"{label:<58}{t['wall_s']['1']:>12.1f}{t['wall_s'][w]:>12.1f}{t['speedup']:>8.2f}")
     if "baseline" in result:
         b = result["baseline"]
-        print(f"{b['method'] + ' features (s)':<44}{b['features_s']['1']:>12.1f}{b['features_s'][w]:>12.1f}{b['speedup_features']:>8.2f}")
-        print(f"{b['method'] + ' SVMs per fold (s)':<44}{b['svm_s']['1']:>12.1f}{b['svm_s'][w]:>12.1f}{b['speedup_svm']:>8.2f}")
+        print(f"{b['method'] + ' features (s)':<58}{b['features_s']['1']:>12.1f}{b['features_s'][w]:>12.1f}{b['speedup_features']:>8.2f}")
+        print(f"{b['method'] + ' SVMs per fold (s)':<58}{b['svm_s']['1']:>12.1f}{b['svm_s'][w]:>12.1f}{b['speedup_svm']:>8.2f}")
     if "devices" in result:
         d = result["devices"]
         print(
-            f"{'DTSCNN64 clips/s, 1 vs 2 logical CPU devices':<44}{d['runs'][1]['clips_per_s']:>12.1f}{d['runs'][2]['clips_per_s']:>12.1f}"
+            f"{'DTSCNN64 clips/s, 1 vs 2 logical CPU devices':<58}{d['runs'][1]['clips_per_s']:>12.1f}{d['runs'][2]['clips_per_s']:>12.1f}"
             f"{d['ratio_clips_per_s']:>8.2f}"
         )
-    print(f"same weights on 1 and {args.workers} workers: {tr['same_weights']}")
-    print("\nprojected training time on N workers (per-task times of the 1-worker run, longest first):")
+    print(f"same weights on 1 and {args.workers} workers: {all(t['same_weights'] for t in result['training'])}")
+    if "baseline" in result:
+        print(f"same {result['baseline']['method']} predictions on 1 and {args.workers} workers: {result['baseline']['same_predictions']}")
+    print(f"\nprojected training time on N workers (per-task times of the 1-worker run, TF threads {tr['tf_threads']}, longest first):")
     for p in result["projection"]:
         print(f"  N = {p['workers']:>3}: {p['makespan_s']:>9.1f} s  (ideal {p['ideal_s']:.1f} s)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,9 @@ def test_a_malformed_scheduler_names_the_problem(capsys):
     ]:
         with pytest.raises(scale.ScaleError, match=why.replace(".", r"\.").replace("(", r"\(")):
             scale.parse(bad)
+    with pytest.raises(scale.ScaleError, match=r"no Dask scheduler answers at tcp://127\.0\.0\.1:1 within 1 s"):
+        with scale.scheduler("tcp://127.0.0.1:1", timeout=1):
+            pass
     with scale.scheduler(None) as client:  # no option: nothing changes
         assert client is None and scale.current() is None and scale.describe() == {}
     assert cli.main(["flow", "--run", "nowhere", "--scheduler", "node7:8786", "--quiet"]) == 2
