@@ -605,16 +605,26 @@ def _check_resume(out: Path, fingerprint: dict, model) -> int:
 
 
 def _trim_history(path: Path, first: int) -> None:
-    """Keep the per-epoch log's rows of the epochs before ``first`` (a run killed after logging an
-    epoch but before its checkpoint logs it again when it resumes)."""
-    import pandas as pd
+    """Keep the per-epoch log's complete rows of the epochs before ``first``: a run killed after
+    logging an epoch but before its checkpoint logs it again when it resumes, and one killed while
+    writing a row leaves part of it (Keras' ``CSVLogger`` appends a row at every epoch's end)."""
+    import csv
+    import io
 
-    if path.is_file():
-        h = pd.read_csv(path)
-        if "epoch" in h and (h["epoch"] >= first).any():
-            from mexpr import _io
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "epoch" not in rows[0]:
+        return
+    header, body, i = rows[0], rows[1:], rows[0].index("epoch")
+    keep = [r for r in body if len(r) == len(header) and r[i].isdigit() and int(r[i]) < first]
+    if keep != body or not path.read_bytes().endswith(b"\n"):
+        from mexpr import _io
 
-            _io.atomic_write_text(path, h[h["epoch"] < first].to_csv(index=False))
+        out = io.StringIO()
+        csv.writer(out).writerows([header, *keep])  # the excel dialect, as CSVLogger writes
+        _io.atomic_write_text(path, out.getvalue())
 
 
 def finished(run_dir: str | os.PathLike, fields: int, fold: int, config: Config) -> dict | None:

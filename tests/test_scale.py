@@ -148,3 +148,15 @@ def test_one_stream_trains_on_two_logical_cpu_devices(flowrun, tmp_path):
     assert r["devices"] == ["/device:CPU:0", "/device:CPU:1"] and r["replicas"] == 2
     assert r["global_batch"] == 8 and r["epochs"] == 1 and np.isfinite(r["loss"])  # batch_size 4 per device
     assert r["dir"].endswith("-devicesall/fold0/dtscnn64")
+
+
+def test_a_writer_that_fails_leaves_nothing_under_the_name(tmp_path):
+    target = tmp_path / "sample.npy"
+    with pytest.raises(RuntimeError):
+        with _io.replacing(target, suffix=".npy") as tmp:
+            np.save(tmp, np.zeros(3))
+            raise RuntimeError("killed half-way")
+    assert list(tmp_path.iterdir()) == []
+    with _io.replacing(target, suffix=".npy") as tmp:
+        np.save(tmp, np.arange(3))
+    assert np.array_equal(np.load(target), np.arange(3)) and [p.name for p in tmp_path.iterdir()] == ["sample.npy"]
