@@ -131,11 +131,12 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)  # before TF starts
-from mexpr import scale, train
+from mexpr import evaluate, scale, train
 cfg = train.config_for("quick", per_class=3, epochs=1, batch_size=4, devices="all")
 r = train.train_stream(sys.argv[1], 64, 0, cfg, jobs=1, verbose=0)
+f = evaluate.stream_features(sys.argv[1], cfg, 64, 0)  # the model trained on two devices, read back like any other
 print(json.dumps({"devices": scale.local_devices(), "replicas": r["replicas"], "global_batch": r["global_batch"],
-                  "epochs": len(r["history"]), "loss": r["final"]["loss"], "dir": r["dir"]}))
+                  "epochs": len(r["history"]), "loss": r["final"]["loss"], "dir": r["dir"], "features": list(f["test"].shape)}))
 """
 
 
@@ -147,7 +148,7 @@ def test_one_stream_trains_on_two_logical_cpu_devices(flowrun, tmp_path):
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["devices"] == ["/device:CPU:0", "/device:CPU:1"] and r["replicas"] == 2
     assert r["global_batch"] == 8 and r["epochs"] == 1 and np.isfinite(r["loss"])  # batch_size 4 per device
-    assert r["dir"].endswith("-devicesall/fold0/dtscnn64")
+    assert r["dir"].endswith("-devicesall/fold0/dtscnn64") and r["features"][1] == 1152
 
 
 def test_a_writer_that_fails_leaves_nothing_under_the_name(tmp_path):
