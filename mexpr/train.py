@@ -733,6 +733,8 @@ def train_stream(
             shuffle=False,  # the order is epoch_order's
             verbose=verbose,
         )
+    else:  # killed after its last checkpoint, before the model was saved: what fit() does last (the weight average swapped in)
+        model.optimizer.finalize_variable_values(model.trainable_weights)
     seconds = time.perf_counter() - t0
     models.save(model, out / "model.keras")
     history = pd.read_csv(out / "history.csv")

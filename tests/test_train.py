@@ -150,6 +150,16 @@ def test_same_seed_same_weights_and_resume_after_an_interrupt(flowrun):
     c = train.train_stream(flowrun, 64, 0, cfg, verbose=0)
     assert c["resumed_from"] == 2 and list(c["history"]["epoch"]) == [0, 1, 2]
     assert same(first, weights(c["model"]))  # resumed == uninterrupted
+
+    class CrashLast(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt("after the last checkpoint, before the model is saved")
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train_stream(flowrun, 64, 0, cfg, verbose=0, force=True, callbacks=[CrashLast()])
+    d = train.train_stream(flowrun, 64, 0, cfg, verbose=0)
+    assert d["resumed_from"] == 3 and same(first, weights(d["model"]))  # the weight average swapped in, as fit() does
     other = train.train_stream(flowrun, 64, 0, replace(cfg, seed=1), verbose=0)
     assert not same(first, weights(other["model"]))
 
