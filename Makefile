@@ -21,6 +21,8 @@ endif
 RUN    := runs/$(NAME)
 LAB_ARGS ?=
 JOBS   ?= 2
+# a Dask cluster for the series' batch work: SCHEDULER=tcp://host:8786 or SCHEDULER=local:N (docs/scale.md); empty: this machine
+SCHEDULER ?=
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -53,7 +55,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not notebook"
 
 reproduce: $(STAMP)
-	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d)) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
+	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(if $(strip $(SCHEDULER)),--scheduler $(SCHEDULER))
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/

@@ -29,6 +29,7 @@ One module per idea (see ``docs/DESIGN.md`` §5), in the order of the pipeline:
 - :mod:`mexpr.explain`     where DTSCNN looks: Grad-CAM and integrated gradients on the flow volume (notebook 09)
 - :mod:`mexpr.magnify`     linear Eulerian motion magnification of a pre-processed clip (notebook 09)
 - :mod:`mexpr.explorer`    a JupyterLab clip explorer: frame, magnified frame, flow, Grad-CAM (notebook 09)
+- :mod:`mexpr.scale`       beyond one machine: a Dask cluster (``--scheduler``) and several devices (``--devices``)
 - :mod:`mexpr.viz`         figures;  :mod:`mexpr.series` the notebook series;  :mod:`mexpr.cli` the command line
 
 Modules are imported lazily so that ``import mexpr`` stays fast.

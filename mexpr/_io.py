@@ -8,6 +8,7 @@ bytes (a requirement of :mod:`mexpr.synth`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -40,6 +41,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, suffix: str = ".part"):
+    """Yield a new temporary path beside ``path`` (a unique name in the same folder, ending in
+    ``suffix``: some writers, e.g. Keras' ``save_weights``, insist on an extension); when the block
+    ends without an error the file written there replaces ``path`` in one step (``os.replace``), on an
+    error it is removed.  A writer killed half-way (a lost Dask worker, a power cut) so never leaves
+    half a file under ``path``, and two writers of the same file never share a temporary one."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8 (JSON records, CSV tables)."""
+    atomic_write_bytes(path, text.encode())
 
 
 def save_npz(path: str | os.PathLike, level: int = 6, **arrays) -> None:
@@ -101,14 +127,20 @@ def _plain(v):
 def parallel(tasks, jobs: int | None = None, desc: str = "", progress: bool = True, unit: str = "clip", postfix=None):
     """Run joblib ``delayed`` ``tasks`` in ``jobs`` processes (default: all cores), yielding their
     results in order while a tqdm bar counts them; ``postfix(results so far)`` returns a dict
-    shown beside the bar."""
+    shown beside the bar.
+
+    Inside :func:`mexpr.scale.scheduler` the same tasks go to its Dask cluster instead, through
+    joblib's own Dask backend (``jobs`` is then the cluster's: every worker takes tasks); without
+    it this is plain joblib on this machine, as it always was."""
     from joblib import Parallel
     from tqdm.auto import tqdm
+
+    from mexpr import scale
 
     tasks = list(tasks)
     jobs = jobs or os.cpu_count() or 1
     done: list = []
-    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar:
+    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar, scale.joblib_backend():
         for res in Parallel(n_jobs=min(jobs, max(1, len(tasks))), return_as="generator")(tasks):
             bar.update(1)
             if postfix is not None:

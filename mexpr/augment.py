@@ -217,9 +217,10 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
             x = None  # a flow stage that kept no raw flow cannot mirror: compute the mirrored sample
     if x is None:
         x = sample_munsell(run_dir, row, fields, cfg)
-    tmp = target + ".tmp.npy"
-    np.save(tmp, x)
-    os.replace(tmp, target)
+    from mexpr import _io
+
+    with _io.replacing(target, suffix=".npy") as tmp:  # a unique name: two tasks building one sample never share it
+        np.save(tmp, x)
     return target
 
 

@@ -162,11 +162,12 @@ def _train_config(args):
         input_scale=args.input_scale,
         flip=args.flip,
         ema=args.ema,
+        devices=args.devices,
     )
 
 
 def _cmd_train(args) -> int:
-    from mexpr import train
+    from mexpr import scale, train
     from mexpr.run import Run
 
     config = _train_config(args)
@@ -177,15 +178,19 @@ def _cmd_train(args) -> int:
     else:
         folds = [int(args.fold)]
     streams = (64, 128) if args.stream == "both" else (int(args.stream),)
-    for fold in folds:
-        for fields in streams:
-            r = train.train_stream(args.run, fields, fold, config, jobs=args.jobs, verbose=0 if args.quiet else "auto", force=args.force)
-            f = r["final"]
-            how = "from an earlier run" if r["cached"] else f"in {r['seconds']:.0f} s (+{r['augment_seconds']:.0f} s augmentation)"
-            print(
-                f"DTSCNN{fields} fold {fold}: {r['train_clips']} augmented training clips, {config.epochs} epochs {how}; "
-                f"train acc {f.get('accuracy', float('nan')):.3f}, test-fold acc {f.get('val_accuracy', float('nan')):.3f} -> {r['model']}"
-            )
+    pairs = [(fold, fields) for fold in folds for fields in streams]
+    verbose = 0 if args.quiet else "auto"
+    if scale.current() is None:  # one stream after another, each reported as it finishes
+        results = (train.train_stream(args.run, fields, fold, config, jobs=args.jobs, verbose=verbose, force=args.force) for fold, fields in pairs)
+    else:  # --scheduler: every stream a Dask task (mexpr.train.train_many)
+        results = train.train_many(args.run, config, pairs, jobs=args.jobs, verbose=verbose, force=args.force)
+    for (fold, fields), r in zip(pairs, results):
+        f = r["final"]
+        how = "from an earlier run" if r["cached"] else f"in {r['seconds']:.0f} s (+{r['augment_seconds']:.0f} s augmentation)"
+        print(
+            f"DTSCNN{fields} fold {fold}: {r['train_clips']} augmented training clips, {config.epochs} epochs {how}; "
+            f"train acc {f.get('accuracy', float('nan')):.3f}, test-fold acc {f.get('val_accuracy', float('nan')):.3f} -> {r['model']}"
+        )
     return 0
 
 
@@ -276,7 +281,14 @@ def _cmd_reproduce(args) -> int:
         flush=True,
     )
     paths = series.run_series(
-        run, profile=args.profile, seed=args.seed, data_dirs=args.data, jobs=args.jobs, force=args.force, protocol=args.protocol
+        run,
+        profile=args.profile,
+        seed=args.seed,
+        data_dirs=args.data,
+        jobs=args.jobs,
+        force=args.force,
+        protocol=args.protocol,
+        scheduler=args.scheduler,
     )
     if not args.data and args.profile == "default":
         copied = series.publish_figures(run)
@@ -335,7 +347,22 @@ def _config_options(p) -> None:
     p.add_argument("--ema", type=float, default=None, help="end on a moving average of the weights with this momentum, e.g. 0.99 (ours; 0: none)")
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
     p.add_argument("--xla", action="store_true", help="compile the training step with XLA")
+    p.add_argument(
+        "--devices",
+        default=None,
+        help="train one stream across several local devices: 'all' (GPUs, or logical CPUs) or a count; the batch is per device (default: one device)",
+    )
     p.add_argument("--tag", default="", help="suffix of the experiment folder")
+
+
+def _scheduler_option(p) -> None:
+    """``--scheduler``: the stage's parallel work on a Dask cluster (:func:`mexpr.scale.scheduler`)."""
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the parallel work on a Dask cluster: tcp://host:8786 (an existing scheduler) or local:N (N worker processes here); docs/scale.md",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -357,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--difficulty", default="default", choices=list(synth.DIFFICULTIES))
     s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    _scheduler_option(s)
     s.set_defaults(func=_cmd_synth)
 
     i = sub.add_parser("info", help="clip counts of dataset roots beside Table 3")
@@ -385,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     pre.add_argument("--force", action="store_true", help="recompute clips found in the cache")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    _scheduler_option(pre)
     pre.set_defaults(func=_cmd_preprocess)
 
     fl = sub.add_parser("flow", help="optical flow + Munsell coding of a run's pre-processed clips (cached, resumable)")
@@ -403,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--jobs", type=int, default=None)
     fl.add_argument("--force", action="store_true")
     fl.add_argument("--quiet", action="store_true")
+    _scheduler_option(fl)
     fl.set_defaults(func=_cmd_flow)
 
     t = sub.add_parser("train", help="train DTSCNN64/128 on one fold's augmented clips (checkpointed, resumable)")
@@ -413,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--jobs", type=int, default=None, help="processes for the augmentation")
     t.add_argument("--force", action="store_true", help="start afresh (discard checkpoints and results)")
     t.add_argument("--quiet", action="store_true")
+    _scheduler_option(t)
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="SVMs on pool4 features, Eq. 11 fusion, metrics, Table 4 and Figure 7 over a protocol's folds")
@@ -433,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-train", action="store_true", help="fail (naming the command) instead of training a missing stream or fold")
     e.add_argument("--jobs", type=int, default=None)
     e.add_argument("--quiet", action="store_true")
+    _scheduler_option(e)
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("predict", help="classify raw clip folders with a run's trained streams, SVMs and Eq. 11")
@@ -465,14 +497,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(datasets.PROTOCOLS),
         help="the notebooks' protocol (default: theirs, paper); megc3: the MEGC composite",
     )
+    _scheduler_option(r)
     r.set_defaults(func=_cmd_reproduce)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mexpr import scale
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        if args.command == "reproduce":  # the series starts (or connects to) the cluster its notebooks share
+            return args.func(args)
+        with scale.scheduler(getattr(args, "scheduler", None)):  # None: nothing changes
+            return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         print(f"mexpr {args.command}: error: {exc}", file=sys.stderr)
         return 2

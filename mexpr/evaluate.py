@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +88,8 @@ def train_command(run_dir, config: train.Config, fields: int | str, fold: int | 
         opts.append("--mixed-precision")
     if config.jit_compile:
         opts.append("--xla")
+    if config.devices != 1:
+        opts.append(f"--devices {config.devices}")
     return "python -m mexpr train " + " ".join(opts)
 
 
@@ -155,9 +156,10 @@ def stream_features(run_dir, config: train.Config, fields: int, fold: int, batch
     f, p = _extract(model, load, rows, batch, progress, f"features fold {fold} f{fields} test")
     res["test"], res["test_softmax"], res["test_y"] = f, p, np.array([CLASSES.index(c) for c in test["label"]], np.int64)
     res["test_clips"] = clip_keys(test).to_numpy(dtype=str)
-    tmp = out / "features.tmp.npz"
-    np.savez(tmp, key=np.array(key), **res)
-    os.replace(tmp, cache)
+    from mexpr import _io
+
+    with _io.replacing(cache, suffix=".npz") as tmp:  # a unique name: two writers of one stream never share it
+        np.savez(tmp, key=np.array(key), **res)
     return res
 
 
@@ -242,16 +244,18 @@ def _check_folds(folds, n_folds: int, protocol: str) -> list[int]:
 def _save(out: Path, pred: pd.DataFrame, fold_table: pd.DataFrame, summary: pd.DataFrame, info: dict) -> Evaluation:
     """Write an evaluation's files (``predictions.csv``, ``folds.csv``, ``summary.csv``,
     ``evaluate.json``) into ``out``; returns it as an :class:`Evaluation` (the folder in ``info["dir"]``)."""
+    from mexpr import _io
+
     out.mkdir(parents=True, exist_ok=True)
-    pred.to_csv(out / "predictions.csv", index=False)
+    _io.atomic_write_text(out / "predictions.csv", pred.to_csv(index=False))
     if info.get("protocol") == "megc3":  # MEGC 2019 reports each corpus beside the composite
         from mexpr.datasets import protocol_classes
 
-        by_corpus(pred, info.get("methods"), protocol_classes("megc3")).to_csv(out / "by_corpus.csv", index=False)
-    fold_table.to_csv(out / "folds.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
+        _io.atomic_write_text(out / "by_corpus.csv", by_corpus(pred, info.get("methods"), protocol_classes("megc3")).to_csv(index=False))
+    _io.atomic_write_text(out / "folds.csv", fold_table.to_csv(index=False))
+    _io.atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     info = info | {"dir": str(out)}
-    (out / "evaluate.json").write_text(json.dumps(info, indent=2) + "\n")
+    _io.atomic_write_text(out / "evaluate.json", json.dumps(info, indent=2) + "\n")
     return Evaluation(pred, fold_table, summary, info)
 
 
@@ -316,6 +320,34 @@ def by_corpus(pred: pd.DataFrame, methods=None, classes=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _stream_task(run_dir: str, config: train.Config, fields: int, fold: int) -> tuple[dict, float, float]:
+    """One (protocol, fold, stream, seed) task of an evaluation on a Dask worker: train the stream
+    (unless it finished earlier) and extract its features; returns them with both durations."""
+    t0 = time.perf_counter()
+    train.train_stream(run_dir, fields, fold, config, jobs=1, verbose=0)  # a finished stream is read back, not trained
+    t1 = time.perf_counter()
+    feats = stream_features(run_dir, config, fields, fold)
+    return feats, t1 - t0, time.perf_counter() - t1
+
+
+def _stream_tasks(run_dir, config: train.Config, folds: list[int], timings: dict, progress: bool) -> dict | None:
+    """Inside :func:`mexpr.scale.scheduler`: every stream of every fold trained and its features
+    extracted as one Dask task each, ``{(fold, fields): features}`` (the task durations added to
+    ``timings``); without a scheduler ``None`` (the folds then run here, one after another)."""
+    from mexpr import scale
+
+    if scale.current() is None:
+        return None
+    pairs = [(k, fields) for k in folds for fields in (64, 128)]
+    calls = [(str(run_dir), config, fields, k) for k, fields in pairs]
+    keys = [train.task_key(run_dir, config, fields, k, kind="evaluate") for k, fields in pairs]
+    out = scale.run_tasks(_stream_task, calls, keys, desc=f"train + features ({len(pairs)} streams)", progress=progress)
+    for _, t_train, t_feat in out:
+        timings["train_s"] += t_train
+        timings["features_s"] += t_feat
+    return {pair: feats for pair, (feats, _, _) in zip(pairs, out)}
+
+
 def evaluate(
     run_dir,
     config: train.Config,
@@ -346,9 +378,13 @@ def evaluate(
     classes = protocol_classes(config.protocol)
     timings = {"train_s": 0.0, "features_s": 0.0, "fusion_s": 0.0}
     parts = []
+    tasks = _stream_tasks(run_dir, config, folds, timings, progress)  # inside mexpr.scale.scheduler: every stream of every fold, as Dask tasks
     for k in folds:
         feats = {}
         for fields in (64, 128):
+            if tasks is not None:
+                feats[fields] = tasks[(k, fields)]
+                continue
             t0 = time.perf_counter()
             if train.finished(run_dir, fields, k, config) is None:
                 train.train_stream(run_dir, fields, k, config, jobs=jobs, verbose=verbose)
@@ -367,13 +403,16 @@ def evaluate(
     timings["metrics_s"] = time.perf_counter() - t0
     from dataclasses import asdict
 
+    from mexpr import scale
+
     info = {
         "protocol": config.protocol,
         "svm_train": svm_train,
         "C": C,
         "folds": folds,
         "config": asdict(config),
-        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "timings": {k: round(v, 2) for k, v in timings.items()},  # on a cluster: the tasks' seconds, added up
+        **scale.describe(),  # on a Dask cluster: its address and workers
     }
     return _save(evaluate_dir(run_dir, config, svm_train), pred, fold_table, summary, info)
 
@@ -412,6 +451,21 @@ def baseline_dir(run_dir, method: str, protocol: str, seed: int, balanced: bool 
     return Path(run_dir) / "baselines" / f"{method}{'-balanced' if balanced else ''}-{protocol}-s{int(seed)}"
 
 
+def _baseline_fit(
+    method: str, X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, seed: int, inner_folds: int, balanced: bool, classes=None
+):
+    """One baseline SVM of one fold and TIM length (a Dask task inside :func:`mexpr.scale.scheduler`):
+    fitted on the training rows ``tr`` of ``X`` (STCLQP's codebooks too), the test rows' class
+    probabilities, the parameters its grid search chose, and the seconds it took."""
+    from mexpr.baselines import classify, extract
+
+    t0 = time.perf_counter()
+    Xf = extract.stclqp_fold_features(X, tr, seed=seed) if method == "stclqp" else X
+    est = classify.fit(method, Xf[tr], y[tr], seed=seed, inner_folds=inner_folds, balanced=balanced, classes=classes)
+    params = {**est.best_params_, "inner_cv_score": round(float(est.best_score_), 4)}
+    return classify.proba(est, Xf[te], classes), params, time.perf_counter() - t0
+
+
 def evaluate_baseline(
     run_dir,
     method: str,
@@ -435,8 +489,8 @@ def evaluate_baseline(
     (:func:`mexpr.baselines.classify.fit`), so that they do not answer Others for every clip; the
     rows are named :func:`baseline_methods` ``(..., balanced=True)`` and the folder is
     ``<method>-balanced-<protocol>-s<seed>``."""
-    from mexpr import datasets
-    from mexpr.baselines import classify, extract
+    from mexpr import _io, datasets, scale
+    from mexpr.baselines import extract
 
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r}; valid: {', '.join(BASELINES)}")
@@ -459,17 +513,22 @@ def evaluate_baseline(
         ok &= ~miss
     y = np.array([CLASSES.index(c) for c in df["label"]], np.int64)
     parts, chosen = [], []
+    split = {
+        k: (np.array([i for i in all_folds[k]["train"] if ok[i]], int), np.array([i for i in all_folds[k]["test"] if ok[i]], int)) for k in folds
+    }
+    # one SVM fit per (fold, TIM length): here one after another, or inside mexpr.scale.scheduler as Dask tasks
+    shared = scale.share(X)  # on a cluster: the feature matrices sent to the workers once, not with every task
+    pairs = [(k, f) for k in folds for f in (64, 128)]
+    calls = [(method, shared[f], y, *split[k], seed, inner_folds, balanced, classes) for k, f in pairs]
+    keys = [scale.task_key("baseline", method, protocol, f"s{seed}", f"fold{k}", f"tim{f}", str(run_dir), balanced) for k, f in pairs]
+    fits = dict(zip(pairs, scale.run_tasks(_baseline_fit, calls, keys, desc=f"{method} SVMs", progress=progress)))
     for k in folds:
-        tr = np.array([i for i in all_folds[k]["train"] if ok[i]], int)
-        te = np.array([i for i in all_folds[k]["test"] if ok[i]], int)
-        t1 = time.perf_counter()
+        te = split[k][1]
         p = {}
         for f in (64, 128):
-            Xf = extract.stclqp_fold_features(X[f], tr, seed=seed) if method == "stclqp" else X[f]
-            est = classify.fit(method, Xf[tr], y[tr], seed=seed, inner_folds=inner_folds, balanced=balanced, classes=classes)
-            p[f] = classify.proba(est, Xf[te], classes)
-            chosen.append({"fold": k, "fields": f, **est.best_params_, "inner_cv_score": round(float(est.best_score_), 4)})
-        timings["svm_s"] += time.perf_counter() - t1
+            p[f], params, seconds = fits[(k, f)]
+            chosen.append({"fold": k, "fields": f, **params})
+            timings["svm_s"] += seconds
         preds = dict(zip(names, (p[64].argmax(1), p[128].argmax(1), fusion.decision_fusion(p[64], p[128]))))
         d = _prediction_table(df["subject_id"].to_numpy()[te], df["clip"].to_numpy()[te], y[te], p[64], p[128], preds, (names[0], names[1]))
         d.insert(0, "fold", k)
@@ -486,7 +545,8 @@ def evaluate_baseline(
         "folds": folds,
         "skipped": skipped,
         "timings": {k: round(v, 2) for k, v in timings.items()},
+        **scale.describe(),
     }
     ev = _save(out, pred, fold_table, summary, info)
-    pd.DataFrame(chosen).to_csv(out / "svm_parameters.csv", index=False)
+    _io.atomic_write_text(out / "svm_parameters.csv", pd.DataFrame(chosen).to_csv(index=False))
     return ev

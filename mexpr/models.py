@@ -70,13 +70,20 @@ def dtscnn(
     name: str | None = None,
     seed: int | None = None,
     input_scale: str = "symmetric",
+    init_seed: int | None = None,
 ):
     """The DTSCNN stream for ``fields`` (64 or 128) Munsell flow images, exactly per Table 2.
 
     ``dtype`` is a Keras dtype policy (``"mixed_float16"`` for mixed precision on a GPU); the
     softmax output always stays float32.  ``seed`` seeds the dropout layer.  ``input_scale``: how
-    the first layer scales the Munsell images (:data:`INPUT_SCALES`).
+    the first layer scales the Munsell images (:data:`INPUT_SCALES`).  ``init_seed`` seeds the
+    weight initialisation from a generator of the model's own: the weights are those that
+    ``keras.utils.set_random_seed(init_seed)`` followed by Keras' default (unseeded) initialisers
+    gives, but no other thread drawing from Python's global ``random`` meanwhile (a Dask worker's
+    event loop does) can change them.  ``None``: Keras' default, drawn from the global generator.
     """
+    import random
+
     import keras
     from keras import layers
 
@@ -86,20 +93,24 @@ def dtscnn(
         raise ValueError(f"DTSCNN has a 64 and a 128 stream (Table 2), not {fields!r}")
     t_kernel, t_pad, t_stride = STREAMS[fields]
     kw = {"dtype": dtype} if dtype is not None else {}
+    # Keras draws an unseeded initialiser's seed as randint(1, 1e9) from Python's global generator
+    # (keras.src.random.seed_generator.make_default_seed), one per layer with weights, in this order
+    draws = random.Random(init_seed) if init_seed is not None else None
+    init = lambda: {"kernel_initializer": keras.initializers.GlorotUniform(seed=draws.randint(1, int(1e9)))} if draws else {}  # noqa: E731
     inp = keras.Input(shape=input_shape(fields), dtype="uint8", name="munsell")
     scale, offset = INPUT_SCALES[input_scale]
     x = layers.Rescaling(scale, offset=offset, name="scale", **kw)(inp)
     x = layers.ZeroPadding3D(((t_pad, t_pad), (1, 1), (1, 1)), name="conv1_pad", **kw)(x)
-    x = layers.Conv3D(16, (t_kernel, 3, 3), strides=(t_stride, 2, 2), activation="relu", name="conv1", **kw)(x)
+    x = layers.Conv3D(16, (t_kernel, 3, 3), strides=(t_stride, 2, 2), activation="relu", name="conv1", **init(), **kw)(x)
     x = layers.MaxPooling3D(_POOLS["pool1"], strides=_POOLS["pool1"], name="pool1", **kw)(x)
     for i, (cname, filters, kernel, pad) in enumerate(_CONVS, start=2):
         x = layers.ZeroPadding3D(tuple((p, p) for p in pad), name=f"{cname}_pad", **kw)(x)
-        x = layers.Conv3D(filters, kernel, strides=1, activation="relu", name=cname, **kw)(x)
+        x = layers.Conv3D(filters, kernel, strides=1, activation="relu", name=cname, **init(), **kw)(x)
         pool = f"pool{i}"
         x = layers.MaxPooling3D(_POOLS[pool], strides=_POOLS[pool], name=pool, **kw)(x)
     x = layers.Flatten(name="pool4_flat", **kw)(x)
     x = layers.Dropout(dropout, seed=seed, name="dropout", **kw)(x)
-    x = layers.Dense(classes, name="fc", **kw)(x)
+    x = layers.Dense(classes, name="fc", **init(), **kw)(x)
     out = layers.Activation("softmax", dtype="float32", name="softmax")(x)
     return keras.Model(inp, out, name=name or f"dtscnn{fields}")
 
@@ -163,9 +174,10 @@ def save(model, path: str | os.PathLike) -> Path:
     if path.suffix != ".keras":
         raise ValueError(f"{path}: models are saved as .keras files")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    from mexpr import _io
+
+    with _io.replacing(path, suffix=".keras") as tmp:  # never half a model under its name
+        model.save(tmp)
     return path
 
 

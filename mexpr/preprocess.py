@@ -357,7 +357,7 @@ def run(
         row.update({k: v for k, v in res.items() if k != "seconds"})
         rows.append(row)
     manifest = pd.DataFrame(rows)[MANIFEST_COLUMNS]
-    manifest.to_csv(run_dir / "manifest.csv", index=False)
+    _io.atomic_write_text(run_dir / "manifest.csv", manifest.to_csv(index=False))
     summary = {
         "config": config.key_dict() | {"lengths": list(config.lengths)},
         "clips": len(manifest),
@@ -366,7 +366,7 @@ def run(
         "from_cache": int(manifest["cached"].sum()),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    (run_dir / "preprocess.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _io.atomic_write_text(run_dir / "preprocess.json", json.dumps(summary, indent=2) + "\n")
     manifest.attrs["summary"] = summary
     return manifest
 

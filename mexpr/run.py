@@ -48,12 +48,16 @@ class Run(os.PathLike):
         settings.profile(self.profile)  # a ValueError naming the valid ones
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, profile: str = "quick", seed: int = 0) -> Run:
+    def open(cls, run_dir: str | os.PathLike, profile: str = "quick", seed: int = 0, scheduler: str | None = None) -> Run:
         """A notebook's setup: the repository root as working directory (relative ``runs/...`` paths
         mean the same in JupyterLab as under ``make reproduce``), ``tables/`` and ``figures/``
-        created, the profile checked."""
+        created, the profile checked.  ``scheduler`` (``"tcp://host:8786"``, ``"local:N"``): the
+        notebook's stages run on that Dask cluster until the kernel ends (:func:`mexpr.scale.use`);
+        ``None``: on this machine, as always."""
+        from mexpr import scale
         from mexpr.series import enter_project
 
+        scale.use(scheduler)
         enter_project()
         run = cls(Path(run_dir), profile, int(seed))
         run.tables.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,10 @@ def _output_to(path: Path):
                 os.close(fd)
 
 
+#: Parameters that say where a notebook runs, not what it computes (left out of its digest).
+_WHERE_NOT_WHAT = ("scheduler",)
+
+
 def run_notebook(
     name: str,
     run_dir: str | os.PathLike,
@@ -126,7 +130,8 @@ def run_notebook(
     marker = out_dir / (name + ".done")
     declared = set(pm.inspect_notebook(str(src)))
     parameters = {k: v for k, v in parameters.items() if k in declared}  # each notebook takes what it declares
-    digest = _digest(src, parameters, upstream)
+    # where a notebook runs (its Dask scheduler) changes none of its results: not part of its digest
+    digest = _digest(src, {k: v for k, v in parameters.items() if k not in _WHERE_NOT_WHAT}, upstream)
     head = f"{label} {name:<28}".lstrip()
     if not force and finished_digest(run_dir, name) == digest:
         log(f"{head} skipped: finished earlier with these parameters")
@@ -164,18 +169,23 @@ def run_series(
     log=_say,
     src_dir: str | os.PathLike | None = None,
     protocol: str | None = None,
+    scheduler: str | None = None,
 ) -> list[Path]:
     """Run the notebook series (or ``notebooks``, in series order) into ``run_dir``, one progress
     line per notebook; returns the executed paths.  ``protocol`` (None: each notebook's own,
     ``"paper"``) is passed to the notebooks that take one; ``"megc3"`` also makes notebook 00 write
     (synthetic) or label (real) the MEGC composite: SMIC-HS, CASME II and SAMM, three classes.
 
+    ``scheduler``: the notebooks' batch stages run on a Dask cluster (``docs/scale.md``): an
+    existing one (``"tcp://host:8786"``) or, for ``"local:N"``, a ``LocalCluster`` started here for
+    the whole series; each notebook that declares a ``scheduler`` parameter connects to it.  It is
+    not part of a notebook's digest: a series run on a cluster resumes one run here, and back.
+
     Every notebook's run (ran or skipped, seconds, digest) is appended to
     ``<run_dir>/logs/reproduce.jsonl``.  A failing notebook raises ``RuntimeError`` naming it, the
     failing cell and the executed copy to read; what finished before it stays finished, so the
     same command resumes.
     """
-    from papermill.exceptions import PapermillExecutionError
 
     settings.profile(profile)  # a ValueError naming the valid ones
     run_dir = Path(run_dir).resolve()
@@ -201,6 +211,26 @@ def run_series(
         raise ValueError(f"not in the series: {unknown}; the series is {SERIES}")
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        params["scheduler"] = _series_scheduler(scheduler, stack)
+        return _run_each(run_dir, names, params, force, log, src_dir, logs)
+
+
+def _series_scheduler(scheduler: str | None, stack: contextlib.ExitStack) -> str | None:
+    """The scheduler address the notebooks connect to: ``None``, the address given, or that of a
+    ``LocalCluster`` started for ``"local:N"`` (closed by ``stack``)."""
+    from mexpr import scale
+
+    spec = scale.parse(scheduler)
+    if spec is None or spec[0] == "address":
+        return spec and spec[1]
+    cluster = stack.enter_context(scale.local_cluster(spec[1]))
+    return cluster.scheduler_address
+
+
+def _run_each(run_dir: Path, names: list[str], params: dict, force: bool, log, src_dir, logs: Path) -> list[Path]:
+    from papermill.exceptions import PapermillExecutionError
+
     done, upstream = [], ""
     for i, name in enumerate(SERIES, 1):
         if name not in names:  # not asked for: chain on what finished earlier

@@ -82,7 +82,7 @@ TRAIN_VERSION = 1
 
 #: Config fields added after the first checkpoints: left out of the fingerprint at these defaults,
 #: so that adding a setting does not make every finished stream retrain.
-_ADDED_LATER = {"tsmooth": 0.0, "global_motion": "keep"}
+_ADDED_LATER = {"tsmooth": 0.0, "global_motion": "keep", "devices": 1}
 
 
 class TrainError(RuntimeError):
@@ -107,7 +107,8 @@ class Config:
     flip: bool = False  # augmentation: mirror half the samples left-right (ours; flow.mirror)
     ema: float = 0.0  # keep an exponential moving average of the weights with this momentum and end on it (0: none, the paper's)
     epochs: int = 30
-    batch_size: int = 10
+    batch_size: int = 10  # per device: with several devices the global batch is batch_size x devices
+    devices: int | str = 1  # 1 (one device, the paper's), "all" local GPUs (or logical CPUs), or a count: mexpr.scale.strategy
     schedule: str = "paper"
     momentum: float = 0.9
     dropout: float = 0.5
@@ -138,6 +139,9 @@ class Config:
             raise ValueError(f"mode must be one of {augment.MODES}, not {self.mode!r}")
         if not 0.0 <= float(self.ema) < 1.0:
             raise ValueError(f"ema must be a momentum in [0, 1) (0: no weight averaging), not {self.ema!r}")
+        from mexpr import scale
+
+        object.__setattr__(self, "devices", scale.check_devices(self.devices))
         if self.epochs < 1 or self.batch_size < 1 or self.per_class < 1:
             raise ValueError("epochs, batch_size and per_class must be >= 1")
 
@@ -247,6 +251,7 @@ def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
                     name += f"-scale{v:g}" if isinstance(v, float) else f"-scale-{v}"
                 else:
                     name += f"-{v}"
+    name += f"-devices{config.devices}" if config.devices != 1 else ""  # several devices: another global batch, other weights
     name += f"-{config.tag}" if config.tag else ""
     return Path(run_dir) / "train" / name
 
@@ -483,7 +488,7 @@ def build(fields: int, config: Config, steps_per_epoch: int, seed: int):
 
         tf_config.disable_op_determinism()
     dtype = "mixed_float16" if config.mixed_precision else None
-    model = models.dtscnn(fields, dropout=config.dropout, dtype=dtype, seed=seed, input_scale=config.input_scale)
+    model = models.dtscnn(fields, dropout=config.dropout, dtype=dtype, seed=seed, input_scale=config.input_scale, init_seed=seed)
     r = config.rates
     lr = keras.optimizers.schedules.ExponentialDecay(r["lr"], decay_steps=r["decay_every"] * steps_per_epoch, decay_rate=r["decay"], staircase=True)
     # with config.ema the optimizer keeps a moving average of the weights, and fit() ends by copying it into the model
@@ -532,11 +537,55 @@ def _epoch_seeds():
     return EpochSeeds()
 
 
+def _backup_epoch(backup: Path) -> int:
+    """The epoch a backup's weights were saved after: written into the weights file itself (so the
+    two files of a checkpoint can never disagree), or, in checkpoints made before that, read from
+    ``training_metadata.json``.  ``OSError`` for an unreadable weights file, ``ValueError``/``KeyError``
+    for unreadable metadata."""
+    import h5py
+
+    with h5py.File(backup / "latest.weights.h5", "r") as f:
+        epoch = f.attrs.get("mexpr_epoch")
+    if epoch is not None:
+        return int(epoch)
+    return int(json.loads((backup / "training_metadata.json").read_text())["epoch"])
+
+
+def _backup_callback(backup: Path):
+    """Keras' ``BackupAndRestore`` (a checkpoint at every epoch's end, restored by ``fit``) whose
+    checkpoint is never half-written: the weights go to a temporary file that carries its epoch and
+    replaces the last one in one step, then the metadata likewise (:func:`mexpr._io.replacing`).  The
+    checkpoint is kept when training ends; :func:`train_stream` removes it once ``done.json`` is
+    written, so a task killed in between resumes with nothing left to train."""
+    import h5py
+    import keras
+
+    from mexpr import _io
+
+    class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def _save_model(self):
+            os.makedirs(self.backup_dir, exist_ok=True)
+            with _io.replacing(self._weights_path, suffix=".weights.h5") as tmp:
+                self.model.save_weights(str(tmp), overwrite=True)
+                with h5py.File(tmp, "a") as f:
+                    f.attrs["mexpr_epoch"] = int(self._current_epoch)
+            meta = {"epoch": int(self._current_epoch), "batch": int(self._last_batch_seen)}
+            _io.atomic_write_text(self._training_metadata_path, json.dumps(meta))
+
+        def _load_model(self):
+            super()._load_model()
+            if os.path.exists(self._weights_path):
+                self.model._initial_epoch = _backup_epoch(Path(self.backup_dir))
+
+    return AtomicBackupAndRestore(str(backup), delete_checkpoint=False)
+
+
 def _check_resume(out: Path, fingerprint: dict, model) -> int:
     """The epoch to resume from (0: fresh), after checking the backup matches this training."""
     backup = out / "backup"
     meta, weights = backup / "training_metadata.json", backup / "latest.weights.h5"
-    if not weights.exists() and not meta.exists():
+    if not weights.exists():
+        meta.unlink(missing_ok=True)  # metadata without weights (a checkpoint being removed): start afresh
         return 0
     saved = out / "config.json"
     if saved.is_file():
@@ -548,8 +597,10 @@ def _check_resume(out: Path, fingerprint: dict, model) -> int:
                 "delete that folder, pass force=True (CLI: --force), or use another tag"
             )
     try:
-        epoch = int(json.loads(meta.read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        epoch = _backup_epoch(backup)
+    except OSError as e:  # h5py: a truncated or corrupt weights file
+        raise TrainError(f"cannot resume from {weights}: {type(e).__name__}: {e}; delete {backup} to start this stream again") from e
+    except (ValueError, KeyError, TypeError) as e:
         raise TrainError(f"{meta} is unreadable ({e}); delete {backup} to start this stream again") from e
     try:
         if not model.optimizer.built:
@@ -558,6 +609,29 @@ def _check_resume(out: Path, fingerprint: dict, model) -> int:
     except Exception as e:  # h5py/ValueError: corrupt file, or weights of another model
         raise TrainError(f"cannot resume from {weights}: {type(e).__name__}: {e}; delete {backup} to start this stream again") from e
     return epoch
+
+
+def _trim_history(path: Path, first: int) -> None:
+    """Keep the per-epoch log's complete rows of the epochs before ``first``: a run killed after
+    logging an epoch but before its checkpoint logs it again when it resumes, and one killed while
+    writing a row leaves part of it (Keras' ``CSVLogger`` appends a row at every epoch's end)."""
+    import csv
+    import io
+
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "epoch" not in rows[0]:
+        return
+    header, body, i = rows[0], rows[1:], rows[0].index("epoch")
+    keep = [r for r in body if len(r) == len(header) and r[i].isdigit() and int(r[i]) < first]
+    if keep != body or not path.read_bytes().endswith(b"\n"):
+        from mexpr import _io
+
+        out = io.StringIO()
+        csv.writer(out).writerows([header, *keep])  # the excel dialect, as CSVLogger writes
+        _io.atomic_write_text(path, out.getvalue())
 
 
 def finished(run_dir: str | os.PathLike, fields: int, fold: int, config: Config) -> dict | None:
@@ -588,11 +662,21 @@ def train_stream(
     Returns ``{"dir", "model", "history" (DataFrame), "seconds", "train_clips_per_s", ...}``.  A
     stream that finished with the same settings is not trained again (its saved results are
     returned); ``force=True`` starts it afresh.  ``callbacks`` are added after the built-in ones.
+
+    With ``config.devices`` (``"all"`` or a count) the stream is trained under a
+    ``tf.distribute.MirroredStrategy`` (:func:`mexpr.scale.strategy`): one replica per device, each
+    step a global batch of ``batch_size`` x devices clips split between them (so each device sees
+    ``batch_size``, as one device does), and as many fewer steps per epoch.
+
+    Every file it writes is written under a temporary name and renamed into place, so a process
+    killed at any moment (a lost Dask worker) leaves nothing half-written: run again, it resumes.
     """
+    import contextlib
+
     import keras
     import pandas as pd
 
-    from mexpr import models
+    from mexpr import _io, models, scale
 
     config = config or Config()
     run_dir = Path(run_dir)
@@ -610,26 +694,38 @@ def train_stream(
     trainset, test, samples = fold_plan(run_dir, config, fold)
     fcfg = fold_flow(run_dir, config, fold, fields, trainset)
     stream_seed = int(config.seed) * 1000 + int(fold) * 10 + (1 if fields == 128 else 0)
-    samples.to_csv(out / "plan.csv", index=False)
+    _io.atomic_write_text(out / "plan.csv", samples.to_csv(index=False))
     t_aug = time.perf_counter()
     paths = build_samples(run_dir, trainset, samples, fields, fold, fcfg, jobs=jobs, progress=verbose != 0)
     t_aug = time.perf_counter() - t_aug
     labels = np.array([CLASSES.index(c) for c in samples["label"]], dtype=np.int32)
 
     set_determinism(stream_seed)
-    steps = int(np.ceil(len(paths) / config.batch_size))
-    model = build(fields, config, steps, stream_seed)
+    strategy = scale.strategy(config.devices)  # None: one device, as always
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    batch = config.batch_size * replicas  # the global batch: batch_size clips per device
+    if strategy is not None:  # Keras (3.15) builds a distributed model from its first batch averaged over the replicas: it must split evenly
+        batch = min(batch, replicas * max(1, len(paths) // replicas))
+    steps = int(np.ceil(len(paths) / batch))
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build(fields, config, steps, stream_seed)
     first = _check_resume(out, fingerprint, model)
-    (out / "config.json").write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    _io.atomic_write_text(out / "config.json", json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
     if first >= config.epochs:
         first = config.epochs  # nothing left but saving
-    data, _ = stream_dataset(paths, labels, fields, config.batch_size, stream_seed, first, config.epochs)  # same steps
+    if first > 0:
+        _trim_history(out / "history.csv", first)
+    data, _ = stream_dataset(paths, labels, fields, batch, stream_seed, first, config.epochs)  # same steps
     val = load_test(run_dir, test, fields, fcfg) if monitor_test and len(test) else None
+    val_batch = batch
+    if val is not None and strategy is not None:  # the same even split for the monitor's first batch
+        val_batch = min(batch, replicas * (len(val[0]) // replicas))
+        val = val if val_batch else None
     cbs = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
         _epoch_seeds(),
         _lr_logger(),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=first > 0),
+        _backup_callback(out / "backup"),  # after the log: a checkpoint at epoch e means the log has e rows (or more, trimmed on resume)
         keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch"),
     ] + list(callbacks or [])
     t0 = time.perf_counter()
@@ -639,11 +735,13 @@ def train_stream(
             epochs=config.epochs,
             steps_per_epoch=steps,
             validation_data=val,
-            validation_batch_size=config.batch_size,
+            validation_batch_size=val_batch or None,
             callbacks=cbs,
             shuffle=False,  # the order is epoch_order's
             verbose=verbose,
         )
+    else:  # killed after its last checkpoint, before the model was saved: what fit() does last (the weight average swapped in)
+        model.optimizer.finalize_variable_values(model.trainable_weights)
     seconds = time.perf_counter() - t0
     models.save(model, out / "model.keras")
     history = pd.read_csv(out / "history.csv")
@@ -654,41 +752,76 @@ def train_stream(
         "resumed_from": first,
         "train_clips": len(paths),
         "test_clips": len(test),
+        **({"replicas": replicas, "global_batch": batch} if strategy is not None else {}),
         "augment_seconds": round(t_aug, 2),
         "seconds": round(seconds, 2),
         "train_clips_per_s": round(len(paths) * (config.epochs - first) / seconds, 2) if seconds > 0 and first < config.epochs else None,
         "final": {k: float(v) for k, v in history.iloc[-1].items() if k != "epoch"} if len(history) else {},
     }
-    done.write_text(json.dumps(info, indent=2) + "\n")
+    _io.atomic_write_text(done, json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(out / "backup", ignore_errors=True)  # finished: the checkpoint is no longer needed
     return info | {"dir": str(out), "model": str(out / "model.keras"), "history": history, "cached": False}
 
 
+def _train_task(run_dir: str, fields: int, fold: int, config: Config, force: bool) -> dict:
+    """One (protocol, fold, stream, seed) training task as a Dask worker runs it: the augmentation
+    in the worker's own process (the cluster's parallelism is the tasks'), no progress bar."""
+    return train_stream(run_dir, fields, fold, config, jobs=1, verbose=0, force=force)
+
+
+def task_key(run_dir, config: Config, fields: int, fold: int, kind: str = "train") -> str:
+    """The Dask task key of one stream's task, e.g. ``mexpr-train-paper-s0-fold1-dtscnn64-<digest>``
+    (the digest: the run folder and the stream's fingerprint)."""
+    from mexpr import scale
+
+    return scale.task_key(
+        kind, config.protocol, f"s{config.seed}", f"fold{int(fold)}", f"dtscnn{int(fields)}", str(run_dir), config.fingerprint(fields, fold)
+    )
+
+
+def train_many(run_dir, config: Config, pairs, jobs: int | None = None, verbose: int | str = "auto", force: bool = False) -> list[dict]:
+    """:func:`train_stream` of each ``(fold, fields)`` of ``pairs``, results in that order: here one
+    after another, or inside :func:`mexpr.scale.scheduler` one Dask task each (:func:`task_key`),
+    trained by the cluster's workers side by side.  Each stream is seeded by (seed, fold, stream)
+    alone, so both give the same weights."""
+    from mexpr import scale
+
+    pairs = [(int(k), int(f)) for k, f in pairs]
+    if scale.current() is None:
+        return [train_stream(run_dir, f, k, config, jobs=jobs, verbose=verbose, force=force) for k, f in pairs]
+    calls = [(str(run_dir), f, k, config, force) for k, f in pairs]
+    keys = [task_key(run_dir, config, f, k) for k, f in pairs]
+    return scale.run_tasks(_train_task, calls, keys, desc=f"train {config.protocol} ({len(pairs)} streams)", progress=verbose != 0)
+
+
 def run(run_dir, config: Config, folds=None, streams=(64, 128), jobs: int | None = None, verbose: int | str = "auto", force: bool = False):
-    """Train ``streams`` on ``folds`` (default: all of the protocol's); writes
+    """Train ``streams`` on ``folds`` (default: all of the protocol's; inside
+    :func:`mexpr.scale.scheduler`, as Dask tasks: :func:`train_many`); writes
     ``<experiment>/train.json`` with one entry per stream and fold, and returns it as a DataFrame."""
     import pandas as pd
 
+    from mexpr import _io
+
     if folds is None:
         folds = range(fold_count(run_dir, config))
+    pairs = [(fold, fields) for fold in folds for fields in streams]
     rows = []
-    for fold in folds:
-        for fields in streams:
-            r = train_stream(run_dir, fields, fold, config, jobs=jobs, verbose=verbose, force=force)
-            rows.append(
-                {
-                    "fold": fold,
-                    "stream": f"DTSCNN{fields}",
-                    "cached": r["cached"],
-                    "augment_s": r["augment_seconds"],
-                    "train_s": r["seconds"],
-                    "clips_per_s": r["train_clips_per_s"],
-                    **{k: round(v, 4) for k, v in r["final"].items()},
-                }
-            )
+    for (fold, fields), r in zip(pairs, train_many(run_dir, config, pairs, jobs=jobs, verbose=verbose, force=force)):
+        rows.append(
+            {
+                "fold": fold,
+                "stream": f"DTSCNN{fields}",
+                "cached": r["cached"],
+                "augment_s": r["augment_seconds"],
+                "train_s": r["seconds"],
+                "clips_per_s": r["train_clips_per_s"],
+                **{k: round(v, 4) for k, v in r["final"].items()},
+            }
+        )
     table = pd.DataFrame(rows)
     exp = experiment_dir(run_dir, config)
     exp.mkdir(parents=True, exist_ok=True)
-    (exp / "train.json").write_text(json.dumps({"config": asdict(config), "streams": rows}, indent=2, default=str) + "\n")
+    _io.atomic_write_text(exp / "train.json", json.dumps({"config": asdict(config), "streams": rows}, indent=2, default=str) + "\n")
     return table
 
 

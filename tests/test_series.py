@@ -78,6 +78,22 @@ def test_series_runs_in_order_one_line_each_then_resumes(tmp_path, executor, cap
     assert len(calls) == len(series.SERIES)
 
 
+def test_a_scheduler_reaches_the_notebooks_that_declare_it_and_is_not_part_of_their_digest(tmp_path, executor):
+    calls, _ = executor
+    src, run, quiet = _tiny_series(tmp_path / "nb"), tmp_path / "run", lambda *a, **k: None
+    nb = nbformat.read(src / "04_training.ipynb", as_version=4)
+    nb.cells[1].source += "\nscheduler = None"
+    nbformat.write(nb, src / "04_training.ipynb")
+    series.run_series(run, profile="quick", src_dir=src, log=quiet, scheduler="tcp://head:8786")
+    given = dict(calls)
+    assert given["04_training.ipynb"]["scheduler"] == "tcp://head:8786" and "scheduler" not in given["03_model_build.ipynb"]
+    calls.clear()
+    series.run_series(run, profile="quick", src_dir=src, log=quiet)  # where it ran is not what it computed: nothing to redo
+    assert calls == []
+    with pytest.raises(ValueError, match="did you mean tcp://head:8786"):
+        series.run_series(run, profile="quick", src_dir=src, log=quiet, scheduler="head:8786")
+
+
 def test_a_changed_notebook_reruns_itself_and_what_follows(tmp_path, executor):
     calls, _ = executor
     src, run = _tiny_series(tmp_path / "nb"), tmp_path / "run"

@@ -150,6 +150,16 @@ def test_same_seed_same_weights_and_resume_after_an_interrupt(flowrun):
     c = train.train_stream(flowrun, 64, 0, cfg, verbose=0)
     assert c["resumed_from"] == 2 and list(c["history"]["epoch"]) == [0, 1, 2]
     assert same(first, weights(c["model"]))  # resumed == uninterrupted
+
+    class CrashLast(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt("after the last checkpoint, before the model is saved")
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train_stream(flowrun, 64, 0, cfg, verbose=0, force=True, callbacks=[CrashLast()])
+    d = train.train_stream(flowrun, 64, 0, cfg, verbose=0)
+    assert d["resumed_from"] == 3 and same(first, weights(d["model"]))  # the weight average swapped in, as fit() does
     other = train.train_stream(flowrun, 64, 0, replace(cfg, seed=1), verbose=0)
     assert not same(first, weights(other["model"]))
 
@@ -299,3 +309,26 @@ def test_removing_global_motion_is_a_named_setting_that_leaves_earlier_checkpoin
     assert train.experiment_dir("runs/x", plain) != train.experiment_dir("runs/x", local)
     with pytest.raises(ValueError, match="valid: keep, affine"):
         train.config_for("default", global_motion="nose")
+
+
+def test_a_checkpoint_is_never_half_written_and_its_weights_say_their_epoch(tmp_path):
+    backup = tmp_path / "backup"
+    cb = train._backup_callback(backup)
+    cb.set_model(models.dtscnn64())
+    cb._current_epoch = 3
+    cb._save_model()
+    assert sorted(p.name for p in backup.iterdir()) == ["latest.weights.h5", "training_metadata.json"]  # no temporary file left
+    # killed between the two renames: the metadata still says the epoch before; the weights know theirs
+    (backup / "training_metadata.json").write_text(json.dumps({"epoch": 2, "batch": 0}))
+    assert train._backup_epoch(backup) == 3
+    (backup / "latest.weights.h5").unlink()  # a checkpoint being removed: metadata alone means start afresh
+    assert train._check_resume(tmp_path, {}, None) == 0 and not (backup / "training_metadata.json").exists()
+
+
+def test_a_resumed_log_drops_the_rows_of_epochs_it_trains_again(tmp_path):
+    log = tmp_path / "history.csv"
+    log.write_bytes(b"epoch,loss\r\n0,1.5\r\n1,1.25\r\n2,1.")  # killed while writing epoch 2's row
+    train._trim_history(log, 2)
+    assert log.read_bytes() == b"epoch,loss\r\n0,1.5\r\n1,1.25\r\n"
+    train._trim_history(log, 1)  # killed after logging epoch 1 but before its checkpoint
+    assert pd.read_csv(log)["epoch"].tolist() == [0]

@@ -234,9 +234,9 @@ def _write_manifest(path: Path, table) -> None:
             old = old[[(s, c) not in seen for s, c in zip(old["subject_id"], old["clip"])]]
             new = pd.concat([old, new], ignore_index=True)
     new = new.sort_values(["subject_id", "clip"], kind="stable")
-    tmp = path.with_name(path.name + ".part")
-    new.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    from mexpr import _io
+
+    _io.atomic_write_text(path, new.to_csv(index=False))
 
 
 def features(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mexpr import _io
+from mexpr import scale as cluster  # (the synthetic set's "scale" is its size)
 from mexpr.datasets import FPS, scaled_counts
 from mexpr.synth.identity import FRAME_H, FRAME_W, Identity, make_identity
 from mexpr.synth.motion import Motion, inverse_map, make_motion
@@ -205,15 +206,16 @@ def generate(
     tasks = (delayed(_render_clip)(str(out), dataset, p, seed, faces_s, difficulty, render) for p in plans)
     stats = []
     bar = tqdm(total=len(plans), desc=f"synth {dataset}", unit="clip", disable=not progress)
-    if jobs == 1:
+    if jobs == 1 and cluster.current() is None:
         for task in tasks:
             fn, args, kw = task
             stats.append(fn(*args, **kw))
             bar.update()
-    else:
-        for s in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
-            stats.append(s)
-            bar.update()
+    else:  # inside mexpr.scale.scheduler: the same tasks on its Dask cluster (joblib's Dask backend)
+        with cluster.joblib_backend():
+            for s in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+                stats.append(s)
+                bar.update()
     bar.close()
 
     _write_sheet(out, dataset, plans)
