@@ -31,7 +31,9 @@ def test_notebook_is_committed_clean_with_a_parameters_cell(name):
     # the setup is one line after the imports: Run.open makes the repository root the working directory
     # (JupyterLab starts kernels in notebooks/), creates tables/ and figures/ and checks the profile
     setup = [line for line in code[1].source.splitlines() if line and not line.startswith(("import ", "from ", "    "))]
-    assert setup[0].startswith(("run_dir = Run.open(run_dir, profile, seed)", "run_dir = Run.open(run_dir, profile, seed, scheduler=scheduler)")), setup[0]
+    assert setup[0].startswith(("run_dir = Run.open(run_dir, profile, seed)", "run_dir = Run.open(run_dir, profile, seed, scheduler=scheduler)")), (
+        setup[0]
+    )
     assert any(c.cell_type == "markdown" and c.source.startswith("## Try this") or "\n## Try this" in c.source for c in nb.cells)
 
 
