@@ -332,3 +332,22 @@ def test_a_resumed_log_drops_the_rows_of_epochs_it_trains_again(tmp_path):
     assert log.read_bytes() == b"epoch,loss\r\n0,1.5\r\n1,1.25\r\n"
     train._trim_history(log, 1)  # killed after logging epoch 1 but before its checkpoint
     assert pd.read_csv(log)["epoch"].tolist() == [0]
+
+
+def test_each_ablation_step_changes_one_factor_of_the_papers_input():
+    """The ablation (notebook 08, benchmarks/ablation.py): the paper's input, each of our settings
+    alone, one crop per clip, then all of ours; every step differs from the paper's input in
+    exactly its own factor(s), and its last step is the ``mexpr`` input."""
+    from dataclasses import asdict
+
+    from mexpr import ablation
+
+    cfgs = {step: asdict(cfg) for step, cfg in ablation.configs("default", "paper", 0).items()}
+    assert list(cfgs) == list(ablation.STEPS)
+    paper, ours = cfgs["paper input"], asdict(train.config_for("default", input="mexpr"))
+    assert cfgs[ablation.MEXPR_STEP] == ours
+    for step, cfg in cfgs.items():
+        changed = {k for k, v in cfg.items() if paper[k] != v}
+        assert changed == set(ablation.STEPS[step]), step
+        assert all(cfg[k] == v for k, v in ablation.STEPS[step].items()), step
+    assert len(ablation.STEPS) >= 4 and all(len(s) == 1 for name, s in ablation.STEPS.items() if name not in ("paper input", ablation.MEXPR_STEP))
