@@ -28,19 +28,10 @@ def _zip_entry(name: str) -> zipfile.ZipInfo:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file of its own (a unique name in the same
-    folder), so a crash never leaves half a file and two writers never share a temporary file."""
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` through a temporary file of its own (:func:`replacing`), so a
+    crash never leaves half a file and two writers never share a temporary file."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 @contextlib.contextmanager

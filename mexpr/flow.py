@@ -577,8 +577,8 @@ def run(
     for csv, js in targets:
         if not todo and js.is_file() and _same_clips(csv, out):
             continue  # nothing computed and the same clips: a cached call leaves the records as they are (readers never race a writer)
-        _io.atomic_write_bytes(csv, out.to_csv(index=False).encode())
-        _io.atomic_write_bytes(js, (json.dumps(summary, indent=2) + "\n").encode())
+        _io.atomic_write_text(csv, out.to_csv(index=False))
+        _io.atomic_write_text(js, json.dumps(summary, indent=2) + "\n")
     out.attrs["summary"] = summary
     return out
 

@@ -280,7 +280,7 @@ def features(
     folder.mkdir(parents=True, exist_ok=True)
     info = top / "params.json"
     if not info.is_file():
-        _io.atomic_write_bytes(info, (json.dumps(_key(method, p, flow_cfg), indent=2, sort_keys=True) + "\n").encode())
+        _io.atomic_write_text(info, json.dumps(_key(method, p, flow_cfg), indent=2, sort_keys=True) + "\n")
 
     rows, todo = [], []
     for rec in table.to_dict("records"):
