@@ -2,7 +2,7 @@
 notebook 08 over protocols and seeds.
 
     python benchmarks/ablation.py --run runs/default [--protocols paper subject3] [--seeds 0 1 2]
-        [--steps "paper input" "flow since onset" ...] [--epochs N] [--per-class N] [--folds 0 1 2]
+        [--steps "paper input" "flow since onset" ...] [--epochs N] [--per-class N] [--folds 0 1 2] [--record]
 
 ``--run`` is a run with pre-processing and flow done (``make reproduce`` leaves ``runs/default``).
 From the paper's input, one factor at a time, then all together (:data:`mexpr.ablation.STEPS`);
@@ -10,18 +10,24 @@ both streams and Eq. 11 on every fold; the profile's budget unless ``--epochs``/
 say otherwise (every step gets the same).  Finished streams and features are reused, so an
 interrupted ablation resumes.  Writes ``<run>/tables/ablation_runs.csv`` (one row per step,
 protocol, seed and method), ``ablation_summary.csv``, ``ablation_<protocol>.md`` tables and
-``<run>/figures/ablation.png``, and prints the fused rows.  Not a test: the default profile's full
-ablation trains 5 steps x 2 protocols x 3 seeds x 3 folds x 2 streams.
+``<run>/figures/ablation.png``, and prints the fused rows; ``--record`` also keeps the table and
+how it was made in ``docs/results/ablation_<profile>_runs.csv`` / ``.json``, which notebook 08
+shows beside the steps its own plan runs.  Not a test: the default profile's full
+ablation trains 12 steps x 2 protocols x 3 seeds x 3 folds x 2 streams (about a day on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import add_plan_args  # noqa: E402
 
@@ -36,6 +42,9 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=None)
     ap.add_argument("--folds", nargs="+", type=int, default=None, help="default: every fold of each protocol")
     ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument(
+        "--record", action="store_true", help="also keep the table in docs/results/ (ablation_<profile>_runs.csv), which notebook 08 shows"
+    )
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -62,6 +71,11 @@ def main() -> None:
     viz.ablation_plot(summ, run_dir=args.run, name="ablation")
     info = {"args": vars(args), "seconds": round(time.perf_counter() - t0, 1), "rows": len(runs)}
     (tables / "ablation.json").write_text(json.dumps(info, indent=2) + "\n")
+    if args.record:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        command = "python benchmarks/ablation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--record")
+        info |= {"command": command, "commit": commit or None, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
+        print("recorded:", ablation.record(runs, info, args.profile))
     print(f"{len(runs)} rows in {info['seconds']:.0f} s -> {tables}/ablation_*.csv|md, {args.run}/figures/ablation.png")
 
 

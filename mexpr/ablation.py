@@ -164,6 +164,52 @@ def table(runs: pd.DataFrame, method: str = "DTSCNN (fusion)", metrics=METRICS) 
     return out
 
 
+#: Where ``benchmarks/ablation.py --record`` keeps an ablation's table in the repository, for
+#: notebook 08 to show beside the steps its own plan ran (``ablation_<profile>_runs.csv``, and
+#: ``ablation_<profile>.json``: the command, commit, date and wall time that produced it).
+RECORD_DIR = Path(__file__).resolve().parent.parent / "docs" / "results"
+
+
+def _record_paths(profile: str, folder) -> tuple[Path, Path]:
+    folder = Path(folder) if folder is not None else RECORD_DIR
+    return folder / f"ablation_{profile}_runs.csv", folder / f"ablation_{profile}.json"
+
+
+def record(runs: pd.DataFrame, info: dict, profile: str = "default", folder=None) -> Path:
+    """Keep ``runs`` (:func:`run`'s table) and ``info`` (how it was made) as the recorded ablation
+    of ``profile`` in ``folder`` (default :data:`RECORD_DIR`); returns the table's path."""
+    import json
+
+    from mexpr import _io
+
+    csv, meta = _record_paths(profile, folder)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_text(csv, runs.to_csv(index=False))
+    _io.atomic_write_text(meta, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return csv
+
+
+def recorded(profile: str = "default", folder=None) -> tuple[pd.DataFrame, dict] | None:
+    """The ablation recorded for ``profile`` (:func:`record`): ``(runs, info)``, or None where this
+    checkout has none.  A table without the columns :func:`table` reads, or with steps this
+    version does not know, is an :class:`AblationError` naming the file."""
+    import json
+
+    csv, meta = _record_paths(profile, folder)
+    if not csv.is_file():
+        return None
+    runs = pd.read_csv(csv)
+    missing = {"step", "protocol", "seed", "method", "folds", *METRICS} - set(runs.columns)
+    if missing:
+        raise AblationError(f"{csv}: not an ablation table (no column(s) {sorted(missing)}); re-record it with benchmarks/ablation.py --record")
+    unknown = sorted(set(runs["step"]) - set(STEPS))
+    if unknown:
+        raise AblationError(
+            f"{csv}: step(s) {unknown} are not steps of this version ({list(STEPS)}); re-record it with benchmarks/ablation.py --record"
+        )
+    return runs, (json.loads(meta.read_text()) if meta.is_file() else {})
+
+
 def input_settings(cfg: train.Config) -> dict:
     """A config's input settings and budget, for the notebook's prose."""
     d = asdict(cfg)
@@ -173,10 +219,13 @@ def input_settings(cfg: train.Config) -> dict:
 def plan_for(profile: str, **overrides) -> dict:
     """The notebook's ablation plan for ``profile`` (the ``"ablation"`` entry of
     :data:`mexpr.settings.PROFILES`: protocols, seeds, folds and the training budget of every
-    step), with overrides (``None`` keeps the profile's)."""
+    step), with overrides (``None`` keeps the profile's; ``steps="all"``: every step of :data:`STEPS`)."""
     if profile not in settings.PROFILES:
         raise AblationError(f"profile must be one of {', '.join(settings.PROFILES)}, not {profile!r}")
-    return settings.PROFILES[profile]["ablation"] | {k: v for k, v in overrides.items() if v is not None}
+    plan = settings.PROFILES[profile]["ablation"] | {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(plan["steps"], str):  # "all": every step of STEPS; one step's name alone is a list of one
+        plan["steps"] = list(STEPS) if plan["steps"] == "all" else [plan["steps"]]
+    return plan
 
 
 def signal_curves(run_dir, examples, configs: dict, fields: int = 64) -> dict:

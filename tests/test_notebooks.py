@@ -209,7 +209,8 @@ def test_ablation_notebook_measures_every_step(quick_run):
     run, _ = quick_run
     runs = pd.read_csv(run / "tables" / "ablation_runs.csv")
     steps = ablation.plan_for("quick")["steps"]  # quick mode: the two ends (the paper's input, ours); the others are the same loop
-    assert ablation.MEXPR_STEP in steps and "paper input" in steps and ablation.plan_for("default")["steps"] is None  # default: every step
+    assert steps == ablation.plan_for("default")["steps"] == ["paper input", ablation.MEXPR_STEP]  # make reproduce: the ends too (reused)
+    assert ablation.plan_for("default", steps="all")["steps"] == list(ablation.STEPS) and ablation.plan_for("paper")["steps"] is None
     assert list(dict.fromkeys(runs["step"])) == steps
     assert set(runs["method"]) == set(ablation.METHODS) and set(runs["protocol"]) == {"paper"}
     assert runs[["uar", "uf1", "accuracy"]].apply(lambda c: c.between(0, 1)).all().all()

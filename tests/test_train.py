@@ -334,6 +334,45 @@ def test_a_resumed_log_drops_the_rows_of_epochs_it_trains_again(tmp_path):
     assert pd.read_csv(log)["epoch"].tolist() == [0]
 
 
+def test_default_ablation_plan_reuses_the_series_streams_and_shows_a_recorded_table(tmp_path):
+    """make reproduce's notebook 08 trains nothing again: its plan's two ends are exactly the
+    configs notebooks 04 (the paper's input) and 06 (ours) trained at the profile's budget; the
+    other steps come from a table benchmarks/ablation.py --record kept, read back as written, and
+    a malformed one is refused with its file named."""
+    from mexpr import ablation
+
+    plan = ablation.plan_for("default")
+    ends = ablation.configs("default", "paper", 0, plan["steps"], **{k: plan[k] for k in ("epochs", "per_class") if plan[k] is not None})
+    assert ends == {
+        "paper input": train.config_for("default", protocol="paper", seed=0),
+        ablation.MEXPR_STEP: train.config_for("default", protocol="paper", seed=0, input="mexpr"),
+    }
+    assert (
+        ablation.configs("default", "paper", 0, ["paper input"], per_class=40)["paper input"].tag == "budget40x10"
+    )  # another budget: its own folder
+
+    assert ablation.recorded("default", tmp_path) is None  # nothing recorded in this folder
+    runs = pd.DataFrame(
+        [
+            {"step": s, "protocol": "paper", "seed": 0, "method": m, "uar": 0.25 + 0.01 * i, "uf1": 0.2, "accuracy": 0.3, "folds": 1}
+            for i, s in enumerate(ablation.STEPS)
+            for m in ablation.METHODS
+        ]
+    )
+    path = ablation.record(runs, {"command": "python benchmarks/ablation.py --run runs/default", "seconds": 60.0}, "default", tmp_path)
+    back, info = ablation.recorded("default", tmp_path)
+    pd.testing.assert_frame_equal(back, runs)
+    assert info["command"].startswith("python benchmarks/ablation.py") and path.name == "ablation_default_runs.csv"
+    table = ablation.table(back)
+    assert list(table.index) == list(ablation.STEPS) and table.loc[ablation.MEXPR_STEP, ("paper", "ΔUAR vs paper (points)")] == "+11.0"
+    runs.drop(columns="folds").to_csv(path, index=False)
+    with pytest.raises(ablation.AblationError, match=r"ablation_default_runs.csv: not an ablation table .*folds"):
+        ablation.recorded("default", tmp_path)
+    runs.assign(step="more data").to_csv(path, index=False)
+    with pytest.raises(ablation.AblationError, match=r"'more data'.* not steps of this version"):
+        ablation.recorded("default", tmp_path)
+
+
 def test_each_ablation_step_changes_one_factor_of_the_papers_input():
     """The ablation (notebook 08, benchmarks/ablation.py): the paper's input, each of our settings
     alone, one crop per clip, then all of ours; every step differs from the paper's input in
