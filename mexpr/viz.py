@@ -308,13 +308,18 @@ def alignment_modes_plot(results, run_dir=None, name: str = "preprocess_alignmen
 def confusion_matrices(cms: dict, run_dir=None, name: str = "figure7_confusion_matrices", readme: bool = False, title: str = "", ncols: int = 3):
     """Figure 7: one seaborn heatmap per method (``cms`` maps a method to its ``(4, 4)`` counts,
     rows true, columns predicted, N/O/P/S order); cells show the row-normalised percentage and the
-    count; each row label gives the class's number of test clips.  PNG and SVG."""
+    count; each row label gives the class's number of test clips.  A class no matrix has a clip of
+    or a prediction for (Others under the ``megc3`` protocol's three classes) is left out.  PNG and
+    SVG."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     from mexpr.datasets import CLASSES
 
-    short = [c[0] for c in CLASSES]
+    total = sum(np.asarray(cm, dtype=float) for cm in cms.values())
+    keep = [k for k in range(len(CLASSES)) if total[k].sum() + total[:, k].sum() > 0] or list(range(len(CLASSES)))
+    cms = {m: np.asarray(cm)[np.ix_(keep, keep)] for m, cm in cms.items()}
+    short = [CLASSES[k][0] for k in keep]
     n = len(cms)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))

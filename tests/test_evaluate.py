@@ -287,3 +287,24 @@ def test_megc3_quick_fold_sees_nothing_of_its_test_subject(flowrun, monkeypatch)
     spy(classify, "fit", lambda method, X, y, *a, **kw: seen_fit.append(len(y)))
     bl = evaluate.evaluate_baseline(flowrun, "fdm", "megc3", seed=0, folds=[k], jobs=1, progress=False)
     assert set(bl.predictions["subject_id"]) == test_subject and seen_fit == [len(folds[k]["train"])] * 2
+
+
+def test_figure7_shows_the_protocols_classes_only(tmp_path):
+    """Figure 7 under megc3: Others has no clip and no prediction, so its row and column are left
+    out (three classes, N/P/S); the four-class protocols keep all four, an empty class included
+    when some matrix predicts it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mexpr import viz
+
+    three = np.array([[5, 0, 1, 0], [0, 0, 0, 0], [1, 0, 4, 0], [0, 0, 2, 3]])
+    fig = viz.confusion_matrices({"DTSCNN (fusion)": three, "FDM (fusion)": three.T.copy()}, tmp_path, name="f7")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["N", "P", "S"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["N (6)", "P (5)", "S (5)"]
+    assert ax.collections[0].get_array().size == 9 and (tmp_path / "figures" / "f7.png").is_file()
+    predicted_only = three.copy()
+    predicted_only[0, 1] = 1  # one Negative clip called Others: the Others column (and row) stay
+    fig = viz.confusion_matrices({"m": predicted_only})
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["N", "O", "P", "S"]
