@@ -161,3 +161,25 @@ def test_a_writer_that_fails_leaves_nothing_under_the_name(tmp_path):
     with _io.replacing(target, suffix=".npy") as tmp:
         np.save(tmp, np.arange(3))
     assert np.array_equal(np.load(target), np.arange(3)) and [p.name for p in tmp_path.iterdir()] == ["sample.npy"]
+
+
+def test_the_costliest_tasks_start_first(cluster):
+    """run_tasks with costs (train_many: DTSCNN128 before DTSCNN64) starts the costliest tasks
+    first on the cluster's two workers, whatever the order of the calls, and still returns the
+    results in that order; without a cluster it runs the calls in order."""
+
+    def started(name):
+        t = time.time()
+        time.sleep(0.3)
+        return name, t
+
+    names, costs = ["a", "b", "c", "d", "e", "f"], [1, 5, 2, 6, 3, 4]
+    calls = [(n,) for n in names]
+    assert [r[0] for r in scale.run_tasks(started, calls, costs=costs)] == names  # here: in order
+    with scale.scheduler(cluster):
+        out = scale.run_tasks(started, calls, costs=costs)
+    assert [r[0] for r in out] == names
+    by_start = [n for n, _ in sorted(out, key=lambda r: r[1])]
+    assert set(by_start[:2]) == {"d", "b"} and set(by_start[2:4]) == {"f", "e"} and set(by_start[4:]) == {"c", "a"}
+    with pytest.raises(ValueError, match="2 costs for 6 tasks"), scale.scheduler(cluster):
+        scale.run_tasks(started, calls, costs=[1, 2])
