@@ -2,7 +2,8 @@
 1 vs 2 logical devices, as ratios measured in one run, and the time projected on N workers.
 
     python benchmarks/scale.py --run runs/default [--profile default] [--protocol subject3] [--folds 0 1 2]
-                               [--workers 2] [--baseline mdmo] [--tf-threads default 1] [--out docs/results/scale_benchmark.json]
+                               [--workers 2] [--baseline mdmo] [--tf-threads default 1] [--epochs N] [--per-class N]
+                               [--out docs/results/scale_benchmark.json]
 
 ``--run`` is a run with pre-processing and flow done (``make reproduce`` leaves ``runs/default``).
 
@@ -124,6 +125,7 @@ def bench_training(run: str, cfg, folds: list[int], workers: int, threads: str =
         "tasks": [f"fold{k} DTSCNN{f}" for k, f in pairs],
         "wall_s": {str(w): v["wall_s"] for w, v in out.items()},
         "task_s_one_worker": out[1]["tasks_s"],
+        f"task_s_{workers}_workers": out[workers]["tasks_s"],
         "speedup": round(out[1]["wall_s"] / out[workers]["wall_s"], 3),
         "same_weights": same,
     }
@@ -180,6 +182,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--baseline", default="mdmo", choices=["mdmo", "fdm", "stclqp", "none"])
     ap.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (e.g. 1 for a smoke test)")
+    ap.add_argument("--per-class", type=int, default=None, help="override the profile's augmented clips per class (the size of each task)")
     ap.add_argument("--tf-threads", nargs="+", default=["default"], help="TensorFlow intra-op threads per worker: default and/or a number")
     ap.add_argument("--skip-devices", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "scale_benchmark.json"))
@@ -187,10 +190,19 @@ def main() -> None:
 
     from mexpr import train
 
-    cfg = train.config_for(args.profile, protocol=args.protocol, seed=args.seed, epochs=args.epochs)
+    cfg = train.config_for(args.profile, protocol=args.protocol, seed=args.seed, epochs=args.epochs, per_class=args.per_class)
     folds = args.folds if args.folds is not None else list(range(train.fold_count(args.run, cfg)))
     t_start = time.time()
-    result = {"profile": args.profile, "protocol": args.protocol, "folds": folds, "workers": args.workers, "cores": os.cpu_count()}
+    result = {
+        "profile": args.profile,
+        "protocol": args.protocol,
+        "folds": folds,
+        "workers": args.workers,
+        "cores": os.cpu_count(),
+        "per_class": cfg.per_class,
+        "epochs": cfg.epochs,
+        "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
+    }
     result["training"] = []
     for threads in args.tf_threads:
         print(f"training {len(folds)} fold(s) x 2 streams on 1 and {args.workers} local Dask workers (TensorFlow threads: {threads}) ...", flush=True)
