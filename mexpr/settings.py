@@ -31,6 +31,18 @@ POOL4_FEATURES = 1152
 #: - ``ablation``: notebook 08's plan (protocols, seeds, folds, steps and each step's training budget;
 #:   ``None``: the profile's; steps ``None``: every step); ``benchmarks/ablation.py`` runs the full one,
 #:   and its ``--record`` keeps a run's table in ``docs/results/`` for the notebook to show.
+#: Notebook 08's plan under ``quick`` and ``default``: the two ends of the ablation (the paper's input,
+#: ours) on fold 0 of the paper protocol at the profile's budget: exactly the streams notebooks 04
+#: and 06 trained, so the notebook trains nothing again.
+_ENDS_ON_FOLD_0 = {
+    "protocols": ["paper"],
+    "seeds": [0],
+    "folds": [0],
+    "per_class": None,
+    "epochs": None,
+    "steps": ["paper input", "mexpr input (all, ours)"],
+}
+
 PROFILES: dict[str, dict] = {
     "quick": {  # the tests: seconds per stage, 2 clips per emotion
         "synth_scale": 0.02,
@@ -41,16 +53,8 @@ PROFILES: dict[str, dict] = {
         "epochs": 2,
         "folds": [0],
         "schedule": "tuned",
-        # the two ends (the paper's input, ours) at the profile's budget: the streams notebooks 04 and 06 trained, so the
-        # tests' ablation trains nothing again; every step's input setting has its own unit tests (flow, augment, train)
-        "ablation": {
-            "protocols": ["paper"],
-            "seeds": [0],
-            "folds": [0],
-            "per_class": None,
-            "epochs": None,
-            "steps": ["paper input", "mexpr input (all, ours)"],
-        },
+        # the two ends; every step's input setting has its own unit tests (flow, augment, train)
+        "ablation": _ENDS_ON_FOLD_0,
     },
     "default": {  # make reproduce on 2 cores (DTSCNN on our input plateaus by ~8 epochs)
         "synth_scale": 1.0,
@@ -61,17 +65,9 @@ PROFILES: dict[str, dict] = {
         "epochs": 10,
         "folds": None,
         "schedule": "tuned",
-        # the two ends at the profile's budget on fold 0: the streams notebooks 04 and 06 trained, so make reproduce
-        # trains nothing again here; every step at this budget is recorded by benchmarks/ablation.py --record
-        # (docs/results/ablation_default*, shown by the notebook) and runs here with steps="all" (about an hour on 2 cores)
-        "ablation": {
-            "protocols": ["paper"],
-            "seeds": [0],
-            "folds": [0],
-            "per_class": None,
-            "epochs": None,
-            "steps": ["paper input", "mexpr input (all, ours)"],
-        },
+        # the two ends; every step at this budget is recorded by benchmarks/ablation.py --record (docs/results/
+        # ablation_default*, which the notebook shows) and runs in the notebook with steps="all" (about an hour on 2 cores)
+        "ablation": _ENDS_ON_FOLD_0,
     },
     "paper": {  # full scale: 2,000 clips per fold (GPU for training)
         "synth_scale": 1.0,
