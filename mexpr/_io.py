@@ -34,6 +34,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process' umask, read once at import: the files :func:`replacing` renames into place get the
+#: mode an ordinary ``open(path, "w")`` would give them (others on a shared filesystem can read them).
+_UMASK = _umask()
+
+
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike, suffix: str = ".part"):
     """Yield a new temporary path beside ``path`` (a unique name in the same folder, ending in
@@ -48,6 +59,7 @@ def replacing(path: str | os.PathLike, suffix: str = ".part"):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is private (0600): give it an ordinary new file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

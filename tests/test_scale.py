@@ -161,6 +161,10 @@ def test_a_writer_that_fails_leaves_nothing_under_the_name(tmp_path):
     with _io.replacing(target, suffix=".npy") as tmp:
         np.save(tmp, np.arange(3))
     assert np.array_equal(np.load(target), np.arange(3)) and [p.name for p in tmp_path.iterdir()] == ["sample.npy"]
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # what an ordinary write gives: the written file is readable as that one is, not private
+    _io.atomic_write_text(tmp_path / "record.json", "{}")
+    assert (tmp_path / "record.json").stat().st_mode & 0o777 == target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_the_costliest_tasks_start_first(cluster):

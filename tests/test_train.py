@@ -352,6 +352,10 @@ def test_default_ablation_plan_reuses_the_series_streams_and_shows_a_recorded_ta
     )  # another budget: its own folder
 
     assert ablation.recorded("default", tmp_path) is None  # nothing recorded in this folder
+    kept, how = ablation.recorded("default")  # the table make reproduce's notebook 08 shows: every step of this version
+    assert (
+        set(kept["step"]) == set(ablation.STEPS) and set(kept["method"]) == set(ablation.METHODS) and how["command"].startswith("python benchmarks/")
+    )
     runs = pd.DataFrame(
         [
             {"step": s, "protocol": "paper", "seed": 0, "method": m, "uar": 0.25 + 0.01 * i, "uf1": 0.2, "accuracy": 0.3, "folds": 1}
