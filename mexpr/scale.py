@@ -232,6 +232,8 @@ def run_tasks(
     costliest tasks start first (Dask priorities), so that a short task, not a long one, ends the
     run (longest-processing-time-first, within 4/3 of the best schedule).  The first task that
     fails cancels the others and its error is raised here."""
+    if costs is not None and len(costs) != len(calls):
+        raise ValueError(f"{len(costs)} costs for {len(calls)} tasks")
     client = current()
     if client is None:
         return [fn(*args) for args in calls]
@@ -239,8 +241,6 @@ def run_tasks(
     from tqdm.auto import tqdm
 
     keys = keys or [task_key(getattr(fn, "__name__", "task"), i, *args) for i, args in enumerate(calls)]
-    if costs is not None and len(costs) != len(calls):
-        raise ValueError(f"{len(costs)} costs for {len(calls)} tasks")
     # costliest first (equal costs: the order of calls), both in submission (an idle worker starts the first task
     # it is sent) and in Dask's priorities (higher runs first) for the tasks that wait
     order = sorted(range(len(calls)), key=lambda i: (-float(costs[i]), i)) if costs is not None else list(range(len(calls)))

@@ -187,3 +187,5 @@ def test_the_costliest_tasks_start_first(cluster):
     assert set(by_start[:2]) == {"d", "b"} and set(by_start[2:4]) == {"f", "e"} and set(by_start[4:]) == {"c", "a"}
     with pytest.raises(ValueError, match="2 costs for 6 tasks"), scale.scheduler(cluster):
         scale.run_tasks(started, calls, costs=[1, 2])
+    with pytest.raises(ValueError, match="2 costs for 6 tasks"):  # the same mistake without a cluster
+        scale.run_tasks(started, calls, costs=[1, 2])
