@@ -271,12 +271,14 @@ def crop_jitter(run_dir, configs: dict, fold: int = 0, samples: int = 4, fields:
     """How much motion each crop mode adds (:func:`mexpr.augment.jitter_energy`): for each config
     (label -> :class:`~mexpr.train.Config`; its ``mode`` and flow reference), the mean flow per
     field of ``samples`` planned training samples of ``fold`` and of their source clips uncropped."""
-    from mexpr import augment
+    from mexpr import augment, datasets
 
     rows = []
+    stage = train.clips_table(run_dir)  # the run's clips with flow: a plan needs the clips, not the whole flow stage of each input
     for name, cfg in configs.items():
-        _, _, plan = train.fold_plan(run_dir, cfg, fold, per_class=max(1, samples // 4 + (samples % 4 > 0)))
-        fcfg = train.fold_flow(run_dir, cfg, fold, fields)
+        clips = datasets.protocol_table(stage, cfg.protocol)
+        trainset, _, plan = train.fold_plan(run_dir, cfg, fold, per_class=max(1, samples // 4 + (samples % 4 > 0)), clips=clips)
+        fcfg = train.fold_flow(run_dir, replace(cfg, munsell="frame"), fold, fields, trainset)  # how it computes flow; magnitudes need no scale
         for rec in plan.head(samples).to_dict("records"):
             rows.append({"input": name} | augment.jitter_energy(run_dir, rec, fields, fcfg))
     df = pd.DataFrame(rows)

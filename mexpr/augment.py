@@ -181,17 +181,18 @@ def sample_munsell(run_dir: str | os.PathLike, row, fields: int, flow_cfg: dict 
         clip = preprocess.interpolate(frames, fields + 1, times)
     else:
         clip = augmented_frames(frames, [int(c) for c in row["crops"]], times, fields + 1)
-    return flow.code(flow.compute_as(clip, cfg), cfg, _flipped(row))
+    return flow.code(flow.compute_as(clip, cfg), cfg, flipped(row))
 
 
-def _flipped(row) -> bool:
+def flipped(row) -> bool:
+    """Whether a planned sample (a :func:`plan` row) is mirrored (its ``flip``, read back from a CSV too)."""
     f = row.get("flip", False)
     return bool(f) and str(f) not in ("False", "nan", "0")
 
 
 def _sample_key(row, fields: int, cfg: dict) -> str:
     d = {"cache": Path(row["cache"]).name, "crops": row["crops"], "mode": row["mode"], "fields": int(fields), "flow": cfg, "v": AUGMENT_VERSION}
-    if _flipped(row):
+    if flipped(row):
         d["flip"] = True
     return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=10).hexdigest()
 
@@ -207,7 +208,7 @@ def _build_one(run_dir: str, row: dict, fields: int, cfg: dict, target: str, flo
     from mexpr import flow
 
     cv2.setNumThreads(1)
-    x, mirrored = None, _flipped(row)
+    x, mirrored = None, flipped(row)
     if flow_file:  # mode "none": the sample is the clip itself (or its mirror image), as the flow stage computed it
         try:
             x = flow.load_coded(run_dir, flow_file, fields, cfg, mirrored=mirrored)

@@ -301,11 +301,12 @@ def clips_table(run_dir: str | os.PathLike, config: Config | None = None):
     return df if config is None else datasets.protocol_table(df, config.protocol)
 
 
-def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
-    """``(train, test)`` clip tables of ``fold`` under the config's protocol and seed."""
+def fold_split(run_dir: str | os.PathLike, config: Config, fold: int, clips=None):
+    """``(train, test)`` clip tables of ``fold`` under the config's protocol and seed; ``clips``: the
+    table to split (default :func:`clips_table` of the config, which computes its input's flow if missing)."""
     from mexpr import datasets
 
-    df = clips_table(run_dir, config)
+    df = clips_table(run_dir, config) if clips is None else clips
     folds = datasets.splits(df, config.protocol, config.seed)
     if not 0 <= fold < len(folds):
         raise ValueError(f"fold {fold} does not exist: protocol {config.protocol!r} has {len(folds)} fold(s) (0..{len(folds) - 1})")
@@ -313,14 +314,14 @@ def fold_split(run_dir: str | os.PathLike, config: Config, fold: int):
     return df.iloc[f["train"]].reset_index(drop=True), df.iloc[f["test"]].reset_index(drop=True)
 
 
-def fold_plan(run_dir: str | os.PathLike, config: Config, fold: int, per_class: int | None = None):
+def fold_plan(run_dir: str | os.PathLike, config: Config, fold: int, per_class: int | None = None, clips=None):
     """``(train, test, plan)`` of ``fold``: its clip tables and the augmentation plan of its
     training clips (``per_class`` overrides the config's; a smaller plan is the start of the
-    larger one, so its samples are shared in the cache)."""
+    larger one, so its samples are shared in the cache; ``clips``: as :func:`fold_split`)."""
     from mexpr import augment
     from mexpr.datasets import CLASSES, protocol_classes
 
-    train, test = fold_split(run_dir, config, fold)
+    train, test = fold_split(run_dir, config, fold, clips)
     classes = [CLASSES[k] for k in protocol_classes(config.protocol)]  # megc3: Negative, Positive, Surprise
     samples = augment.plan(
         train, per_class or config.per_class, seed=config.seed * 1000 + fold, mode=config.mode, test=test, classes=classes, flip=config.flip
@@ -405,7 +406,10 @@ def clip_munsell(run_dir: str | os.PathLike, row, fields: int, coding: str | flo
 
 def load_test(run_dir: str | os.PathLike, test, fields: int, coding: str | float | dict | None = None):
     """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` (coded as :func:`clip_munsell`) and labels ``(N,)``."""
-    x = np.stack([clip_munsell(run_dir, row, fields, coding) for _, row in test.iterrows()])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # reading and coding a clip is mostly zlib and NumPy, which run in parallel threads
+        x = np.stack(list(pool.map(lambda row: clip_munsell(run_dir, row, fields, coding), (row for _, row in test.iterrows()))))
     y = np.array([CLASSES.index(c) for c in test["label"]], dtype=np.int32)
     return x, y
 

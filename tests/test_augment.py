@@ -3,6 +3,8 @@ and that no test clip ever reaches it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,20 @@ def test_crop_jitter_adds_motion_that_one_crop_per_clip_does_not(flowrun):
     a, b = augment.jitter_energy(flowrun, per_frame, 64), augment.jitter_energy(flowrun, per_clip, 64)
     assert a["augmented_px"] > 5 * a["plain_px"]  # shifts of up to 2 px between frames
     assert b["augmented_px"] < 2 * b["plain_px"] + 0.02
+
+
+def test_the_ablations_crop_jitter_plans_from_the_runs_clips_without_computing_each_inputs_flow(flowrun):
+    from mexpr import ablation
+
+    cfg = train.config_for("quick")
+    configs = {f"{ref}, crop per {m}": replace(cfg, reference=ref, mode=m, smooth=1.5) for ref in ("consecutive", "onset") for m in ("frame", "clip")}
+    before = sorted(p.name for p in (flowrun / "cache" / "flow").iterdir())
+    table = ablation.crop_jitter(flowrun, configs, samples=2)
+    assert sorted(p.name for p in (flowrun / "cache" / "flow").iterdir()) == before  # no flow stage of these inputs was run
+    assert list(table.index) == list(configs) and (table["plain_px"] > 0).all()
+    frame, clip = table.loc["onset, crop per frame", "added by the crops (x)"], table.loc["onset, crop per clip", "added by the crops (x)"]
+    assert frame > clip  # per-frame crops add motion that one crop per clip does not
+    # the plan is the one training would draw on this fold (the same clips: every clip has flow)
+    _, _, plan = train.fold_plan(flowrun, configs["onset, crop per clip"], 0, per_class=1)
+    _, _, again = train.fold_plan(flowrun, configs["onset, crop per clip"], 0, per_class=1, clips=train.clips_table(flowrun))
+    assert plan.equals(again)

@@ -146,6 +146,28 @@ def test_fdm_principal_direction_ignores_an_opposing_minority():
     np.testing.assert_allclose(strength[0, 0, 0], 5 / 8, atol=1e-6)
 
 
+def test_fdm_iterating_cuboid_by_cuboid_gives_the_whole_sequences_directions_bit_for_bit():
+    rng = np.random.default_rng(3)
+    t, h, w = 16, 24, 16
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(t, h, w, 2)), axis=1), axis=2) / 20  # motion that varies across cuboids
+    flow = (smooth + rng.normal(scale=0.4, size=smooth.shape)).astype(np.float32)  # and vectors that disagree within them
+    flow[:8, :8, :8] = 0.0  # a cuboid without motion
+    f = flow.astype(np.float64)
+    grid = fdm.grid_shape((t, h, w))
+    edges = [fdm._edges(size, n) for size, n in zip((t, h, w), grid)]
+    sizes = [np.diff(e) for e in edges]
+    start = fdm._cuboid_sum(f, edges)
+    start = start / np.maximum(np.linalg.norm(start, axis=-1, keepdims=True), 1e-12)
+    for iterations in (0, 1, 2, 20):
+        whole = fdm._iterate(f, start, edges, sizes, 1e-12, iterations)
+        assert np.array_equal(fdm._iterate_by_cuboid(f, start, grid, (8, 8, 8), 1e-12, iterations), whole)
+    assert not np.array_equal(whole, start)  # the iteration moved some directions
+    # principal_directions takes the by-cuboid path on an even grid, the whole-sequence one on an uneven grid
+    even, _ = fdm.principal_directions(flow)
+    uneven, _ = fdm.principal_directions(flow[:, :, :15])
+    assert even.shape == (2, 3, 2, 2) and uneven.shape == (2, 3, 1, 2) and np.isfinite(uneven).all()
+
+
 def test_fdm_bad_input():
     flow = np.zeros((8, 8, 8, 2), np.float32)
     flow[5, 1, 1] = np.nan

@@ -182,23 +182,38 @@ def test_table4_names_the_folds_that_ran():
     assert t4.loc["DTSCNN64"].tolist() == pytest.approx([60.0, 70.0, 65.0])
 
 
-def test_a_sample_drawn_twice_has_its_features_computed_once(flowrun, monkeypatch):
-    from mexpr import augment
+def test_each_sample_has_its_features_computed_once_and_an_uncropped_one_is_its_clip(flowrun, monkeypatch):
+    from mexpr import augment, models
 
     cfg = replace(train.config_for("quick", input="mexpr"), per_class=4, epochs=1)  # the stream test_train trains too: trained once
     train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
-    _, _, samples = train.fold_plan(flowrun, cfg, 0)
+    trainset, _, samples = train.fold_plan(flowrun, cfg, 0)
     fcfg = evaluate.stream_flow(flowrun, cfg, 64, 0)
     paths = augment.build(flowrun, samples, 64, flow_cfg=fcfg, progress=False)
     assert len(set(paths)) < len(paths)  # oversampled: some samples repeat
+    mirrored = np.array([augment.flipped(r) for r in samples.to_dict("records")])
+    assert mirrored.any() and not mirrored.all() and (samples["mode"] == "none").all()  # our input: uncropped clips and mirror images
     sizes = []
     real = evaluate._extract
     monkeypatch.setattr(evaluate, "_extract", lambda m, ld, items, *a: sizes.append(len(items)) or real(m, ld, items, *a))
+    (train.stream_dir(flowrun, cfg, 64, 0) / "features.npz").unlink(missing_ok=True)
     f = evaluate.stream_features(flowrun, cfg, 64, 0)
-    assert sizes[0] == len(set(paths)) and len(f["augmented"]) == len(paths)
+    # the training clips, then only the mirror images (each file once), then the test clips
+    assert sizes[:2] == [len(trainset), len({p for p, m in zip(paths, mirrored) if m})]
+    assert len(f["augmented"]) == len(paths)
     for p in set(paths):  # every copy of a sample has that sample's features
         rows = [i for i, q in enumerate(paths) if q == p]
         assert all(np.array_equal(f["augmented"][rows[0]], f["augmented"][i]) for i in rows)
+    at = {k: i for i, k in enumerate(f["original_clips"])}
+    plain = np.flatnonzero(~mirrored)
+    assert all(np.array_equal(f["augmented"][i], f["original"][at[samples["source"].iloc[i]]]) for i in plain)
+    # ... which is exact: the uncropped sample's file is its clip, and the network gives it the same features
+    forward = evaluate._forward(models.load(train.stream_dir(flowrun, cfg, 64, 0) / "model.keras"))
+    i = int(plain[0])
+    x = np.load(paths[i])[None]
+    clip = trainset.iloc[at[samples["source"].iloc[i]]]
+    assert np.array_equal(x[0], train.clip_munsell(flowrun, clip, 64, fcfg))
+    np.testing.assert_allclose(np.asarray(forward(x)[0])[0], f["augmented"][i], rtol=1e-5, atol=1e-6)
 
 
 def composite_clips():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -288,6 +289,28 @@ def test_remove_global_takes_away_the_motion_the_whole_face_shares_and_keeps_loc
         flow.remove_global(np.zeros((4, 5, 2)))
     with pytest.raises(FlowError, match="valid: keep, affine"):
         flow.code(shared, {"normalize": 1.0, "global_motion": "nose"})
+
+
+def test_a_learned_scale_reads_each_clip_once_until_its_file_changes(prerun, tmp_path):
+    import shutil
+
+    m = flow.run(prerun, "dis", jobs=2, progress=False, raw=True, reference="onset", normalize="learned", primary=False)
+    caches = list(m["cache"])
+    for c in caches:  # a run folder of our own, whose files this test may rewrite
+        (tmp_path / c).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(prerun / c, tmp_path / c)
+    first = flow.learn_scale(tmp_path, caches, 64, global_motion="affine")
+    hits = flow._clip_peak.cache_info().hits
+    assert flow.learn_scale(tmp_path, caches, 64, global_motion="affine") == first  # the next fold's scale: no file read again
+    assert flow._clip_peak.cache_info().hits == hits + len(caches)
+    for c in caches:  # every flow file written again (a recomputed flow stage): four times the motion
+        with np.load(tmp_path / c) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["flow64"] = (arrays["flow64"].astype(np.float32) * 4).astype(np.float16)
+        np.savez_compressed(tmp_path / c, **arrays)
+        st = (tmp_path / c).stat()
+        os.utime(tmp_path / c, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert flow.learn_scale(tmp_path, caches, 64, global_motion="affine") == pytest.approx(4 * first, rel=1e-2)
 
 
 def test_load_munsell_smooths_over_time_from_the_raw_flow(prerun):
