@@ -507,6 +507,7 @@ def evaluate_baseline(
     progress: bool = True,
     inner_folds: int = 3,
     balanced: bool = False,
+    together=(),
 ) -> Evaluation:
     """A baseline (``"stclqp"``, ``"mdmo"``, ``"fdm"``) through the same folds, metrics and Eq. 11 as
     DTSCNN: its descriptor on every clip's TIM64 and TIM128 input (:mod:`mexpr.baselines.extract`,
@@ -519,7 +520,9 @@ def evaluate_baseline(
     search scores balanced accuracy and their probabilities are prior-corrected
     (:func:`mexpr.baselines.classify.fit`), so that they do not answer Others for every clip; the
     rows are named :func:`baseline_methods` ``(..., balanced=True)`` and the folder is
-    ``<method>-balanced-<protocol>-s<seed>``."""
+    ``<method>-balanced-<protocol>-s<seed>``.  ``together``: the other baselines about to be
+    evaluated; the flow descriptors among them (MDMO, FDM) are extracted from the same flow as
+    this one's (:func:`mexpr.baselines.extract.features`), which is then computed once."""
     from mexpr import _io, datasets, scale
     from mexpr.baselines import extract
 
@@ -534,7 +537,8 @@ def evaluate_baseline(
     t0 = time.perf_counter()
     X, tables = {}, {}
     for f in (64, 128):
-        X[f], tables[f] = extract.features(run_dir, method, f, clips=df, jobs=jobs, progress=progress)
+        share = [m for m in together if m in extract.FLOW_METHODS] if method in extract.FLOW_METHODS else []
+        X[f], tables[f] = extract.features(run_dir, method, f, clips=df, jobs=jobs, progress=progress, together=share)
     timings["extract_s"] = time.perf_counter() - t0
     ok = np.ones(len(df), bool)
     skipped = []

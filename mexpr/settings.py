@@ -28,6 +28,9 @@ POOL4_FEATURES = 1152
 #: - training (:func:`mexpr.train.config_for`): ``per_class`` (augmented clips per class),
 #:   ``epochs``, ``folds`` (the folds notebooks 04–07 train and evaluate; ``None``: every fold of
 #:   the protocol), ``schedule``;
+#: - ``compare``: whether notebook 04 also trains its two comparison runs (DTSCNN64 on fold 0 with the
+#:   paper's learning rate, and with one crop per clip; about 3 min at the default budget on 2 cores,
+#:   left out of ``make reproduce`` to keep it under an hour; ``compare=True`` trains them);
 #: - ``ablation``: notebook 08's plan (protocols, seeds, folds, steps and each step's training budget;
 #:   ``None``: the profile's; steps ``None``: every step); ``benchmarks/ablation.py`` runs the full one,
 #:   and its ``--record`` keeps a run's table in ``docs/results/`` for the notebook to show.
@@ -53,6 +56,7 @@ PROFILES: dict[str, dict] = {
         "epochs": 2,
         "folds": [0],
         "schedule": "tuned",
+        "compare": True,
         # the two ends; every step's input setting has its own unit tests (flow, augment, train)
         "ablation": _ENDS_ON_FOLD_0,
     },
@@ -65,6 +69,7 @@ PROFILES: dict[str, dict] = {
         "epochs": 10,
         "folds": None,
         "schedule": "tuned",
+        "compare": False,
         # the two ends; every step at this budget is recorded by benchmarks/ablation.py --record (docs/results/
         # ablation_default*, which the notebook shows) and runs in the notebook with steps="all" (about an hour on 2 cores)
         "ablation": _ENDS_ON_FOLD_0,
@@ -78,6 +83,7 @@ PROFILES: dict[str, dict] = {
         "epochs": 30,
         "folds": None,
         "schedule": "paper",
+        "compare": True,
         "ablation": {"protocols": ["paper", "subject3"], "seeds": [0, 1, 2], "folds": None, "per_class": None, "epochs": None, "steps": None},
     },
 }

@@ -352,6 +352,30 @@ def test_extract_records_failing_clips(flowrun, monkeypatch):
     assert sorted(manifest["status"]) == ["processed", "skipped", "skipped"]
 
 
+def test_mdmo_and_fdm_share_each_clips_flow(flowrun, monkeypatch):
+    from pathlib import Path
+
+    from mexpr import flow, train
+    from mexpr.baselines import extract
+
+    clips = train.clips_table(flowrun).iloc[4:7]
+    for m in ("mdmo", "fdm"):  # these clips uncached for both, whatever ran before
+        for c in clips["cache"]:
+            (extract.method_dir(flowrun, m) / "f64" / Path(c).name).unlink(missing_ok=True)
+    real, calls = flow.compute, []
+    monkeypatch.setattr(flow, "compute", lambda *a, **k: calls.append(1) or real(*a, **k))
+    mdmo_x, _ = extract.features(flowrun, "mdmo", 64, clips=clips, jobs=1, progress=False, together=["mdmo", "fdm"])
+    assert len(calls) == 3  # one flow per clip
+    fdm_x, table = extract.features(flowrun, "fdm", 64, clips=clips, jobs=1, progress=False)
+    assert table["cached"].all() and len(calls) == 3  # FDM found its features: no flow computed again
+    monkeypatch.undo()
+    alone = np.stack([extract.clip_features(flowrun, r, "fdm", 64) for _, r in clips.iterrows()])
+    np.testing.assert_array_equal(fdm_x, alone)  # the same features as FDM computing its own flow
+    assert np.isfinite(mdmo_x).all()
+    with pytest.raises(extract.ExtractError, match="share a clip's flow"):
+        extract.features(flowrun, "stclqp", 64, clips=clips, together=["mdmo"])
+
+
 def test_extract_bad_arguments(flowrun):
     from mexpr.baselines import extract
 

@@ -58,6 +58,8 @@ from mexpr.datasets import clip_keys
 EXTRACT_VERSION = 1
 
 METHODS = ("mdmo", "fdm", "stclqp")
+#: The descriptors computed from the clip's optical flow (the same flow: :func:`features`' ``together``).
+FLOW_METHODS = ("mdmo", "fdm")
 FIELDS = (64, 128)
 
 #: Each method's extraction parameters and their defaults (see each descriptor's module).
@@ -159,7 +161,7 @@ def clip_features(run_dir: str | os.PathLike, row, method: str, fields: int, flo
     counts for STCLQP.  ``row``: a :func:`mexpr.train.clips_table` row; ``flow_cfg``: the run's
     flow ``{"method", "params"}`` (read from ``run_dir`` when None; unused by STCLQP)."""
     from mexpr import flow, preprocess
-    from mexpr.baselines import fdm, mdmo, stclqp
+    from mexpr.baselines import stclqp
 
     p = params_for(method, **params)
     _check_fields(fields)
@@ -168,30 +170,46 @@ def clip_features(run_dir: str | os.PathLike, row, method: str, fields: int, flo
         x = stclqp.raw_histograms(frames, p["radius"], p["temporal_radius"], p["n_orientations"], tuple(p["blocks"]))
         return x.reshape(-1)
     cfg = flow_cfg or _flow_settings(run_dir, method)
-    fl = flow.compute(frames, cfg["method"], **cfg["params"])
-    if method == "mdmo":
-        x = mdmo.features(fl, masks=_template_masks(*fl.shape[1:3]), **p)
-    else:
-        x = fdm.features(fl, **p)
+    return _describe(method, flow.compute(frames, cfg["method"], **cfg["params"]), p)
+
+
+def _describe(method: str, fl: np.ndarray, p: dict) -> np.ndarray:
+    """A flow descriptor (MDMO or FDM, parameters ``p``) of one clip's flow ``fl``."""
+    from mexpr.baselines import fdm, mdmo
+
+    x = mdmo.features(fl, masks=_template_masks(*fl.shape[1:3]), **p) if method == "mdmo" else fdm.features(fl, **p)
     if not np.isfinite(x).all():
         raise ValueError(f"{int((~np.isfinite(x)).sum())} non-finite feature values")
     return x
 
 
-def _extract_clip(run_dir: str, row: dict, method: str, fields: int, params: dict, flow_cfg: dict | None, target: str) -> dict:
+def _extract_clip(run_dir: str, row: dict, method: str, fields: int, params: dict, flow_cfg: dict | None, target: str, together: tuple = ()) -> dict:
+    """One clip's features into ``target``; ``together``: ``(method, params, target)`` of other flow
+    descriptors computed from the same flow into their own caches (one that fails writes nothing:
+    its own :func:`features` call records why)."""
     import cv2
 
-    from mexpr import _io
+    from mexpr import _io, flow, preprocess
 
     cv2.setNumThreads(1)
     t0 = time.perf_counter()
     try:
-        x = clip_features(run_dir, row, method, fields, flow_cfg, **params)
+        if together:
+            fl = flow.compute(preprocess.load_clip(run_dir, row, int(fields) + 1), flow_cfg["method"], **flow_cfg["params"])
+            x = _describe(method, fl, params)
+        else:
+            x = clip_features(run_dir, row, method, fields, flow_cfg, **params)
     except _FAILURES as e:
         Path(target).unlink(missing_ok=True)  # a forced recompute that fails leaves no stale file
         return {"status": "skipped", "reason": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0}
     _io.save_npz(target, level=1, x=x)  # atomic: an interrupt never leaves half a file
-    return {"status": "processed", "reason": "", "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    for other, p, path in together:
+        try:
+            _io.save_npz(path, level=1, x=_describe(other, fl, p))
+        except _FAILURES:
+            pass
+    return {"status": "processed", "reason": "", "seconds": seconds}
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +265,7 @@ def features(
     jobs: int | None = None,
     progress: bool = True,
     force: bool = False,
+    together: Sequence[str] = (),
     **params,
 ):
     """One baseline's features for the clips of a run at one temporal length, cached.
@@ -255,7 +274,9 @@ def features(
     ``clips``: None (every clip of :func:`mexpr.train.clips_table`), a table of such rows, or a
     list of ``"subject_id/clip"`` keys; ``jobs`` worker processes (default all cores);
     ``force`` recomputes cached clips; ``params``: the method's extraction parameters
-    (:data:`DEFAULTS`).
+    (:data:`DEFAULTS`).  ``together``: other flow descriptors (:data:`FLOW_METHODS`, their default
+    parameters) to compute from the same flow of each clip computed here, into their own caches, so
+    that their own call finds them there: MDMO and FDM read the same flow, computed once.
 
     Returns ``(X, table)``: ``X`` ``float32 (N, D)`` one row per clip of ``table``, in its order
     (D: :func:`feature_length`; STCLQP: flattened raw-pattern counts, see
@@ -282,6 +303,18 @@ def features(
     if not info.is_file():
         _io.atomic_write_text(info, json.dumps(_key(method, p, flow_cfg), indent=2, sort_keys=True) + "\n")
 
+    others = [m for m in dict.fromkeys(together) if m != method]
+    if others and (method not in FLOW_METHODS or set(others) - set(FLOW_METHODS)):
+        raise ExtractError(f"together: only flow descriptors ({', '.join(FLOW_METHODS)}) share a clip's flow, not {method!r} with {others}")
+    companions = []
+    for m in others:
+        cp = params_for(m)
+        ctop = method_dir(run_dir, m)
+        (ctop / f"f{int(fields)}").mkdir(parents=True, exist_ok=True)
+        if not (ctop / "params.json").is_file():
+            _io.atomic_write_text(ctop / "params.json", json.dumps(_key(m, cp, flow_cfg), indent=2, sort_keys=True) + "\n")
+        companions.append((m, cp, ctop / f"f{int(fields)}"))
+
     rows, todo = [], []
     for rec in table.to_dict("records"):
         row = {k: rec.get(k, "") for k in ("subject_id", "clip", "dataset", "label")}
@@ -296,7 +329,12 @@ def features(
         rows.append(row)
 
     t0 = time.perf_counter()
-    tasks = [delayed(_extract_clip)(str(run_dir), rec, method, int(fields), p, flow_cfg, target) for _, rec, target in todo]
+
+    def along(rec) -> tuple:  # the companions' files this clip still lacks
+        name = Path(rec["cache"]).name
+        return tuple((m, cp, str(folder / name)) for m, cp, folder in companions if force or not (folder / name).is_file())
+
+    tasks = [delayed(_extract_clip)(str(run_dir), rec, method, int(fields), p, flow_cfg, target, along(rec)) for _, rec, target in todo]
     skipped = lambda rs: {"skipped": sum(r["status"] == "skipped" for r in rs)}  # noqa: E731
     for (i, _, _), res in zip(todo, _io.parallel(tasks, jobs, f"{method} f{fields}", progress and bool(tasks), postfix=skipped)):
         rows[i].update(status=res["status"], reason=res["reason"], seconds=round(res["seconds"], 3))
