@@ -3,6 +3,7 @@ notebook 08 over protocols and seeds.
 
     python benchmarks/ablation.py --run runs/default [--protocols paper subject3] [--seeds 0 1 2]
         [--steps "paper input" "flow since onset" ...] [--epochs N] [--per-class N] [--folds 0 1 2] [--record]
+        [--scheduler tcp://host:8786 | local:N]
 
 ``--run`` is a run with pre-processing and flow done (``make reproduce`` leaves ``runs/default``).
 From the paper's input, one factor at a time, then all together (:data:`mexpr.ablation.STEPS`);
@@ -13,7 +14,8 @@ protocol, seed and method), ``ablation_summary.csv``, ``ablation_<protocol>.md``
 ``<run>/figures/ablation.png``, and prints the fused rows; ``--record`` also keeps the table and
 how it was made in ``docs/results/ablation_<profile>_runs.csv`` / ``.json``, which notebook 08
 shows beside the steps its own plan runs.  Not a test: the default profile's full
-ablation trains 12 steps x 2 protocols x 3 seeds x 3 folds x 2 streams (about a day on 2 cores).
+ablation trains 12 steps x 2 protocols x 3 seeds x 3 folds x 2 streams (about a day on 2 cores):
+``--scheduler`` runs each step's folds and streams as tasks of a Dask cluster (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -42,24 +44,28 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=None)
     ap.add_argument("--folds", nargs="+", type=int, default=None, help="default: every fold of each protocol")
     ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--scheduler", default=None, help='a Dask cluster: "tcp://host:8786" or "local:N" (docs/scale.md); default: here')
     ap.add_argument(
         "--record", action="store_true", help="also keep the table in docs/results/ (ablation_<profile>_runs.csv), which notebook 08 shows"
     )
     args = ap.parse_args()
 
+    from mexpr import scale
+
     t0 = time.perf_counter()
-    runs = ablation.run(
-        args.run,
-        args.profile,
-        args.protocols,
-        args.seeds,
-        args.steps,
-        args.folds,
-        jobs=args.jobs,
-        progress=False,
-        epochs=args.epochs,
-        per_class=args.per_class,
-    )
+    with scale.scheduler(args.scheduler):  # None: here, as always
+        runs = ablation.run(
+            args.run,
+            args.profile,
+            args.protocols,
+            args.seeds,
+            args.steps,
+            args.folds,
+            jobs=args.jobs,
+            progress=False,
+            epochs=args.epochs,
+            per_class=args.per_class,
+        )
     summ = ablation.summary(runs)
     tables = Path(args.run) / "tables"
     summ.to_csv(tables / "ablation_summary.csv", index=False)
