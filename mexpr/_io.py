@@ -127,6 +127,15 @@ def _plain(v):
     return v
 
 
+def thread_map(fn, items, threads: int = 2) -> list:
+    """``[fn(x) for x in items]`` in ``threads`` threads, in order: for reading and coding clips,
+    which is mostly zlib and NumPy and so runs in parallel threads (no process start, nothing pickled)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
+
+
 def parallel(tasks, jobs: int | None = None, desc: str = "", progress: bool = True, unit: str = "clip", postfix=None):
     """Run joblib ``delayed`` ``tasks`` in ``jobs`` processes (default: all cores), yielding their
     results in order while a tqdm bar counts them; ``postfix(results so far)`` returns a dict

@@ -94,16 +94,18 @@ def train_command(run_dir, config: train.Config, fields: int | str, fold: int | 
 
 
 def _batches(loader, items, batch: int):
-    """``items`` loaded ``batch`` at a time (``np.stack`` of ``loader(item)``), the next batch loaded
-    in a thread while the caller works on this one (reading and coding a clip is mostly NumPy and
-    zlib, which let TensorFlow's threads run meanwhile)."""
+    """``items`` loaded ``batch`` at a time (``np.stack`` of ``loader(item)``, two items at a time:
+    :func:`mexpr._io.thread_map`), the next batch loaded in a thread while the caller works on this
+    one (reading and coding a clip is mostly NumPy and zlib, which let TensorFlow's threads run meanwhile)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from mexpr import _io
 
     chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
     if not chunks:
         return
-    with ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(2) as coders:
-        load = lambda chunk: np.stack(list(coders.map(loader, chunk)))  # noqa: E731
+    with ThreadPoolExecutor(1) as pool:
+        load = lambda chunk: np.stack(_io.thread_map(loader, chunk))  # noqa: E731
         ahead = pool.submit(load, chunks[0])
         for nxt in chunks[1:] + [None]:
             x = ahead.result()
@@ -536,8 +538,8 @@ def evaluate_baseline(
     timings = {"extract_s": 0.0, "svm_s": 0.0}
     t0 = time.perf_counter()
     X, tables = {}, {}
+    share = [m for m in together if m in extract.FLOW_METHODS] if method in extract.FLOW_METHODS else []
     for f in (64, 128):
-        share = [m for m in together if m in extract.FLOW_METHODS] if method in extract.FLOW_METHODS else []
         X[f], tables[f] = extract.features(run_dir, method, f, clips=df, jobs=jobs, progress=progress, together=share)
     timings["extract_s"] = time.perf_counter() - t0
     ok = np.ones(len(df), bool)

@@ -718,10 +718,9 @@ def learn_scale(run_dir: str | os.PathLike, caches, fields: int, q: float = 95.0
         st = path.stat()
         return _clip_peak(str(path), (st.st_mtime_ns, st.st_size), int(fields), global_motion)
 
-    from concurrent.futures import ThreadPoolExecutor
+    from mexpr import _io
 
-    with ThreadPoolExecutor(2) as pool:  # zlib and NumPy: two clips at a time
-        peaks = list(pool.map(peak, caches))
+    peaks = _io.thread_map(peak, caches)
     if not peaks:
         raise FlowError("a Munsell scale cannot be learned from no training clip")
     scale = float(np.percentile(peaks, q))

@@ -406,10 +406,9 @@ def clip_munsell(run_dir: str | os.PathLike, row, fields: int, coding: str | flo
 
 def load_test(run_dir: str | os.PathLike, test, fields: int, coding: str | float | dict | None = None):
     """The test clips' Munsell images ``uint8 (N, fields, 112, 96, 3)`` (coded as :func:`clip_munsell`) and labels ``(N,)``."""
-    from concurrent.futures import ThreadPoolExecutor
+    from mexpr import _io
 
-    with ThreadPoolExecutor(2) as pool:  # reading and coding a clip is mostly zlib and NumPy, which run in parallel threads
-        x = np.stack(list(pool.map(lambda row: clip_munsell(run_dir, row, fields, coding), (row for _, row in test.iterrows()))))
+    x = np.stack(_io.thread_map(lambda row: clip_munsell(run_dir, row, fields, coding), [row for _, row in test.iterrows()]))
     y = np.array([CLASSES.index(c) for c in test["label"]], dtype=np.int32)
     return x, y
 

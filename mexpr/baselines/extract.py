@@ -160,7 +160,7 @@ def clip_features(run_dir: str | os.PathLike, row, method: str, fields: int, flo
     """One clip's features, uncached: ``float32 (D,)`` for MDMO/FDM, ``int32 (D,)`` raw-pattern
     counts for STCLQP.  ``row``: a :func:`mexpr.train.clips_table` row; ``flow_cfg``: the run's
     flow ``{"method", "params"}`` (read from ``run_dir`` when None; unused by STCLQP)."""
-    from mexpr import flow, preprocess
+    from mexpr import preprocess
     from mexpr.baselines import stclqp
 
     p = params_for(method, **params)
@@ -169,8 +169,17 @@ def clip_features(run_dir: str | os.PathLike, row, method: str, fields: int, flo
     if method == "stclqp":
         x = stclqp.raw_histograms(frames, p["radius"], p["temporal_radius"], p["n_orientations"], tuple(p["blocks"]))
         return x.reshape(-1)
-    cfg = flow_cfg or _flow_settings(run_dir, method)
-    return _describe(method, flow.compute(frames, cfg["method"], **cfg["params"]), p)
+    return _describe(method, _clip_flow(run_dir, row, fields, flow_cfg or _flow_settings(run_dir, method), frames), p)
+
+
+def _clip_flow(run_dir, row, fields: int, flow_cfg: dict, frames: np.ndarray | None = None) -> np.ndarray:
+    """One clip's flow as MDMO and FDM read it: its ``fields + 1`` frames (``frames``, if loaded)
+    through the run's flow method and parameters (``flow_cfg``)."""
+    from mexpr import flow, preprocess
+
+    if frames is None:
+        frames = preprocess.load_clip(run_dir, row, int(fields) + 1)
+    return flow.compute(frames, flow_cfg["method"], **flow_cfg["params"])
 
 
 def _describe(method: str, fl: np.ndarray, p: dict) -> np.ndarray:
@@ -189,13 +198,13 @@ def _extract_clip(run_dir: str, row: dict, method: str, fields: int, params: dic
     its own :func:`features` call records why)."""
     import cv2
 
-    from mexpr import _io, flow, preprocess
+    from mexpr import _io
 
     cv2.setNumThreads(1)
     t0 = time.perf_counter()
     try:
         if together:
-            fl = flow.compute(preprocess.load_clip(run_dir, row, int(fields) + 1), flow_cfg["method"], **flow_cfg["params"])
+            fl = _clip_flow(run_dir, row, fields, flow_cfg)
             x = _describe(method, fl, params)
         else:
             x = clip_features(run_dir, row, method, fields, flow_cfg, **params)
@@ -257,6 +266,17 @@ def _write_manifest(path: Path, table) -> None:
     _io.atomic_write_text(path, new.to_csv(index=False))
 
 
+def _folder(run_dir: Path, method: str, p: dict, flow_cfg: dict | None, fields: int) -> Path:
+    """``method``'s cache folder for ``fields`` (:func:`method_dir`), made with its ``params.json``."""
+    from mexpr import _io
+
+    top = method_dir(run_dir, method, **p)
+    (top / f"f{int(fields)}").mkdir(parents=True, exist_ok=True)
+    if not (top / "params.json").is_file():
+        _io.atomic_write_text(top / "params.json", json.dumps(_key(method, p, flow_cfg), indent=2, sort_keys=True) + "\n")
+    return top / f"f{int(fields)}"
+
+
 def features(
     run_dir: str | os.PathLike,
     method: str,
@@ -296,24 +316,12 @@ def features(
     dim = feature_length(method, fields, **p)
     table = _clip_rows(run_dir, clips)
     flow_cfg = _flow_settings(run_dir, method)
-    top = method_dir(run_dir, method, **p)
-    folder = top / f"f{int(fields)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    info = top / "params.json"
-    if not info.is_file():
-        _io.atomic_write_text(info, json.dumps(_key(method, p, flow_cfg), indent=2, sort_keys=True) + "\n")
+    folder = _folder(run_dir, method, p, flow_cfg, fields)
 
     others = [m for m in dict.fromkeys(together) if m != method]
     if others and (method not in FLOW_METHODS or set(others) - set(FLOW_METHODS)):
         raise ExtractError(f"together: only flow descriptors ({', '.join(FLOW_METHODS)}) share a clip's flow, not {method!r} with {others}")
-    companions = []
-    for m in others:
-        cp = params_for(m)
-        ctop = method_dir(run_dir, m)
-        (ctop / f"f{int(fields)}").mkdir(parents=True, exist_ok=True)
-        if not (ctop / "params.json").is_file():
-            _io.atomic_write_text(ctop / "params.json", json.dumps(_key(m, cp, flow_cfg), indent=2, sort_keys=True) + "\n")
-        companions.append((m, cp, ctop / f"f{int(fields)}"))
+    companions = [(m, params_for(m), _folder(run_dir, m, params_for(m), flow_cfg, fields)) for m in others]
 
     rows, todo = [], []
     for rec in table.to_dict("records"):

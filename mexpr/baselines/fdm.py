@@ -104,8 +104,9 @@ def _iterate(f: np.ndarray, xi: np.ndarray, edges, sizes, tiny: float, iteration
 
 
 def _iterate_by_cuboid(f: np.ndarray, xi: np.ndarray, grid, shape, tiny: float, iterations: int) -> np.ndarray:
-    """:func:`_iterate` when every cuboid has the same ``shape`` (bt, by, bx): a cuboid whose kept set did not change has converged (its sum, hence
-    its direction, would come out the same again), so each iteration works on the others only.
+    """:func:`_iterate` when every cuboid has the same ``shape`` (bt, by, bx): a cuboid whose kept
+    set did not change has converged (its sum, hence its direction, would come out the same again),
+    so each iteration works on the others only.
     The same projections and the same sums in the same order (``reduceat``, as :func:`_cuboid_sum`),
     hence the same directions as :func:`_iterate`, bit for bit, in about a third of the time."""
     (nt, ny, nx), (bt, by, bx) = grid, shape
