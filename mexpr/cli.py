@@ -22,13 +22,37 @@ import sys
 
 
 def _cmd_synth(args) -> int:
+    import json
     from pathlib import Path
 
     from mexpr import synth
 
+    from mexpr.synth import longvideo
+
     # --corpora samm smic casme3a: each into OUT/<corpus>; else --dataset into OUT
     targets = [(c, Path(args.out) / c) for c in args.corpora] if args.corpora else [(args.dataset, Path(args.out))]
     for dataset, out in targets:
+        if dataset in longvideo.LONG_DATASETS:  # long videos for spotting (CAS(ME)², SAMM Long Videos)
+            longvideo.generate(
+                out,
+                dataset=dataset,
+                scale=args.scale,
+                seed=args.seed,
+                seconds=args.seconds,
+                faces=args.faces,
+                difficulty=args.difficulty,
+                jobs=args.jobs,
+                progress=not args.quiet,
+                render=not args.layout_only,
+            )
+            info = json.loads((out / "synth.json").read_text())
+            c = info["counts"]
+            print(
+                f"wrote {dataset} (scale {info['scale']:g}, seed {args.seed}): {c['videos']} long videos of {c['subjects']} subjects, "
+                f"{c['macro']} macro- and {c['micro']} micro-expressions, {c['frames']} frames, to {out}"
+            )
+            continue
+        args.scale = 1.0 if args.scale is None else args.scale
         synth.generate(
             out,
             dataset=dataset,
@@ -44,10 +68,42 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+def _info_long(roots) -> int:
+    """``mexpr info`` of long-video roots: counts beside the published ones, lengths, quirks."""
+    import pandas as pd
+
+    from mexpr import datasets, longvideo
+
+    intervals = longvideo.load(roots, errors="skip")
+    vids = longvideo.videos(roots, intervals)
+    scales = {(datasets.synth_info(r) or {}).get("scale") for r in roots}
+    scale = scales.pop() if len(scales) == 1 else None
+    with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_columns", 20):
+        print(f"{len(vids)} long videos, {vids['subject_id'].nunique()} subjects, {len(intervals)} intervals, from {', '.join(map(str, roots))}\n")
+        print("Per corpus, beside the published counts" + (f" (subjects and videos x {scale:g} for this synthetic set)" if scale else "") + ":")
+        print(longvideo.counts_table(intervals, vids, scale).to_string(index=False))
+        print(f"(sources: {'; '.join(f'{c.title}: {c.source}' for k, c in longvideo.LONG_CORPORA.items() if k in set(vids['dataset']))})")
+        print("\nLengths:")
+        print(longvideo.durations_table(intervals, vids).to_string(index=False))
+        if intervals.attrs.get("quirks"):
+            print("\nKnown quirks absorbed (mexpr.corpora.QUIRKS):")
+            print(pd.DataFrame(intervals.attrs["quirks"]).to_string(index=False))
+        if intervals.attrs.get("skipped"):
+            print("\nSkipped rows:")
+            print(pd.DataFrame(intervals.attrs["skipped"]).to_string(index=False))
+    return 0
+
+
 def _cmd_info(args) -> int:
     import pandas as pd
 
-    from mexpr import corpora, datasets
+    from mexpr import corpora, datasets, longvideo
+
+    long_roots = [r for r in args.data if longvideo.detect(r)]
+    if long_roots:
+        if len(long_roots) != len(args.data):
+            raise ValueError(f"give long-video roots ({', '.join(long_roots)}) and clip roots to separate `mexpr info` calls")
+        return _info_long(long_roots)
 
     df = datasets.load(args.data, errors="skip" if args.skip else "raise", verify=args.verify, classes=args.classes)
     scales = {(datasets.synth_info(r) or {}).get("scale") for r in args.data}
@@ -139,13 +195,20 @@ def _cmd_flow(args) -> int:
     return 0
 
 
+def _precision(args) -> str | None:
+    """``--precision``, or float16 for the older ``--mixed-precision`` (None: the default, float32)."""
+    if args.mixed_precision and args.precision not in (None, "float16"):
+        raise ValueError(f"--mixed-precision means --precision float16, not {args.precision}: give one of them")
+    return "float16" if args.mixed_precision else args.precision
+
+
 def _train_config(args):
     """The training :class:`~mexpr.train.Config` named by the shared options (train, evaluate, predict)."""
     from mexpr.run import Run
 
     return Run(args.run, args.profile, args.seed).config(  # an option left out (None) keeps the profile's value
         protocol=args.protocol,
-        mixed_precision=args.mixed_precision,
+        precision=_precision(args),
         jit_compile=args.xla,
         tag=args.tag,
         epochs=args.epochs,
@@ -167,7 +230,7 @@ def _train_config(args):
 
 
 def _cmd_train(args) -> int:
-    from mexpr import scale, train
+    from mexpr import models, scale, train
     from mexpr.run import Run
 
     config = _train_config(args)
@@ -180,6 +243,8 @@ def _cmd_train(args) -> int:
     streams = (64, 128) if args.stream == "both" else (int(args.stream),)
     pairs = [(fold, fields) for fold in folds for fields in streams]
     verbose = 0 if args.quiet else "auto"
+    precision, why = models.resolve_precision(config.precision)
+    print(f"precision: {precision} ({why})", flush=True)
     if scale.current() is None:  # one stream after another, each reported as it finishes
         results = (train.train_stream(args.run, fields, fold, config, jobs=args.jobs, verbose=verbose, force=args.force) for fold, fields in pairs)
     else:  # --scheduler: every stream a Dask task (mexpr.train.train_many)
@@ -267,6 +332,67 @@ def _cmd_predict(args) -> int:
     return 0 if (df["status"] == "ok").all() else 1
 
 
+def _cmd_spot(args) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mexpr import _io, longvideo, spot
+
+    roots = [s for s in args.sources if longvideo.detect(s)]
+    if roots and len(roots) != len(args.sources):
+        raise ValueError("give corpus roots or videos to `mexpr spot`, not both in one call")
+    out = Path(args.out) if args.out else (Path(args.run) / "spot" if args.run else Path("."))
+    target = out / "intervals.csv"
+    if target.exists() and not args.force:
+        raise FileExistsError(f"{target} exists; pass --force to overwrite it, or --out another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    progress = not args.quiet
+    if roots:  # a corpus: leave one subject out (MEGC), then a spotter trained on every subject for the user's videos
+        cache = (Path(args.run) if args.run else out) / "cache" / "spot"
+        res = spot.evaluate_corpus(roots, cache, out, seeds=args.seeds, methods=(args.method,) if args.method else spot.METHODS,
+                                   epochs=args.epochs, jobs=args.jobs, progress=progress, spotter_dir=Path(args.run) / "spot" / "learned" if args.run else None)  # fmt: skip
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(
+                f"{res['n_videos']} videos of {res['n_subjects']} subjects, leave one subject out; F1 at IoU >= {spot.IOU_THRESHOLD} (mean ± std over seeds):"
+            )
+            print(res["summary"].round(3).to_string(index=False))
+        if res["skipped"]:
+            print(f"skipped {len(res['skipped'])}: " + "; ".join(f"{s['video']}: {s['reason']}" for s in res["skipped"]))
+        print(
+            f"wrote {target}, {out / 'scores.csv'}, {out / 'summary.csv'}"
+            + (f"; the spotter for new videos: {res['spotter_dir']}" if res.get("spotter_dir") else "")
+        )
+        return 0
+    method = args.method
+    spotter = None
+    learned_dir = Path(args.run) / "spot" / "learned" if args.run else None
+    if method == "learned" or (method is None and learned_dir is not None and (learned_dir / "spotter.keras").is_file()):
+        if learned_dir is None:
+            raise ValueError("--method learned needs --run RUN with a trained spotter (`mexpr spot CORPUS_ROOT --run RUN` trains one)")
+        spotter = spot.LearnedSpotter.load(learned_dir)
+        method = "learned"
+    method = method or "mdmd"
+    p = None
+    fitted = Path(args.run) / "spot" / "mdmd.json" if args.run else None
+    if method == "mdmd" and fitted is not None and fitted.is_file():
+        p = json.loads(fitted.read_text())["p"]
+    table, records = spot.spot_videos(args.sources, method, spotter=spotter, p=p, fps=args.fps, progress=progress)
+    _io.atomic_write_text(target, table.to_csv(index=False))
+    _io.atomic_write_text(out / "videos.json", json.dumps({"method": method, "videos": records}, indent=2, default=str) + "\n")
+    for r in records:
+        if r["status"] == "skipped":
+            print(f"skipped {r['video']}: {r['reason']}")
+            continue
+        gaps = f", {len(r['gaps'])} face gap(s)" if r["gaps"] else ""
+        print(f"{r['video']}: {r['frames']} frames at {r['fps']:.3g} fps{gaps}; {r['intervals']} interval(s) ({method})")
+        for n in r["notes"]:
+            print(f"  note: {n}")
+    print(f"wrote {target}")
+    return 0 if any(r["status"] == "spotted" for r in records) else 2
+
+
 def _cmd_reproduce(args) -> int:
     import time
 
@@ -345,7 +471,13 @@ def _config_options(p) -> None:
     p.add_argument("--input-scale", default=None, choices=list(models.INPUT_SCALES), help="first layer: [-1, 1] or zero for no motion (ours)")
     p.add_argument("--flip", default=None, action=argparse.BooleanOptionalAction, help="mirror half the training samples left-right (ours)")
     p.add_argument("--ema", type=float, default=None, help="end on a moving average of the weights with this momentum, e.g. 0.99 (ours; 0: none)")
-    p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPU)")
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=list(models.PRECISIONS),
+        help="compute precision (default float32); auto: bfloat16 on a CPU with AMX/AVX512-BF16, float16 on a GPU, else float32",
+    )
+    p.add_argument("--mixed-precision", action="store_true", help="the same as --precision float16 (kept for older commands)")
     p.add_argument("--xla", action="store_true", help="compile the training step with XLA")
     p.add_argument(
         "--devices",
@@ -366,18 +498,25 @@ def _scheduler_option(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mexpr import align, datasets, evaluate, face, flow, fusion, preprocess, settings, synth
+    from mexpr import align, datasets, evaluate, face, flow, fusion, preprocess, settings, spot, synth
+    from mexpr.synth.longvideo import LONG_DATASETS
 
     p = argparse.ArgumentParser(prog="mexpr", description="DTSCNN micro-expression recognition (Peng et al. 2017)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("synth", help="write a synthetic CASME II / CASME I dataset")
-    s.add_argument("--dataset", choices=list(synth.DATASETS), default=synth.DATASETS[0])
+    s = sub.add_parser("synth", help="write a synthetic dataset: clips (CASME II, CASME I, ...) or long videos (casme2lv, sammlv)")
+    s.add_argument("--dataset", choices=list(synth.DATASETS) + list(LONG_DATASETS), default=synth.DATASETS[0])
     s.add_argument(
         "--corpora", nargs="+", choices=list(synth.DATASETS), default=None, help="write each of these into OUT/<corpus> (e.g. samm smic casme3a)"
     )
     s.add_argument("--layout-only", action="store_true", help="folders, file names and sheets only; every frame one grey image (loader tests)")
-    s.add_argument("--scale", type=float, default=1.0, help="Table 3 counts x scale (>= 2 clips per emotion)")
+    s.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="published counts x scale (clips: default 1, >= 2 clips per emotion; long videos: their own default)",
+    )
+    s.add_argument("--seconds", type=float, default=None, help="long videos: each video's mean length (default: 20 s for casme2lv, 6 s for sammlv)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output folder (new or empty; an interrupted run resumes)")
     s.add_argument("--faces", default=None, help="optional folder of extra frontal face photos")
@@ -387,8 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     _scheduler_option(s)
     s.set_defaults(func=_cmd_synth)
 
-    i = sub.add_parser("info", help="clip counts of dataset roots beside Table 3")
-    i.add_argument("data", nargs="+", help="dataset root(s): CASME II, CASME I, SAMM, SMIC-HS, CAS(ME)³ part A, real or synthetic")
+    i = sub.add_parser(
+        "info", help="clip counts of dataset roots beside Table 3 (long-video roots: videos and intervals beside the published counts)"
+    )
+    i.add_argument(
+        "data", nargs="+", help="dataset root(s): CASME II, CASME I, SAMM, SMIC-HS, CAS(ME)³ part A; or CAS(ME)², SAMM Long Videos; real or synthetic"
+    )
     i.add_argument("--skip", action="store_true", help="skip unusable rows (listed) instead of failing")
     i.add_argument("--verify", choices=list(datasets.VERIFY), default=datasets.VERIFY[0])
     i.add_argument("--classes", choices=["paper", "megc3"], default="paper", help="label with the paper's four classes or the composite's three")
@@ -476,6 +619,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, help="also write the table as CSV")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_cmd_predict)
+
+    sp = sub.add_parser("spot", help="spot micro- and macro-expressions in long videos (video files, frame folders, or CAS(ME)² / SAMM-LV roots)")
+    sp.add_argument("sources", nargs="+", help="video files (.mp4 .mov .avi .mkv), frame folders, or long-video corpus roots (real or synthetic)")
+    sp.add_argument("--method", default=None, choices=list(spot.METHODS), help="spotter (default: learned where the run has one, else mdmd)")
+    sp.add_argument("--run", default=None, help="run folder: a corpus is evaluated into RUN/spot and trains its spotter there; videos use it")
+    sp.add_argument("--out", default=None, help="where intervals.csv goes (default: RUN/spot, or the current folder)")
+    sp.add_argument("--fps", type=float, default=None, help="the frame rate of frame folders (a video file's own is read from it)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0], help="corpus: the learned spotter's seeds (mean ± std over them)")
+    sp.add_argument("--epochs", type=int, default=None, help="corpus: the learned spotter's training epochs (default: its own)")
+    sp.add_argument("--jobs", type=int, default=1, help="corpus: videos read in parallel")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing intervals.csv")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=_cmd_spot)
 
     r = sub.add_parser("reproduce", help="run the notebook series with papermill into runs/<name>")
     r.add_argument("--run", default="runs/default")

@@ -203,6 +203,53 @@ COMPOSITE_PUBLISHED: dict[str, dict[str, int]] = {
 }
 COMPOSITE_SOURCE = "See et al. 2019, MEGC 2019 (FG 2019): 442 clips, 68 subjects"
 
+
+@dataclass(frozen=True)
+class LongCorpus:
+    """A long-video corpus for spotting (:mod:`mexpr.longvideo`): frame rate, frame size (w, h),
+    colour, and its published counts of subjects, long videos and ground-truth intervals."""
+
+    name: str
+    title: str
+    fps: int
+    frame_size: tuple[int, int]
+    color: bool
+    subjects: int
+    videos: int
+    macro: int
+    micro: int
+    source: str = ""
+
+
+#: The long-video corpora MEGC 2019-2023 score spotting on (docs/DESIGN.md §10, docs/corpora.md).
+LONG_CORPORA: dict[str, LongCorpus] = {
+    "casme2lv": LongCorpus(
+        "casme2lv",
+        "CAS(ME)²",
+        30,
+        (640, 480),
+        True,
+        22,
+        98,
+        300,
+        57,
+        "Qu et al. 2018 (IEEE TAC 9(4)): 300 macro- and 57 micro-expressions from 22 participants; 98 long videos as MEGC 2020-2021 "
+        "and Liong et al. 2021 (SOFTNet) count them (the database paper's part A describes 87)",
+    ),
+    "sammlv": LongCorpus(
+        "sammlv",
+        "SAMM Long Videos",
+        200,
+        (2040, 1088),
+        False,
+        32,
+        147,
+        343,
+        159,
+        "Yap, Kendrick & Yap 2020 (FG): 147 long videos with 343 macro- and 159 micro-expressions, the 32 participants of SAMM",
+    ),
+}
+
 # --------------------------------------------------------------------------------------------
 # the table of quirks (data, not code: the loaders read their parameters from here)
 
@@ -288,6 +335,81 @@ QUIRKS: tuple[Quirk, ...] = (
         "a few apexes are blank or outside onset..offset",
         "the apex is the middle frame, flagged apex_estimated",
         ("", "/", "-1"),
+    ),
+    # the long-video corpora (mexpr.longvideo; docs/corpora.md, "Long videos")
+    Quirk(
+        "casme2lv",
+        "no_header",
+        "the coding sheet (the first of CAS(ME)^2code_final.xlsx, named CASFEcode_final or CASMEcode_final) has no header row",
+        "its columns are read by position, in this order",
+        ("participant", "expression", "onset", "apex", "offset", "aus", "emotion", "type", "self_report"),
+    ),
+    Quirk(
+        "casme2lv",
+        "naming_rules",
+        "rows name participants 1-22 and expressions 'disgust1_1'; the sheets 'naming rule1' (15, s15, 1) and 'naming rule2' "
+        "(0101, disgust1) map them to the subject folder s15 and the video code 0101 of rawpic/s15/15_0101disgustingteeth",
+        "rows are joined to the folders through the two naming sheets",
+        ("naming rule1", "naming rule2"),
+    ),
+    Quirk(
+        "casme2lv",
+        "offset_zero",
+        "a few rows have offset 0 (not coded)",
+        "the offset is apex + (apex - onset), the MEGC 2020 baseline's rule (SOFTNet takes the apex), and noted",
+        (0,),
+    ),
+    Quirk(
+        "casme2lv",
+        "folder_prefix",
+        "a video folder may carry another participant's number (rawpic/s19/23_0502funnyerrors, as users report)",
+        "videos are matched by their subject folder and 4-digit video code; the prefix is ignored and noted",
+    ),
+    Quirk(
+        "sammlv",
+        "header_row",
+        "the sheet (FACS_Movement_Only of SAMM_LongVideos_V*_Release.xlsx) opens with a title block; its header is on row 10",
+        "the header is the first of the sheet's first rows that names Subject, Filename and Onset",
+        (30,),
+    ),
+    Quirk(
+        "sammlv",
+        "subject_digits",
+        "Subject is written 6; the videos are SAMM_longvideos/006_1",
+        "subjects are zero-padded to three digits",
+        (3,),
+    ),
+    Quirk(
+        "sammlv",
+        "apex_missing",
+        "a few intervals have no apex (Apex -1)",
+        "the apex is the middle frame of onset..offset, flagged apex_estimated",
+        ("-1", "", "/"),
+    ),
+    Quirk(
+        "sammlv",
+        "offset_zero",
+        "a few rows have offset 0 (not coded)",
+        "the offset is apex + (apex - onset), as for CAS(ME)², and noted",
+        (0,),
+    ),
+    Quirk(
+        "sammlv",
+        "interval_clipped",
+        "a few intervals end after the video's last frame (020_6_5 at 5476, frames to 5001; 036_7_4 at 8298, frames to 8201)",
+        "the interval is clipped to the video's frames and noted; one wholly outside its video is skipped",
+    ),
+    Quirk(
+        "sammlv",
+        "frame_padding",
+        "frame numbers are zero-padded to 4 or 5 digits depending on the video (006_1_0001.jpg in one, five digits in another)",
+        "frames are ordered by their number, never as text",
+    ),
+    Quirk(
+        "sammlv",
+        "no_emotion",
+        "the long-video sheet has no emotion column (SAMM_Micro_FACS_Codes_v2.xlsx has the micro-expressions' emotions)",
+        "emotion is left empty",
     ),
 )
 

@@ -25,6 +25,7 @@ everywhere it is used, for when the paper's rate cannot learn in the epochs a pr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -112,7 +113,11 @@ class Config:
     schedule: str = "paper"
     momentum: float = 0.9
     dropout: float = 0.5
-    mixed_precision: bool = False  # GPU only: float16 compute, float32 softmax + loss scaling
+    # compute precision: "float32" (the paper's), "bfloat16", "float16" (mixed: float32 weights, softmax, loss and Munsell
+    # scale; float16 with loss scaling) or "auto" (bfloat16 on a CPU with AMX/AVX512-BF16, float16 on a GPU, else float32:
+    # models.resolve_precision, resolved where it trains).  The default stays float32 until the three-seed check has shown
+    # bfloat16's results within noise of float32's (issue 31); it then becomes "auto".  Replaces mixed_precision=True ("float16").
+    precision: str = "float32"
     jit_compile: bool = False  # XLA (turns off op determinism: same seed, not bit-identical weights)
     tag: str = ""  # a suffix for the experiment folder, e.g. "tuned"
 
@@ -142,12 +147,29 @@ class Config:
         from mexpr import scale
 
         object.__setattr__(self, "devices", scale.check_devices(self.devices))
+        try:
+            models.check_precision_name(self.precision)
+        except models.PrecisionError as e:
+            raise ValueError(str(e)) from None
         if self.epochs < 1 or self.batch_size < 1 or self.per_class < 1:
             raise ValueError("epochs, batch_size and per_class must be >= 1")
 
     @property
     def rates(self) -> dict:
         return SCHEDULES[self.schedule]
+
+    @property
+    def compute_precision(self) -> str:
+        """The precision this config trains in on this machine: ``precision`` with ``"auto"``
+        resolved (:func:`mexpr.models.resolve_precision`)."""
+        from mexpr import models
+
+        return models.resolve_precision(self.precision)[0]
+
+    @property
+    def mixed_precision(self) -> bool:
+        """Whether it trains in float16 (the setting that ``precision`` replaced)."""
+        return self.compute_precision == "float16"
 
     @property
     def input(self) -> str:
@@ -185,6 +207,13 @@ class Config:
         for k, default in _ADDED_LATER.items():  # settings added after checkpoints were made: absent at their default
             if d[k] == default:
                 d.pop(k)
+        # the precision it trains in (auto resolved), as checkpoints made before the setting say float32 and float16
+        # (mixed_precision false / true); bfloat16 is named
+        precision = self.compute_precision
+        d.pop("precision")
+        d["mixed_precision"] = precision == "float16"
+        if precision == "bfloat16":
+            d["precision"] = precision
         return d | {"fields": int(fields), "fold": int(fold), "rates": self.rates, "version": TRAIN_VERSION}
 
 
@@ -225,9 +254,10 @@ def config_for(profile: str = "default", input: str | None = None, **overrides) 
 
 
 def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
-    """``<run_dir>/train/<protocol>-s<seed>-<schedule>[-<input>][-<tag>]``: nothing for the
+    """``<run_dir>/train/<protocol>-s<seed>-<schedule>[-<input>][-<precision>][-<tag>]``: nothing for the
     paper's input, ``-mexpr`` for ours, else each setting that differs from the paper's (e.g.
-    ``-clip`` for one crop per clip, ``-onset-scale0.5``)."""
+    ``-clip`` for one crop per clip, ``-onset-scale0.5``); ``-bfloat16`` / ``-float16`` where it
+    trains in that precision (``auto`` resolved), nothing for float32."""
     name = f"{config.protocol}-s{config.seed}-{config.schedule}"
     ours = config.builds_on_mexpr
     if ours:  # our input, and what differs from it (e.g. -mexpr-tsmooth12)
@@ -252,6 +282,8 @@ def experiment_dir(run_dir: str | os.PathLike, config: Config) -> Path:
                 else:
                     name += f"-{v}"
     name += f"-devices{config.devices}" if config.devices != 1 else ""  # several devices: another global batch, other weights
+    precision = config.compute_precision
+    name += f"-{precision}" if precision != "float32" else ""  # another precision: other weights, beside the float32 ones
     name += f"-{config.tag}" if config.tag else ""
     return Path(run_dir) / "train" / name
 
@@ -479,19 +511,21 @@ def set_determinism(seed: int) -> None:
 
 
 def build(fields: int, config: Config, steps_per_epoch: int, seed: int):
-    """A compiled DTSCNN stream: SGD(momentum) with the config's step schedule.  With
+    """A compiled DTSCNN stream: SGD(momentum) with the config's step schedule, in the config's
+    precision (:func:`mexpr.models.check_precision`: bfloat16 where this machine cannot compute it
+    natively is a :class:`~mexpr.models.PrecisionError`; float16 trains with loss scaling).  With
     ``config.jit_compile`` TensorFlow's op determinism is turned off (Keras' XLA needs that)."""
     import keras
 
     from mexpr import models
 
+    precision = models.check_precision(config.precision)
     if config.jit_compile:
         # Keras refuses XLA while TensorFlow's op determinism is on: an XLA run is fast, not bit-reproducible
         from tensorflow.python.framework import config as tf_config
 
         tf_config.disable_op_determinism()
-    dtype = "mixed_float16" if config.mixed_precision else None
-    model = models.dtscnn(fields, dropout=config.dropout, dtype=dtype, seed=seed, input_scale=config.input_scale, init_seed=seed)
+    model = models.dtscnn(fields, dropout=config.dropout, precision=precision, seed=seed, input_scale=config.input_scale, init_seed=seed)
     r = config.rates
     lr = keras.optimizers.schedules.ExponentialDecay(r["lr"], decay_steps=r["decay_every"] * steps_per_epoch, decay_rate=r["decay"], staircase=True)
     # with config.ema the optimizer keeps a moving average of the weights, and fit() ends by copying it into the model
@@ -500,7 +534,7 @@ def build(fields: int, config: Config, steps_per_epoch: int, seed: int):
         opt = keras.optimizers.Adam(learning_rate=lr, **ema)
     else:
         opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, **ema)
-    if config.mixed_precision:
+    if precision == "float16":  # float16's range needs the loss scaled (bfloat16 has float32's)
         opt = keras.optimizers.LossScaleOptimizer(opt)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=config.jit_compile)
     return model
@@ -665,6 +699,8 @@ def train_stream(
     Returns ``{"dir", "model", "history" (DataFrame), "seconds", "train_clips_per_s", ...}``.  A
     stream that finished with the same settings is not trained again (its saved results are
     returned); ``force=True`` starts it afresh.  ``callbacks`` are added after the built-in ones.
+    It trains in ``config.precision`` (``"auto"`` resolved here: logged at INFO and recorded in
+    ``done.json``'s ``precision`` with the reason; :func:`build`).
 
     With ``config.devices`` (``"all"`` or a count) the stream is trained under a
     ``tf.distribute.MirroredStrategy`` (:func:`mexpr.scale.strategy`): one replica per device, each
@@ -691,6 +727,9 @@ def train_stream(
     info = finished(run_dir, fields, fold, config)
     if info is not None:
         return info | {"dir": str(out), "model": str(out / "model.keras"), "history": pd.read_csv(out / "history.csv"), "cached": True}
+    precision = models.check_precision(config.precision)  # before any work: bfloat16 where it cannot run is an error
+    why = models.resolve_precision(config.precision)[1]
+    logging.getLogger(__name__).info("DTSCNN%d fold %d trains in %s (%s)", fields, fold, precision, why)
     done.unlink(missing_ok=True)  # a stream finished with other settings is trained again
     out.mkdir(parents=True, exist_ok=True)
 
@@ -752,6 +791,7 @@ def train_stream(
         "fingerprint": fingerprint,
         "flow": fcfg,  # how this stream's clips are coded (with the fold's learned scale, if any)
         "epochs": config.epochs,
+        "precision": {"requested": config.precision, "used": precision, "why": why},
         "resumed_from": first,
         "train_clips": len(paths),
         "test_clips": len(test),
@@ -826,7 +866,8 @@ def run(run_dir, config: Config, folds=None, streams=(64, 128), jobs: int | None
     table = pd.DataFrame(rows)
     exp = experiment_dir(run_dir, config)
     exp.mkdir(parents=True, exist_ok=True)
-    _io.atomic_write_text(exp / "train.json", json.dumps({"config": asdict(config), "streams": rows}, indent=2, default=str) + "\n")
+    cfg = asdict(config) | {"compute_precision": config.compute_precision}  # "auto" as resolved here
+    _io.atomic_write_text(exp / "train.json", json.dumps({"config": cfg, "streams": rows}, indent=2, default=str) + "\n")
     return table
 
 

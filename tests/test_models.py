@@ -1,7 +1,9 @@
-"""DTSCNN64/128 exactly per Table 2 (docs/DESIGN.md §2): shapes, parameter counts, saving, bad input."""
+"""DTSCNN64/128 exactly per Table 2 (docs/DESIGN.md §2): shapes, parameter counts, saving, bad input; conv1's
+space-to-depth form against the plain Conv3D, and the precisions."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -87,3 +89,130 @@ def test_clips_of_the_wrong_shape_or_dtype_are_refused():
         models.check_clips(np.zeros((1, 64, 112, 96, 3), np.int64), 64)
     with pytest.raises(ValueError, match="not 96"):
         models.dtscnn(96)
+
+
+# --------------------------------------------------------------------------------------------
+# conv1's space-to-depth form, precision
+
+
+@pytest.mark.parametrize(
+    "shape,kernel,strides",
+    [((2, 11, 9, 7, 2), (5, 3, 2, 2, 4), (3, 2, 2)), ((1, 9, 8, 10, 3), (4, 3, 3, 3, 5), (2, 1, 3)), ((1, 6, 5, 5, 1), (2, 1, 1, 1, 2), (1, 1, 1))],
+)
+def test_space_to_depth_is_the_strided_convolution_for_any_shape(shape, kernel, strides):
+    # sizes that are not whole blocks (the view pads or drops samples no output reads), stride 1 (no change)
+    from keras import ops
+
+    rng = np.random.default_rng(0)
+    x, k = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(kernel).astype(np.float32)
+    want = np.asarray(ops.conv(x, k, strides=strides, padding="valid"))
+    got = np.asarray(models.space_to_depth_conv(x, k, strides))
+    assert got.shape == want.shape and np.allclose(got, want, atol=1e-5)
+
+
+STREAM_T = {64: 8, 128: 16}  # conv1's temporal kernel per stream (Table 2)
+
+
+def same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _loss_and_grads(model, x, y):
+    import tensorflow as tf
+
+    conv1 = keras.Model(model.inputs[0], model.get_layer("conv1").output)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=False))
+    grads = tape.gradient(loss, model.trainable_variables)
+    return np.asarray(conv1(x)), float(np.mean(loss)), [np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize("fields", [64, 128])
+def test_conv1_in_its_space_to_depth_form_has_the_plain_conv3d_outputs_and_gradients(fields):
+    plain = models.dtscnn(fields, conv1="plain", init_seed=3)  # Keras' own strided Conv3D, as before Conv1
+    fast = models.dtscnn(fields, conv1="space_to_depth", init_seed=3)
+    assert type(plain.get_layer("conv1")) is keras.layers.Conv3D and fast.get_layer("conv1").computes == "space_to_depth"
+    assert [w.shape for w in fast.get_layer("conv1").get_weights()] == [(STREAM_T[fields], 3, 3, 3, 16), (16,)]  # Table 2's kernel
+    assert fast.count_params() == plain.count_params() == models.PARAMS[fields]
+    assert models.layer_table(fast).equals(models.layer_table(plain))
+    assert same(fast.get_weights(), plain.get_weights())  # the same initialisation, weight for weight
+    x = np.random.default_rng(fields).integers(0, 256, (2, fields, 112, 96, 3), dtype=np.uint8)
+    y = np.array([1, 3])
+    (a, la, ga), (b, lb, gb) = _loss_and_grads(plain, x, y), _loss_and_grads(fast, x, y)
+    assert np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(a).max()) and la == pytest.approx(lb, rel=1e-5)
+    for v, g, h in zip(plain.trainable_variables, ga, gb):  # conv1's kernel and bias, and every later layer's
+        assert np.allclose(g, h, rtol=1e-4, atol=1e-5 * np.abs(g).max()), v.path
+
+
+def test_conv1_picks_its_form_by_the_compute_dtype_and_checks_its_method():
+    assert models.dtscnn64().get_layer("conv1").computes == "direct"  # float32: the direct form is faster (docs/benchmarks.md)
+    bf16 = models.dtscnn64(precision="bfloat16")
+    assert bf16.get_layer("conv1").computes == "space_to_depth" and bf16.get_layer("conv1").compute_dtype == "bfloat16"
+    assert bf16.get_layer("conv1").variable_dtype == "float32"  # weights stay float32
+    assert bf16.get_layer("scale").compute_dtype == "float32" and bf16.output.dtype == "float32"  # the Munsell scale, the softmax
+    assert models.dtscnn64(precision="bfloat16", conv1="direct").get_layer("conv1").computes == "direct"
+    with pytest.raises(ValueError, match="conv1 must be one of auto, direct, space_to_depth, plain, not 'fast'"):
+        models.dtscnn64(conv1="fast")
+    with pytest.raises(ValueError, match="'valid', channels-last"):
+        models.Conv1(4, 3, padding="same", method="space_to_depth")
+    with pytest.raises(ValueError, match="give precision or dtype"):
+        models.dtscnn64(precision="float32", dtype="mixed_float16")
+
+
+def test_a_model_saved_before_conv1_loads_and_moves_onto_it(tmp_path):
+    old = models.dtscnn64(conv1="plain", init_seed=5, input_scale="motion")  # the graph saved before this layer existed
+    path = models.save(old, tmp_path / "old.keras")
+    import json
+    import zipfile
+
+    layers = json.loads(zipfile.ZipFile(path).read("config.json"))["config"]["layers"]
+    assert next(lay for lay in layers if lay["name"] == "conv1")["class_name"] == "Conv3D"
+    x = np.random.default_rng(5).integers(0, 256, (2, 64, 112, 96, 3), dtype=np.uint8)
+    back = models.load(path)
+    assert type(back.get_layer("conv1")) is keras.layers.Conv3D and np.array_equal(models.features(back, x), models.features(old, x))
+    moved = models.load(path, precision="float32")
+    assert isinstance(moved.get_layer("conv1"), models.Conv1) and same(moved.get_weights(), old.get_weights())
+    assert moved.get_layer("scale").get_config()["offset"] == 1.0  # the motion input scale kept
+    assert np.allclose(models.features(moved, x), models.features(old, x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="not a DTSCNN stream"):
+        models.rebuild(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")]))
+
+
+def test_a_model_saved_in_one_precision_gives_the_same_features_in_another(tmp_path):
+    x = np.random.default_rng(7).integers(0, 256, (3, 64, 112, 96, 3), dtype=np.uint8)
+    f32 = models.dtscnn64(init_seed=7)
+    bf16 = models.dtscnn64(init_seed=7, precision="bfloat16")
+    assert same(bf16.get_weights(), f32.get_weights())  # float32 weights in both
+    a, b = models.save(f32, tmp_path / "f32.keras"), models.save(bf16, tmp_path / "bf16.keras")
+    want = models.features(f32, x)
+    assert models.load(b).get_layer("conv1").compute_dtype == "bfloat16"  # saved as bfloat16, loaded as it was saved
+    for got in (models.features(models.load(b), x), models.features(models.load(a, precision="bfloat16"), x)):
+        assert got.dtype == np.float32 and got.shape == want.shape
+        # bfloat16 keeps 8 significant bits: within a few % of the largest feature; other weights would be far off
+        assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
+        assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.999
+    assert np.allclose(models.features(models.load(b, precision="float32"), x), want, rtol=1e-5, atol=1e-6)  # and back: float32 exactly
+    other = models.dtscnn64(init_seed=8)
+    assert np.corrcoef(models.features(other, x).ravel(), want.ravel())[0, 1] < 0.9  # the test can tell other weights apart
+
+
+def test_precision_auto_is_detected_at_run_time(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile amx_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx512f\n")
+    assert models.bf16_cpu_flags(str(cpuinfo)) == ("amx_bf16", "avx512_bf16")
+    assert models.bf16_cpu_flags(str(tmp_path / "none")) == ()  # no /proc/cpuinfo (macOS, Windows): none assumed
+    monkeypatch.setattr(models, "gpu_count", lambda: 0)
+    monkeypatch.setattr(models, "bf16_cpu_flags", lambda cpuinfo="/proc/cpuinfo": ("amx_bf16",))
+    assert models.resolve_precision("auto") == ("bfloat16", "auto: no GPU; the CPU has amx_bf16")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert models.resolve_precision("auto")[0] == "float32"  # oneDNN off: no AMX kernels
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    monkeypatch.setattr(models, "bf16_cpu_flags", lambda cpuinfo="/proc/cpuinfo": ())
+    assert models.resolve_precision("auto") == ("float32", "auto: no GPU; the CPU has none of amx_bf16, avx512_bf16")
+    assert models.resolve_precision("float16") == ("float16", "requested")
+    with pytest.raises(models.PrecisionError, match="bfloat16: this CPU has none of amx_bf16, avx512_bf16 .* use precision float32, or auto"):
+        models.check_precision("bfloat16")
+    monkeypatch.setattr(models, "gpu_count", lambda: 1)
+    assert models.resolve_precision("auto")[0] == "float16" and models.check_precision("bfloat16") == "bfloat16"  # GPUs compute bfloat16
+    with pytest.raises(models.PrecisionError, match="precision must be one of auto, float32, bfloat16, float16, not 'half'"):
+        models.resolve_precision("half")

@@ -235,13 +235,73 @@ def test_cli_train(flowrun):
 
 
 def test_mixed_precision_and_xla_are_opt_in():
-    assert not QUICK.mixed_precision and not QUICK.jit_compile
-    m = train.build(64, replace(QUICK, mixed_precision=True, jit_compile=True), steps_per_epoch=1, seed=0)
-    assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert QUICK.precision == "float32" and not QUICK.mixed_precision and not QUICK.jit_compile
+    half = replace(QUICK, precision="float16", jit_compile=True)  # what mixed_precision=True was
+    m = train.build(64, half, steps_per_epoch=1, seed=0)
+    assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer) and half.mixed_precision
     assert m.get_layer("conv1").compute_dtype == "float16" and m.get_layer("conv1").variable_dtype == "float32"
-    assert m.output.dtype == "float32"  # the softmax stays float32
+    assert m.output.dtype == "float32" and m.get_layer("scale").compute_dtype == "float32"  # the softmax and the Munsell scale stay float32
     assert m.jit_compile
     train.set_determinism(0)  # back to deterministic ops for the other tests
+    assert half.fingerprint(64, 0)["mixed_precision"] is True and "precision" not in half.fingerprint(64, 0)  # as mixed_precision=True's were
+    assert train.experiment_dir("r", half).name == "paper-s0-tuned-float16"
+
+
+#: A default config's fingerprint as written before the precision setting existed (``mixed_precision``
+#: a boolean): a stream trained then must still be found finished, not trained again.
+FINGERPRINT_BEFORE_PRECISION = {
+    "batch_size": 10, "dropout": 0.5, "ema": 0.0, "fields": 64, "flip": False, "flow_method": "dis", "fold": 0,
+    "input_scale": "symmetric", "jit_compile": False, "mixed_precision": False, "mode": "frame", "momentum": 0.9,
+    "munsell": "frame", "per_class": 500, "protocol": "paper", "rates": {"decay": 0.1, "decay_every": 10, "lr": 0.0001},
+    "reference": "consecutive", "schedule": "paper", "seed": 0, "smooth": 0.0, "tag": "", "version": 1,
+}  # fmt: skip
+
+
+def test_precision_is_a_setting_that_leaves_float32_checkpoints_valid(monkeypatch):
+    assert train.Config().fingerprint(64, 0) == FINGERPRINT_BEFORE_PRECISION
+    assert train.Config(precision="float32").fingerprint(64, 0) == FINGERPRINT_BEFORE_PRECISION
+    monkeypatch.setattr(models, "gpu_count", lambda: 0)
+    monkeypatch.setattr(models, "bf16_cpu_flags", lambda cpuinfo="/proc/cpuinfo": ("amx_bf16", "avx512_bf16"))
+    auto = train.Config(precision="auto")
+    assert auto.compute_precision == "bfloat16" and auto.fingerprint(64, 0) == FINGERPRINT_BEFORE_PRECISION | {"precision": "bfloat16"}
+    assert train.experiment_dir("r", auto).name == "paper-s0-paper-bfloat16"  # beside the float32 streams, not over them
+    assert auto.fingerprint(64, 0) == train.Config(precision="bfloat16").fingerprint(64, 0)  # auto is what it resolves to
+    monkeypatch.setattr(models, "bf16_cpu_flags", lambda cpuinfo="/proc/cpuinfo": ())
+    assert auto.compute_precision == "float32" and auto.fingerprint(64, 0) == FINGERPRINT_BEFORE_PRECISION  # auto here: float32
+    assert train.experiment_dir("r", auto).name == "paper-s0-paper"
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, float16, not 'fp8'"):
+        train.config_for("quick", precision="fp8")
+
+
+def test_bfloat16_on_a_cpu_without_it_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(models, "gpu_count", lambda: 0)
+    monkeypatch.setattr(models, "bf16_cpu_flags", lambda cpuinfo="/proc/cpuinfo": ())
+    cfg = replace(QUICK, precision="bfloat16")  # a config may name it (to find or evaluate a run trained elsewhere) ...
+    with pytest.raises(models.PrecisionError, match="this CPU has none of amx_bf16, avx512_bf16 .* use precision float32, or auto"):
+        train.build(64, cfg, steps_per_epoch=1, seed=0)  # ... but not train in it here
+    with pytest.raises(models.PrecisionError, match="bfloat16: this CPU"):
+        train.train_stream("no-such-run", 64, 0, cfg, verbose=0)  # before any work
+
+
+def test_a_stream_trains_in_bfloat16_and_says_so(flowrun, monkeypatch, caplog):
+    if not models.bf16_cpu_flags():
+        pytest.skip("this CPU has no native bfloat16 (AMX-BF16 / AVX512-BF16)")
+    import logging
+
+    monkeypatch.setattr(models, "gpu_count", lambda: 0)
+    cfg = replace(QUICK, per_class=1, epochs=1, precision="auto")
+    with caplog.at_level(logging.INFO, logger="mexpr.train"):
+        r = train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
+    assert "trains in bfloat16 (auto: no GPU; the CPU has" in caplog.text
+    assert r["dir"].endswith("paper-s0-tuned-bfloat16/fold0/dtscnn64") and np.isfinite(r["final"]["loss"])
+    done = json.loads((train.stream_dir(flowrun, cfg, 64, 0) / "done.json").read_text())
+    assert done["precision"]["requested"] == "auto" and done["precision"]["used"] == "bfloat16"
+    assert done["fingerprint"]["precision"] == "bfloat16" and train.finished(flowrun, 64, 0, cfg) is not None
+    model = models.load(r["model"])
+    assert model.get_layer("conv1").compute_dtype == "bfloat16" and model.get_layer("conv1").computes == "space_to_depth"
+    x = train.load_test(flowrun, train.fold_split(flowrun, cfg, 0)[1].head(2), 64)[0]
+    as_saved, in_float32 = models.features(model, x), models.features(models.load(r["model"], precision="float32"), x)
+    assert np.abs(as_saved - in_float32).max() <= 0.02 * np.abs(in_float32).max() + 1e-6  # evaluated in another precision
 
 
 def test_a_damaged_augmentation_file_is_named(tmp_path):
@@ -286,6 +346,12 @@ def test_cli_options_name_our_training_settings():
     assert config("--input", "mexpr", "--global-motion", "affine").global_motion == "affine"
     with pytest.raises(ValueError, match="ema must be a momentum"):
         config("--ema", "1.5")
+    assert config().precision == "float32" and config("--precision", "bfloat16").precision == "bfloat16"
+    assert config("--mixed-precision").precision == "float16" == config("--precision", "float16", "--mixed-precision").precision
+    with pytest.raises(ValueError, match="--mixed-precision means --precision float16, not bfloat16"):
+        config("--precision", "bfloat16", "--mixed-precision")
+    with pytest.raises(SystemExit):  # argparse lists the choices
+        config("--precision", "half")
 
 
 def test_smoothing_over_time_is_a_named_setting_that_leaves_earlier_checkpoints_valid():

@@ -74,6 +74,14 @@ _AU_BLOBS: dict[str, list[tuple[str, _Blob]]] = {
     ],
     "24": [(_M, ((51, 62), (0, 0), (0.0, 1.0), 0.14, 1.0)), (_M, ((57, 66), (0, 0), (0.0, -1.0), 0.14, 1.0))],
     "45": [(_R, ((37, 38), (0, 0), (0.0, 1.0), 0.1, 1.0)), (_L, ((43, 44), (0, 0), (0.0, 1.0), 0.1, 1.0))],  # blink
+    # talking (the long videos' distractor, mexpr.synth.longvideo): lips part, jaw drops
+    "25": [(_M, ((51, 62), (0, 0), (0.0, -1.0), 0.12, 0.4)), (_M, ((57, 66), (0, 0), (0.0, 1.0), 0.13, 1.0))],
+    "26": [
+        (_M, ((57, 66), (0, 0), (0.0, 1.0), 0.2, 1.0)),
+        (_M, ((8,), (0, 0), (0.0, 1.0), 0.35, 0.9)),
+        (_R, ((5, 6), (0, 0), (0.0, 1.0), 0.25, 0.5)),
+        (_L, ((10, 11), (0, 0), (0.0, 1.0), 0.25, 0.5)),
+    ],
 }
 
 
@@ -114,6 +122,13 @@ def au_field(au: str, landmarks: np.ndarray, face_scale: float, stride: int = FI
     if peak > 0:
         field *= face_scale / peak
     return field.astype(np.float32)
+
+
+def profile(t: np.ndarray, on: float, apex: float, off: float) -> np.ndarray:
+    """An Action Unit's intensity over time: a raised cosine from 0 at ``on`` to 1 at ``apex`` and
+    back to 0 at ``off`` (``t`` and the three times in frames, any float array; 0 outside
+    [on, off]).  The clips' shape, shared with the long videos (:mod:`mexpr.synth.longvideo`)."""
+    return _profile(np.asarray(t, dtype=np.float64), float(on), float(apex), float(off))
 
 
 def _profile(t: np.ndarray, on: float, apex: float, off: float) -> np.ndarray:

@@ -1,0 +1,197 @@
+"""Spotting (mexpr.spot): the MEGC metric, MDMD, the learned spotter and the leave-one-subject-out protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mexpr import spot
+
+FPS = 30.0
+
+
+def test_iou_counts_inclusive_frames():
+    assert spot.iou((10, 19), (10, 19)) == 1.0
+    assert spot.iou((0, 9), (10, 19)) == 0.0  # touching, no shared frame (the MEGC 2020 code says 1/21)
+    assert spot.iou((0, 9), (5, 14)) == pytest.approx(5 / 15)
+    assert spot.iou((0, 3), (0, 0)) == pytest.approx(1 / 4)
+
+
+def test_match_is_one_to_one():
+    truth = [(100, 110)]
+    spotted = [(100, 110), (101, 110), (300, 310)]
+    m = spot.match(spotted, truth)
+    assert m == [(0, 0, 1.0)]  # the duplicate is a false positive
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["video", "start_frame", "end_frame", "type"])
+
+
+def test_score_counts_per_type_and_overall_over_the_corpus():
+    truth = _table([("a", 10, 20, "micro"), ("a", 100, 160, "macro"), ("b", 50, 60, "micro"), ("b", 200, 260, "macro")])
+    spotted = _table(
+        [
+            ("a", 11, 20, "micro"),  # TP (IoU 10/11)
+            ("a", 100, 160, "micro"),  # right place, wrong type: FP for micro, the macro is missed
+            ("b", 50, 58, "micro"),  # TP (9/11)
+            ("b", 205, 255, "macro"),  # TP (51/61)
+            ("c", 5, 15, "micro"),  # a video with no expression: FP
+        ]
+    )
+    sc = spot.score(spotted, truth).set_index("type")
+    assert sc.loc["micro", ["n_truth", "n_spotted", "tp", "fp", "fn"]].tolist() == [2, 4, 2, 2, 0]
+    assert sc.loc["macro", ["n_truth", "n_spotted", "tp", "fp", "fn"]].tolist() == [2, 1, 1, 0, 1]
+    assert sc.loc["overall", ["n_truth", "n_spotted", "tp"]].tolist() == [4, 5, 3]
+    p, r = 3 / 5, 3 / 4
+    assert sc.loc["overall", "f1"] == pytest.approx(2 * p * r / (p + r))
+    assert sc.loc["micro", "f1"] == pytest.approx(2 * 0.5 * 1.0 / 1.5)
+
+
+def test_runs_above_merges_short_breaks_and_treats_nan_as_below():
+    s = np.array([0, 1, 1, 0, 1, np.nan, 0, 0, 1, 1])
+    assert spot.runs_above(s, 0.5) == [(1, 2), (4, 4), (8, 9)]
+    assert spot.runs_above(s, 0.5, bridge=1) == [(1, 4), (8, 9)]
+
+
+def test_mdmd_blocks_see_motion_that_returns():
+    """A block moving HF -> CF and back by TF scores its magnitude; one still moving at TF scores 0."""
+    hc = np.zeros((112, 96, 2), np.float32)
+    ht = np.zeros_like(hc)
+    hc[:18, :16] = (0.0, -1.0)  # block 0: up 1 px at CF, back at TF (an expression)
+    hc[18:36, :16] = (2.0, 0.0)  # block 6: right 2 px at CF and still at TF (a head shift)
+    ht[18:36, :16] = (2.0, 0.0)
+    b = spot.mdmd_blocks(hc, ht)
+    assert b.shape == (36,)
+    assert b[0] == pytest.approx(1.0)
+    assert b[6] == pytest.approx(0.0)
+    assert spot.mdmd_value(b) == pytest.approx(1.0 / 12)  # top third: 12 blocks, one at 1
+
+
+def test_block_magnitude_ignores_a_global_shift():
+    fl = np.zeros((112, 96, 2), np.float32) + (1.5, -0.5)
+    fl[:18, :16, 1] -= 1.0
+    m = spot.block_magnitude(fl)
+    assert m[0] > 0.5 and np.median(m) < 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# synthetic signals: expressions raise some blocks' flow, blinks the eyes', head turns the pose
+
+
+def _signals(name: str, rng: np.random.Generator, n: int = 600, events=()):
+    """A Signals with ``events`` ``(type, start, end)``: micro/macro raise the brow/mouth blocks' local
+    flow (smooth bumps), "blink" the eye blocks briefly, "turn" the head pose."""
+    ks = spot.ks_for(FPS)
+    local = {t: rng.gamma(2.0, 0.02, (n, 36)).astype(np.float32) for t in spot.TYPES}
+    pose = np.zeros((n, 4), np.float32)
+    pose[:, 3] = 1.0
+    t = np.arange(n)
+    for typ, s, e in events:
+        bump = np.clip(1 - np.abs((t - (s + e) / 2) / ((e - s) / 2 + 1)), 0, 1) ** 0.5
+        if typ in spot.TYPES:
+            blocks = [1, 2, 3, 4, 31, 32, 33, 34] if typ == "micro" else list(range(24, 36))
+            amp = 0.4 if typ == "micro" else 1.5
+            for kt in spot.TYPES:
+                local[kt][:, blocks] += (amp * bump)[:, None]
+        elif typ == "blink":
+            for kt in spot.TYPES:
+                local[kt][:, 12:18] += (3.0 * bump)[:, None]
+        elif typ == "turn":
+            pose[:, 0] += 8 * bump
+    blocks = {k: v * rng.uniform(0.6, 1.0, v.shape).astype(np.float32) for k, v in local.items()}
+    mdmd = {k: np.array([spot.mdmd_value(b) for b in v], np.float32) for k, v in blocks.items()}
+    for k, v in ks.items():
+        for arr in (local[k], blocks[k]):
+            arr[: 2 * v] = np.nan
+            arr[n - v :] = np.nan
+        mdmd[k][: 2 * v] = np.nan
+        mdmd[k][n - v :] = np.nan
+    return spot.Signals(name, FPS, n, 0, ks, np.ones(n, bool), pose, mdmd, blocks, local)
+
+
+def _corpus(n_subjects: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sigs, subjects, rows = [], [], []
+    for s in range(n_subjects):
+        for v in range(2):
+            name = f"s{s}_v{v}"
+            events, t = [], 90
+            while t < 520:
+                kind = rng.choice(["micro", "macro", "blink", "turn"], p=[0.35, 0.3, 0.2, 0.15])
+                dur = {"micro": rng.integers(8, 14), "macro": rng.integers(25, 60), "blink": 5, "turn": 30}[kind]
+                events.append((kind, t, t + dur - 1))
+                if kind in spot.TYPES:
+                    rows.append({"video": name, "start_frame": t, "end_frame": t + dur - 1, "type": kind})
+                t += dur + rng.integers(25, 60)
+            sigs.append(_signals(name, rng, events=events))
+            subjects.append(f"sub{s}")
+    return sigs, subjects, pd.DataFrame(rows)
+
+
+def test_learned_spotter_beats_mdmd_on_signals_with_distractors():
+    sigs, subjects, truth = _corpus()
+    res = spot.loso(sigs, subjects, truth, seeds=(0,), epochs=12, steps=10)
+    sc = res["scores"].set_index(["method", "type"])
+    assert sc.loc[("learned", "overall"), "f1"] > 0.6
+    assert sc.loc[("learned", "overall"), "f1"] > sc.loc[("mdmd", "overall"), "f1"]
+    assert set(res["intervals"].columns) >= set(spot.INTERVAL_COLUMNS)
+
+
+def test_loso_never_lets_the_test_subject_reach_training_or_thresholds():
+    """Each fold's fit lists the other subjects only, and changing the held-out subject's ground
+    truth changes nothing that is spotted in its videos."""
+    sigs, subjects, truth = _corpus(n_subjects=3, seed=1)
+    kw = {"seeds": (0,), "epochs": 3, "steps": 4}
+    res = spot.loso(sigs, subjects, truth, **kw)
+    for f in res["fits"]:
+        assert f["test_subject"] not in f.get("fit_subjects", [])
+        assert f["test_subject"] not in f.get("val_subjects", [])
+    test = "sub0"
+    videos = {s.video for s, sub in zip(sigs, subjects) if sub == test}
+    moved = truth.copy()
+    sel = moved["video"].isin(videos)
+    moved.loc[sel, ["start_frame", "end_frame"]] += 7
+    res2 = spot.loso(sigs, subjects, moved, **kw)
+
+    def held_out(r):
+        i = r["intervals"]
+        return i[i["subject_id"] == test].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(held_out(res), held_out(res2))
+
+
+def test_loso_refuses_one_subject_and_unknown_methods():
+    sigs, subjects, truth = _corpus(n_subjects=2)
+    with pytest.raises(spot.SpotError, match="at least 2 subjects"):
+        spot.loso(sigs[:2], subjects[:2], truth)
+    with pytest.raises(spot.SpotError, match="unknown spotting method"):
+        spot.loso(sigs, subjects, truth, methods=("softnet",))
+
+
+def test_signals_save_and_load_round_trip(tmp_path):
+    sig = _signals("v", np.random.default_rng(0), n=120, events=[("micro", 40, 50)])
+    sig.save(tmp_path / "v.npz")
+    back = spot.Signals.load(tmp_path / "v.npz")
+    assert back.video == "v" and back.ks == sig.ks
+    np.testing.assert_array_equal(back.features(), sig.features())
+
+
+def test_estimate_apex_finds_the_peak_of_a_synthetic_movement():
+    """A bright bar moves down then back; the apex is the frame where it is furthest from onset."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur((rng.random((112, 96)) * 255).astype(np.float32), (0, 0), 2)
+    shifts = np.concatenate([np.linspace(0, 1.5, 12), np.linspace(1.5, 0, 8)[1:]])
+    frames = []
+    for s in shifts:
+        m = np.float32([[1, 0, 0], [0, 1, s]])
+        moved = cv2.warpAffine(base, m, (96, 112), borderMode=cv2.BORDER_REFLECT)
+        f = base.copy()
+        f[30:60, 20:70] = moved[30:60, 20:70]
+        frames.append(np.clip(f, 0, 255).astype(np.uint8))
+    apex, sig = spot.estimate_apex(np.stack(frames))
+    assert abs(apex - int(np.argmax(shifts))) <= 1
+    assert sig[0] == 0 and sig.max() > 0.3
