@@ -26,7 +26,6 @@ def _cmd_synth(args) -> int:
     from pathlib import Path
 
     from mexpr import synth
-
     from mexpr.synth import longvideo
 
     # --corpora samm smic casme3a: each into OUT/<corpus>; else --dataset into OUT

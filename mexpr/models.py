@@ -396,6 +396,8 @@ def load(path: str | os.PathLike, precision: str | None = None):
     :class:`Conv1` existed (a plain ``Conv3D`` conv1) load as they are."""
     import keras
 
+    if precision is not None:
+        check_precision_name(precision)  # before reading the file
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model at {path}")

@@ -31,6 +31,7 @@ SERIES = [
     "07_baselines.ipynb",
     "08_what_makes_dtscnn_learn.ipynb",
     "09_inside_dtscnn.ipynb",
+    "10_spotting.ipynb",
 ]
 
 

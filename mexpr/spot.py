@@ -56,6 +56,14 @@ BASELINE = {"micro": {"k_s": 0.4, "min_s": 0.23, "max_s": 0.53}, "macro": {"k_s"
 IOU_THRESHOLD = 0.5
 #: The grid of face blocks (the baseline's 6 x 6).
 BLOCKS = 6
+#: What notebook 10 (and ``make reproduce``) spots, per profile: the synthetic CAS(ME)²'s ``scale`` (of
+#: the published subjects and videos) and ``seconds`` per video, the learned spotter's ``seeds`` and
+#: ``epochs`` (None: :func:`fit_learned`'s default).
+PROFILES = {
+    "quick": {"scale": 0.05, "seconds": 6.0, "seeds": [0], "epochs": 5},
+    "default": {"scale": 0.3, "seconds": 20.0, "seeds": [0, 1, 2], "epochs": None},
+    "paper": {"scale": 0.3, "seconds": 20.0, "seeds": [0, 1, 2], "epochs": None},
+}
 #: The columns of ``intervals.csv``.
 INTERVAL_COLUMNS = ["video", "start_frame", "apex_frame", "end_frame", "start_s", "apex_s", "end_s", "type", "score"]
 
@@ -903,3 +911,54 @@ def evaluate_corpus(
     }
     _io.atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# what the false positives were
+
+
+#: Distractor events a synthetic long video's ``groundtruth.json`` lists (:mod:`mexpr.synth.longvideo`).
+DISTRACTORS = ("blink", "head_turn", "talk", "light")
+
+
+def video_events(folder: str | os.PathLike) -> list[dict]:
+    """The events of a synthetic long video (``groundtruth.json`` beside its frames: intervals and
+    distractors, ``type``, ``start``, ``end`` in frame numbers); ``[]`` for a real video."""
+    path = Path(folder) / "groundtruth.json"
+    if not path.is_file():
+        return []
+    d = json.loads(path.read_text())
+    out = [{"type": e["type"], "start": int(e["start"]), "end": int(e["end"])} for e in d.get("events", [])]
+    return out + [{"type": e["type"], "start": int(e["onset"]), "end": int(e["offset"])} for e in d.get("intervals", []) if "onset" in e]
+
+
+def false_positives(spotted: pd.DataFrame, truth: pd.DataFrame, events: dict[str, list[dict]] | None = None,
+                    threshold: float = IOU_THRESHOLD) -> pd.DataFrame:  # fmt: skip
+    """Every spotted interval that is not a true positive, with what it overlapped most (``cause``):
+    ``"macro as micro"`` / ``"micro as macro"`` (a ground-truth interval of the other type at IoU >=
+    ``threshold``), ``"misplaced"`` (the right type, IoU too low), a distractor of ``events``
+    (per video, :func:`video_events`: blink, head_turn, talk, light) or ``"nothing"``."""
+    events = events or {}
+    rows = []
+    for (video, typ), sp in spotted.groupby(["video", "type"], sort=False):
+        tv = truth[truth["video"] == video]
+        same = tv[tv["type"] == typ]
+        pairs = match(sp[["start_frame", "end_frame"]].to_numpy().tolist(), same[["start_frame", "end_frame"]].to_numpy().tolist(), threshold)
+        hit = {i for i, _, _ in pairs}
+        for i, r in enumerate(sp.itertuples()):
+            if i in hit:
+                continue
+            a = (int(r.start_frame), int(r.end_frame))
+            other = tv[tv["type"] != typ]
+            best_other = max((iou(a, (s, e)) for s, e in zip(other["start_frame"], other["end_frame"])), default=0.0)
+            best_same = max((iou(a, (s, e)) for s, e in zip(same["start_frame"], same["end_frame"])), default=0.0)
+            if best_other >= threshold:
+                cause = f"{'macro' if typ == 'micro' else 'micro'} as {typ}"
+            elif best_same > 0:
+                cause = "misplaced"
+            else:
+                overlaps = [(min(a[1], e["end"]) - max(a[0], e["start"]) + 1, e["type"]) for e in events.get(video, []) if e["type"] in DISTRACTORS]
+                overlaps = [o for o in overlaps if o[0] > 0]
+                cause = max(overlaps)[1] if overlaps else ("overlaps an expression" if best_other > 0 else "nothing")
+            rows.append({"video": video, "type": typ, "start_frame": a[0], "end_frame": a[1], "cause": cause})
+    return pd.DataFrame(rows, columns=["video", "type", "start_frame", "end_frame", "cause"])

@@ -218,6 +218,10 @@ def test_too_short_videos_are_refused_up_front():
         for seed in range(5):  # the shortest allowed always fits one macro- and one micro-expression
             plans = synth_lv.plan_videos(dataset, 0.1, seed, shortest, d)
             assert all({e.kind for e in v.intervals} == {"macro", "micro"} for v in plans if v.intervals)
+            # squeezed into short videos (and the offset-0 row's even span), macro-expressions stay 0.5-4 s
+            fps = LONG_CORPORA[dataset].fps
+            spans = [(e.end - e.start) / fps for v in plans for e in v.intervals if e.kind == "macro" and "true_end" not in e.params]
+            assert 0.5 <= min(spans) and max(spans) <= 4.0
     assert synth_lv.min_seconds("casme2lv") <= 3 < synth_lv.min_seconds("sammlv")
 
 

@@ -188,12 +188,17 @@ def test_a_model_saved_in_one_precision_gives_the_same_features_in_another(tmp_p
     assert models.load(b).get_layer("conv1").compute_dtype == "bfloat16"  # saved as bfloat16, loaded as it was saved
     for got in (models.features(models.load(b), x), models.features(models.load(a, precision="bfloat16"), x)):
         assert got.dtype == np.float32 and got.shape == want.shape
-        # bfloat16 keeps 8 significant bits: within a few % of the largest feature; other weights would be far off
-        assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
+        # bfloat16 keeps 8 significant bits.  Multiplied in bfloat16 and summed in float32 (AMX, AVX512-BF16, GPUs) the
+        # features come within ~0.6% of the largest one; on a CPU without bfloat16 units TensorFlow's fallback Conv3D
+        # also sums in bfloat16, the error growing with the kernel's size, and they come within ~3.5% (both measured).
+        # 5% holds for both; other weights are 100% off (below)
+        assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
         assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.999
     assert np.allclose(models.features(models.load(b, precision="float32"), x), want, rtol=1e-5, atol=1e-6)  # and back: float32 exactly
-    other = models.dtscnn64(init_seed=8)
-    assert np.corrcoef(models.features(other, x).ravel(), want.ravel())[0, 1] < 0.9  # the test can tell other weights apart
+    other = models.features(models.dtscnn64(init_seed=8), x)  # the test can tell other weights apart
+    assert np.corrcoef(other.ravel(), want.ravel())[0, 1] < 0.9 and np.abs(other - want).max() > 0.5 * np.abs(want).max()
+    with pytest.raises(models.PrecisionError, match="precision must be one of auto, float32, bfloat16, float16, not 'half'"):
+        models.load(a, precision="half")
 
 
 def test_precision_auto_is_detected_at_run_time(tmp_path, monkeypatch):

@@ -273,7 +273,9 @@ def test_precision_is_a_setting_that_leaves_float32_checkpoints_valid(monkeypatc
         train.config_for("quick", precision="fp8")
 
 
-def test_bfloat16_on_a_cpu_without_it_is_a_clear_error(monkeypatch):
+def test_bfloat16_on_a_cpu_without_it_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from mexpr import cli
+
     monkeypatch.setattr(models, "gpu_count", lambda: 0)
     monkeypatch.setattr(models, "bf16_cpu_flags", lambda cpuinfo="/proc/cpuinfo": ())
     cfg = replace(QUICK, precision="bfloat16")  # a config may name it (to find or evaluate a run trained elsewhere) ...
@@ -281,14 +283,21 @@ def test_bfloat16_on_a_cpu_without_it_is_a_clear_error(monkeypatch):
         train.build(64, cfg, steps_per_epoch=1, seed=0)  # ... but not train in it here
     with pytest.raises(models.PrecisionError, match="bfloat16: this CPU"):
         train.train_stream("no-such-run", 64, 0, cfg, verbose=0)  # before any work
+    # mexpr train --precision bfloat16: the error, named, and exit status 2 (no traceback), before any work
+    run = tmp_path / "run"
+    argv = ["train", "--run", str(run), "--profile", "quick", "--stream", "64", "--fold", "0", "--quiet", "--precision", "bfloat16"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "mexpr train: error: precision bfloat16: this CPU has none of amx_bf16, avx512_bf16" in err and "Traceback" not in err
+    assert not (run / "train").exists()
 
 
 def test_a_stream_trains_in_bfloat16_and_says_so(flowrun, monkeypatch, caplog):
-    if not models.bf16_cpu_flags():
-        pytest.skip("this CPU has no native bfloat16 (AMX-BF16 / AVX512-BF16)")
     import logging
 
     monkeypatch.setattr(models, "gpu_count", lambda: 0)
+    if models.resolve_precision("auto")[0] != "bfloat16":  # also where oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0)
+        pytest.skip("this CPU has no native bfloat16 (AMX-BF16 / AVX512-BF16) that TensorFlow uses")
     cfg = replace(QUICK, per_class=1, epochs=1, precision="auto")
     with caplog.at_level(logging.INFO, logger="mexpr.train"):
         r = train.train_stream(flowrun, 64, 0, cfg, jobs=1, verbose=0)
