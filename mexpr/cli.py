@@ -80,7 +80,7 @@ def _info_long(roots) -> int:
     with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_columns", 20):
         print(f"{len(vids)} long videos, {vids['subject_id'].nunique()} subjects, {len(intervals)} intervals, from {', '.join(map(str, roots))}\n")
         print("Per corpus, beside the published counts" + (f" (subjects and videos x {scale:g} for this synthetic set)" if scale else "") + ":")
-        print(longvideo.counts_table(intervals, vids, scale).to_string(index=False))
+        print(longvideo.counts_table(intervals, vids, scale).fillna("-").to_string(index=False))
         print(f"(sources: {'; '.join(f'{c.title}: {c.source}' for k, c in longvideo.LONG_CORPORA.items() if k in set(vids['dataset']))})")
         print("\nLengths:")
         print(longvideo.durations_table(intervals, vids).to_string(index=False))
@@ -611,7 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="classify raw clip folders with a run's trained streams, SVMs and Eq. 11")
     pr.add_argument("--run", required=True, help="run folder with trained streams")
-    pr.add_argument("clips", nargs="+", help="folders of frames (onset..offset), e.g. CASME2_RAW_selected/sub01/EP02_01f")
+    pr.add_argument(
+        "clips", nargs="+", help="folders of frames (onset..offset), e.g. CASME2_RAW_selected/sub01/EP02_01f, or clips cut as video files"
+    )
     pr.add_argument("--fold", type=int, default=0, help="whose models and SVMs (default 0)")
     _config_options(pr)
     pr.add_argument("--svm-train", default=fusion.SVM_TRAIN[0], choices=list(fusion.SVM_TRAIN))

@@ -575,6 +575,13 @@ def _roots(roots) -> list[Path]:
     return roots
 
 
+def _sheet_rank(path: Path) -> tuple:
+    """Newer releases rank higher: ``V3`` over ``V2``, ``(Updated)`` over the plain name, then the later file."""
+    name = path.name.lower()
+    version = re.search(r"_v(\d+)", name)
+    return (int(version.group(1)) if version else 0, "updat" in name, path.stat().st_mtime_ns)
+
+
 def _load_root(root: Path) -> tuple[str, list[dict], list[dict], list[_Video], list[dict], dict, list[Path]]:
     if not root.is_dir():
         raise clips.DatasetError(f"{root}: long-video root does not exist or is not a folder")
@@ -589,6 +596,14 @@ def _load_root(root: Path) -> tuple[str, list[dict], list[dict], list[_Video], l
     if not sheets:
         name = "CAS(ME)^2code_final.xlsx" if ds == "casme2lv" else "SAMM_LongVideos_V3_Release.xlsx"
         raise clips.DatasetError(f"{root}: no coding sheet of {LONG_CORPORA[ds].title} found (looked for {name} in the root and one level below)")
+    if len(sheets) > 1:  # one corpus, several releases of its sheet (V2 and V3; "(Updated)"): the newest, the others noted
+        newest = max(sheets, key=_sheet_rank)
+        video_problems = list(video_problems) + [
+            {"sheet": str(p), "row": "", "subject": "", "clip": "", "reason": f"another release of the sheet; {newest.name} is read instead"}
+            for p in sheets
+            if p != newest
+        ]
+        sheets = [newest]
     records, problems, counts = [], [], {}
     for sheet in sheets:
         for r in _casme2lv_rows(sheet) if ds == "casme2lv" else _sammlv_rows(sheet):
@@ -631,15 +646,18 @@ def load(roots: str | os.PathLike | Iterable[str | os.PathLike], errors: str = "
     ``errors="raise"``: unusable rows are reported together in one :class:`~mexpr.clips.DatasetError`;
     ``"skip"``: they are left out and listed in ``df.attrs["skipped"]`` (sheet, row, subject, clip,
     reason).  ``df.attrs["quirks"]`` counts the intervals each known quirk touched
-    (:data:`mexpr.corpora.QUIRKS`); a missing or unreadable sheet is always an error.
+    (:data:`mexpr.corpora.QUIRKS`); a missing or unreadable sheet is always an error.  A root holding
+    several releases of its sheet (SAMM's V2 and V3, CAS(ME)²'s ``(Updated)``) is read from the newest
+    only, the others listed in ``df.attrs["sheets_ignored"]``.
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
     roots = _roots(roots)
-    records, problems, sheets = [], [], []
+    records, problems, sheets, ignored = [], [], [], []
     sheet_counts: dict[str, dict[str, int]] = {}
     for root in roots:
-        ds, recs, probs, _, _, counts, sh = _load_root(root)
+        ds, recs, probs, _, vprobs, counts, sh = _load_root(root)
+        ignored += [f"{v['sheet']}: {v['reason']}" for v in vprobs if v.get("reason", "").startswith("another release")]
         records += recs
         problems += probs
         sheets += [str(s) for s in sh]
@@ -664,6 +682,7 @@ def load(roots: str | os.PathLike | Iterable[str | os.PathLike], errors: str = "
     df.attrs["quirks"] = quirks
     df.attrs["roots"] = [str(r) for r in roots]
     df.attrs["sheets"] = sheets
+    df.attrs["sheets_ignored"] = ignored
     return df
 
 
@@ -738,7 +757,7 @@ def counts_table(intervals: pd.DataFrame, vids: pd.DataFrame, scale: float | Non
             if scale is not None:
                 row[f"published x {scale:g}"] = round(pub * scale, 2) if scales and pub is not None else None
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, dtype=object)  # counts stay integers beside the rates
 
 
 def durations_table(intervals: pd.DataFrame, vids: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mexpr import fusion, train
@@ -48,8 +49,32 @@ def frame_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: (frame_number(p) is None, frame_number(p) or 0, p.name))
 
 
+#: The longest video file taken as one clip (s); a longer one holds more than one expression: spot it first.
+MAX_CLIP_SECONDS = 5.0
+
+
+def clip_video(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A clip cut as a video file (onset..offset): its frames ``uint8 (T, H, W, 3)`` RGB and times (s).
+    A video longer than :data:`MAX_CLIP_SECONDS` is refused: it is a long video, for ``mexpr spot``."""
+    from mexpr.video import open_video
+
+    v = open_video(path)
+    if v.info.seconds and v.info.seconds > MAX_CLIP_SECONDS:
+        raise ValueError(
+            f"{path}: a {v.info.seconds:.1f}-s video is not one clip (at most {MAX_CLIP_SECONDS:g} s); "
+            "find its expressions first with `mexpr spot` (notebook 10)"
+        )
+    frames, times = [], []
+    for f in v:
+        frames.append(f.image[..., ::-1])
+        times.append(f.time)
+    if len(frames) < 2:
+        raise ValueError(f"{path}: {len(frames)} frame(s); a clip needs at least 2")
+    return np.ascontiguousarray(np.stack(frames)), np.asarray(times)
+
+
 def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
-    """A raw frame folder through the run's own pre-processing, flow and Munsell coding:
+    """A raw frame folder (or a clip cut as a video file, :func:`clip_video`) through the run's own pre-processing, flow and Munsell coding:
     ``{64: uint8 (64, 112, 96, 3), 128: uint8 (128, 112, 96, 3)}``.  ``flows``: per stream, how
     to compute and code the flow (:func:`stream_flow`; default: the run's flow stage).  Raises the
     pre-processing's errors (e.g. :class:`~mexpr.face.FaceNotFoundError` naming the frame)
@@ -57,7 +82,11 @@ def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
     from mexpr import augment, flow, preprocess
 
     flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
-    clip = preprocess.preprocess_clip(frame_files(folder), preprocess.load_config(run_dir))
+    if Path(folder).is_file():  # a clip cut as a video file (mexpr.video): its frames, at their times
+        frames, times = clip_video(folder)
+        clip = preprocess.preprocess_clip(frames, preprocess.load_config(run_dir), times=times)
+    else:
+        clip = preprocess.preprocess_clip(frame_files(folder), preprocess.load_config(run_dir))
     return {f: flow.code(flow.compute_as(clip.resample(f + 1), cfg), cfg) for f, cfg in flows.items()}
 
 
@@ -103,7 +132,7 @@ def predict_clips(
         row = {"clip_dir": str(folder), "status": "ok", "reason": ""}
         try:
             x = clip_inputs(run_dir, folder, flows)
-        except (preprocess.PreprocessError, ValueError, FileNotFoundError) as exc:
+        except (preprocess.PreprocessError, ValueError, FileNotFoundError) as exc:  # VideoError is a ValueError
             rows.append(row | {"status": "error", "reason": str(exc)})
             continue
         p = {}

@@ -608,7 +608,9 @@ class LearnedSpotter:
 
         folder = Path(folder)
         if not (folder / "spotter.keras").is_file():
-            raise SpotError(f"{folder}: no trained spotter (spotter.keras); train one with `mexpr spot ROOT --train --run RUN`")
+            raise SpotError(
+                f"{folder}: no trained spotter (spotter.keras); train one with `mexpr spot CORPUS_ROOT --run RUN` (CAS(ME)², SAMM Long Videos or a synthetic one)"
+            )
         meta = json.loads((folder / "spotter.json").read_text())
         return cls(keras.models.load_model(folder / "spotter.keras", compile=False), meta["thresholds"], meta.get("info", {}))
 

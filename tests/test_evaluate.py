@@ -132,13 +132,19 @@ def test_cli_evaluate_and_predict(flowrun, casme2_root, tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
         cv2.imwrite(str(noface / f"img{i + 1}.jpg"), rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    from mexpr import predict, video
+
+    clip_mp4 = video.write_video(tmp_path / "clip.avi", (cv2.imread(str(f)) for f in predict.frame_files(clip)), 200)  # the same clip as a video file
     csv = tmp_path / "pred.csv"
     out = subprocess.run(
-        [sys.executable, "-m", "mexpr", "predict", *base, str(clip), str(noface), "--out", str(csv), "--quiet"], capture_output=True, text=True
+        [sys.executable, "-m", "mexpr", "predict", *base, str(clip), str(noface), str(clip_mp4), "--out", str(csv), "--quiet"],
+        capture_output=True,
+        text=True,
     )
-    assert out.returncode == 1, out.stderr[-2000:]  # one folder failed, the other was classified
+    assert out.returncode == 1, out.stderr[-2000:]  # one folder failed, the others were classified
     df = pd.read_csv(csv)
-    ok, err = df.iloc[0], df.iloc[1]
+    ok, err, from_video = df.iloc[0], df.iloc[1], df.iloc[2]
+    assert from_video["status"] == "ok" and from_video["prediction"] in datasets.CLASSES
     assert ok["status"] == "ok" and ok["prediction"] in datasets.CLASSES
     assert np.isclose(sum(ok[f"p64_{s}"] for s in metrics.SHORT), 1, atol=1e-3)
     assert err["status"] == "error" and "img1.jpg" in err["reason"] and "face" in err["reason"].lower()

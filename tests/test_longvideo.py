@@ -433,15 +433,20 @@ def test_quirks_sit_on_videos_with_intervals_at_the_default_scale():
     empty video would never be counted)."""
     for dataset, fmt in synth_lv.FORMATS.items():
         plans = synth_lv.plan_videos(dataset, fmt.scale, 0, fmt.seconds, DIFFICULTIES["default"])
+        on_event = {"offset_zero": "macro", "apex_missing": "micro", "interval_clipped": "macro"}
+        planted = Counter()
         for v in plans:
             for name, k in v.quirks.items():
+                planted[name] += 1
                 assert v.intervals, (dataset, v.video, name)
-                if k >= 0:
-                    assert v.events[k].kind in ("micro", "macro"), (dataset, v.video, name)
+                if name in on_event:
+                    assert v.events[k].kind == on_event[name], (dataset, v.video, name)
+                    assert ("true_end" in v.events[k].params) == (name == "interval_clipped"), (dataset, v.video, name)
         padded = [v for v in plans if v.pad != plans[0].pad]
         assert all(v.intervals for v in padded)
-        clipped = [v for v in plans for e in v.intervals if "true_end" in e.params]
-        assert [v.quirks.get("interval_clipped") is not None for v in clipped] == [True] * len(clipped)
+        assert len(padded) == (dataset == "sammlv")
+        want = {"offset_zero", "folder_prefix"} if dataset == "casme2lv" else {"offset_zero", "apex_missing", "interval_clipped"}
+        assert planted == dict.fromkeys(want, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,3 +488,15 @@ def test_casme2lv_reads_its_avi_files_where_no_frame_folder_exists(rendered, tmp
     for _, v in vids.iterrows():
         assert v["n_frames"] == truths[(v["subject"], v["video"])]["n_frames"]
         assert "frames from the video file" in v["notes"]
+
+
+def test_two_releases_of_a_sheet_in_one_root_are_read_once_from_the_newest(roots, tmp_path):
+    root = _copy(roots["sammlv"], tmp_path)
+    v3 = _sheet(root)
+    v2 = v3.with_name(v3.name.replace("V3", "V2"))
+    shutil.copy(v3, v2)
+    once = longvideo.load(roots["sammlv"])
+    both = longvideo.load(root)
+    assert len(both) == len(once)  # not every interval twice
+    assert both.attrs["sheets"] == [str(v3)]
+    assert len(both.attrs["sheets_ignored"]) == 1 and str(v2) in both.attrs["sheets_ignored"][0]

@@ -195,3 +195,59 @@ def test_estimate_apex_finds_the_peak_of_a_synthetic_movement():
     apex, sig = spot.estimate_apex(np.stack(frames))
     assert abs(apex - int(np.argmax(shifts))) <= 1
     assert sig[0] == 0 and sig.max() > 0.3
+
+
+# --------------------------------------------------------------------------------------------
+# mexpr spot on a user's video
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory):
+    """A 4-s 30-fps video of a synthetic face that sways, raises its brows twice (a micro- and a
+    macro-like movement) and leaves nothing else to find."""
+    import cv2
+
+    from mexpr import video
+    from mexpr.synth.identity import make_identity
+
+    img = np.clip(make_identity(1).image, 0, 255).astype(np.uint8)[..., ::-1].copy()
+    frames = []
+    for i in range(120):
+        up = 2.0 * np.exp(-0.5 * ((i - 40) / 2.5) ** 2) + 4.0 * np.exp(-0.5 * ((i - 85) / 8) ** 2)
+        f = img.copy()
+        band = f[150:230].copy()
+        m = np.float32([[1, 0, 0], [0, 1, -up]])
+        f[150:230] = cv2.warpAffine(band, m, (band.shape[1], band.shape[0]), borderMode=cv2.BORDER_REFLECT)
+        sway = np.float32([[1, 0, 1.2 * np.sin(i / 11)], [0, 1, 0]])
+        frames.append(cv2.warpAffine(f, sway, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REFLECT))
+    return video.write_video(tmp_path_factory.mktemp("user") / "me.mp4", frames, FPS)
+
+
+def test_mexpr_spot_writes_intervals_for_a_users_video_and_skips_what_is_not_one(face_video, tmp_path, capsys):
+    from mexpr import cli
+
+    bad = tmp_path / "notes.mov"
+    bad.write_text("not a video")
+    out = tmp_path / "spots"
+    rc = cli.main(["spot", str(face_video), str(bad), "--method", "mdmd", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    table = pd.read_csv(out / "intervals.csv")
+    assert list(table.columns) == spot.INTERVAL_COLUMNS
+    assert (table["video"] == "me").all() and (table["end_frame"] < 120).all()
+    assert (table["start_s"] == table["start_frame"] / FPS).all()
+    assert "me.mp4: 120 frames at 30 fps" in text and f"skipped {bad}" in text and "not a video" in text
+    records = __import__("json").loads((out / "videos.json").read_text())["videos"]
+    assert [r["status"] for r in records] == ["spotted", "skipped"]
+    # an existing timeline is not overwritten without --force
+    assert cli.main(["spot", str(face_video), "--method", "mdmd", "--out", str(out), "--quiet"]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_mexpr_spot_learned_without_a_trained_spotter_says_how_to_train_one(face_video, tmp_path, capsys):
+    from mexpr import cli
+
+    rc = cli.main(["spot", str(face_video), "--method", "learned", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no trained spotter" in err and "mexpr spot CORPUS_ROOT --run RUN" in err

@@ -233,3 +233,16 @@ def test_a_very_large_video_is_streamed_with_bounded_memory(face, tmp_path):
         assert sum(r() is not None for r in alive) <= 2 * int(np.ceil(2 * f.smooth)) + 2
     assert n == 16
     assert f.info.size == (3840, 2880)
+
+
+def test_a_clip_cut_as_a_video_file_is_read_for_predict_and_a_long_video_is_refused(tmp_path):
+    from mexpr import predict
+
+    frames = [np.full((48, 64, 3), (10 * i, 0, 200 - 10 * i), np.uint8) for i in range(12)]
+    path = video.write_video(tmp_path / "clip.avi", frames, 200)
+    rgb, times = predict.clip_video(path)
+    assert rgb.shape == (12, 48, 64, 3) and times == pytest.approx(np.arange(12) / 200)
+    assert rgb[0, 0, 0, 2] < 30 and rgb[0, 0, 0, 0] > 150  # RGB, as the pre-processing takes arrays
+    long = video.write_video(tmp_path / "long.avi", [frames[0]] * 200, 30)
+    with pytest.raises(ValueError, match="not one clip.*mexpr spot"):
+        predict.clip_video(long)
