@@ -613,30 +613,31 @@ def spotting_timeline(sig, truth=None, spotted: dict | None = None, events=(), s
 
     t = np.arange(sig.n_frames) / sig.fps
     first = sig.first_number
-    rows = 3 + bool(scores)
-    fig, axes = plt.subplots(rows, 1, figsize=(11, 1.9 * rows), sharex=True, gridspec_kw={"height_ratios": [1.2] + [2] * (rows - 2) + [1.2]})
-    lanes = axes[0]
-    methods = list(spotted or {})
-    for j, m in enumerate(methods):
-        for r in spotted[m].itertuples():
-            lanes.barh(j, (r.end_frame - r.start_frame + 1) / sig.fps, left=(r.start_frame - first) / sig.fps, color=SPOT_COLOURS[r.type], height=0.6)
-    lanes.set_yticks(range(len(methods)), methods, fontsize=8)
-    lanes.set_ylim(-0.6, max(len(methods), 1) - 0.4)
-    lanes.set_title("spotted intervals", fontsize=8, loc="left")
-    panels = [(axes[1], {f"MDMD contrast, {k}": spot.mdmd_contrast(sig, k) for k in spot.TYPES})]
+    lanes_on = int(bool(spotted))  # 1: a lane of spotted intervals on top (an int: numpy reads a bool index as a mask)
+    rows = lanes_on + 2 + bool(scores)
+    ratios = [1.2] * lanes_on + [2] * (rows - 1 - lanes_on) + [1.2]
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 1.9 * rows), sharex=True, gridspec_kw={"height_ratios": ratios})
+    if lanes_on:
+        lanes = axes[0]
+        methods = list(spotted)
+        for j, m in enumerate(methods):
+            for r in spotted[m].itertuples():
+                lanes.barh(j, (r.end_frame - r.start_frame + 1) / sig.fps, left=(r.start_frame - first) / sig.fps, color=SPOT_COLOURS[r.type], height=0.6)
+        lanes.set_yticks(range(len(methods)), methods, fontsize=8)
+        lanes.set_ylim(-0.6, len(methods) - 0.4)
+        lanes.set_title("spotted intervals", fontsize=8, loc="left")
+    panels = [(axes[lanes_on], {f"MDMD contrast, {k}": spot.mdmd_contrast(sig, k) for k in spot.TYPES})]
     if scores:
-        panels.append((axes[2], {f"{label}, {k}": sc[:, i] for label, sc in scores.items() for i, k in enumerate(spot.TYPES)}))
+        panels.append((axes[lanes_on + 1], {f"{label}, {k}": sc[:, i] for label, sc in scores.items() for i, k in enumerate(spot.TYPES)}))
     for ax, curves in panels:
         for label, y in curves.items():
-            ax.plot(
-                t, y, lw=0.8, label=label, color=SPOT_COLOURS["micro" if label.endswith("micro") else "macro"], alpha=0.9 if "micro" in label else 0.6
-            )
+            ax.plot(t, y, lw=0.8, label=label, color=SPOT_COLOURS["micro" if label.endswith("micro") else "macro"], alpha=0.9 if "micro" in label else 0.6)
         ax.legend(fontsize=7, loc="upper right", ncols=2)
     pose = axes[-1]
     pose.plot(t, sig.pose[:, 0] - np.nanmedian(sig.pose[:, 0]), lw=0.8, color="k", label="head x (px)")
     pose.plot(t, sig.pose[:, 2], lw=0.8, color="tab:purple", label="head rotation (deg)")
     pose.legend(fontsize=7, loc="upper right", ncols=2)
-    for ax in axes[1:]:
+    for ax in axes[lanes_on:]:
         if truth is not None:
             for r in truth[truth["video"] == sig.video].itertuples():
                 ax.axvspan((r.start_frame - first) / sig.fps, (r.end_frame - first + 1) / sig.fps, color=SPOT_COLOURS[r.type], alpha=0.15, lw=0)
@@ -655,9 +656,9 @@ def spotting_timeline(sig, truth=None, spotted: dict | None = None, events=(), s
             )
     pose.set_xlabel("time (s)")
     handles = [Patch(color=SPOT_COLOURS[k], alpha=0.5, label=k.replace("_", " ")) for k in SPOT_COLOURS]
-    fig.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=7, bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=7, bbox_to_anchor=(0.5, 0.0))
     fig = _finish(fig, run_dir, None, title=title or f"{sig.video}: {sig.n_frames} frames at {sig.fps:g} fps")
-    fig.subplots_adjust(bottom=0.12)
+    fig.subplots_adjust(bottom=0.06 + 0.6 / (1.9 * rows))  # room for the legend below the time axis
     if run_dir is not None and name:
         save_fig(fig, name, run_dir, readme=readme)
     return fig

@@ -77,7 +77,7 @@ class LongFormat:
 #: written at half its 2040×1088 (grey) and with short videos, so that the default renders in
 #: minutes on two cores (docs/corpora.md).
 FORMATS: dict[str, LongFormat] = {
-    "casme2lv": LongFormat(30, (640, 480), True, "casme2", 0.15, 20.0),
+    "casme2lv": LongFormat(30, (640, 480), True, "casme2", 0.3, 20.0),
     "sammlv": LongFormat(200, (1020, 544), False, "samm", 0.05, 6.0),
 }
 
@@ -937,7 +937,7 @@ def generate(
     ``out_dir``, in the real layout (module text; docs/corpora.md).
 
     ``scale`` multiplies the published subjects and videos (default :attr:`LongFormat.scale`:
-    CAS(ME)² 0.15, 15 videos of 3 subjects; SAMM Long Videos 0.05, 7 videos of 2 subjects);
+    CAS(ME)² 0.3, 29 videos of 7 subjects, notebook 10's default; SAMM Long Videos 0.05, 7 videos of 2 subjects);
     ``seconds`` is each video's mean length (default 20 s at 30 fps, 6 s at 200 fps); ``difficulty``
     the clips' :class:`~mexpr.synth.plans.Difficulty` (micro-expression intensities, noise, drift);
     ``jobs`` parallel workers, one video each (default: all cores).  ``render=False`` writes the
