@@ -622,7 +622,9 @@ def spotting_timeline(sig, truth=None, spotted: dict | None = None, events=(), s
         methods = list(spotted)
         for j, m in enumerate(methods):
             for r in spotted[m].itertuples():
-                lanes.barh(j, (r.end_frame - r.start_frame + 1) / sig.fps, left=(r.start_frame - first) / sig.fps, color=SPOT_COLOURS[r.type], height=0.6)
+                lanes.barh(
+                    j, (r.end_frame - r.start_frame + 1) / sig.fps, left=(r.start_frame - first) / sig.fps, color=SPOT_COLOURS[r.type], height=0.6
+                )
         lanes.set_yticks(range(len(methods)), methods, fontsize=8)
         lanes.set_ylim(-0.6, len(methods) - 0.4)
         lanes.set_title("spotted intervals", fontsize=8, loc="left")
@@ -631,7 +633,9 @@ def spotting_timeline(sig, truth=None, spotted: dict | None = None, events=(), s
         panels.append((axes[lanes_on + 1], {f"{label}, {k}": sc[:, i] for label, sc in scores.items() for i, k in enumerate(spot.TYPES)}))
     for ax, curves in panels:
         for label, y in curves.items():
-            ax.plot(t, y, lw=0.8, label=label, color=SPOT_COLOURS["micro" if label.endswith("micro") else "macro"], alpha=0.9 if "micro" in label else 0.6)
+            ax.plot(
+                t, y, lw=0.8, label=label, color=SPOT_COLOURS["micro" if label.endswith("micro") else "macro"], alpha=0.9 if "micro" in label else 0.6
+            )
         ax.legend(fontsize=7, loc="upper right", ncols=2)
     pose = axes[-1]
     pose.plot(t, sig.pose[:, 0] - np.nanmedian(sig.pose[:, 0]), lw=0.8, color="k", label="head x (px)")
