@@ -23,7 +23,11 @@ One module per idea (see ``docs/DESIGN.md`` §5), in the order of the pipeline:
 - :mod:`mexpr.metrics`     accuracy, UF1, UAR, the confusion matrix
 - :mod:`mexpr.evaluate`    features, SVMs and fusion over a protocol's folds; the baselines' evaluation
 - :mod:`mexpr.report`      Table 4 beside the paper's, combined tables, a run's facts
-- :mod:`mexpr.predict`     classifying new clips with a trained run
+- :mod:`mexpr.predict`     classifying new clips (frame folders or video files) with a trained run
+- :mod:`mexpr.video`       video files and frame folders read as a stream, variable frame rates resampled
+- :mod:`mexpr.track`       face tracking over long videos: detect at intervals, track between, gaps, alignment, head pose
+- :mod:`mexpr.longvideo`   the long-video corpora for spotting: CAS(ME)², SAMM Long Videos (loaders, quirks)
+- :mod:`mexpr.spot`        spotting micro- and macro-expressions: MDMD, a learned spotter, the MEGC protocol (notebook 10)
 - :mod:`mexpr.baselines`   STCLQP, MDMO, FDM
 - :mod:`mexpr.ablation`    what each input choice costs (notebook 08)
 - :mod:`mexpr.explain`     where DTSCNN looks: Grad-CAM and integrated gradients on the flow volume (notebook 09)

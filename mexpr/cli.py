@@ -2,13 +2,14 @@
 
 Commands
 --------
-synth      write a synthetic CASME II / CASME I dataset
+synth      write a synthetic dataset: CASME II / CASME I clips, other corpora, or long videos (casme2lv, sammlv)
 info       clip counts of one or more dataset roots beside the paper's Table 3
 preprocess detect, align, crop and interpolate every clip into runs/<name>/ (cached, resumable)
 flow       optical flow + Munsell colour coding of every pre-processed clip of a run (cached)
 train      train DTSCNN64/128 on the augmented clips of one fold (checkpointed, resumable)
 evaluate   SVMs, Eq. 11 fusion, metrics, Table 4 and Figure 7 over a protocol's folds (DTSCNN or the baselines)
-predict    classify raw clip folders with a run's trained streams, SVMs and Eq. 11
+predict    classify raw clip folders (or clips cut as video files) with a run's trained streams, SVMs and Eq. 11
+spot       spot micro- and macro-expressions in long videos; on CAS(ME)² / SAMM-LV roots, the MEGC protocol
 reproduce  run the notebook series with papermill into runs/<name>/
 
 Every choice and default is read from the module that defines it (e.g. ``--profile`` from

@@ -128,6 +128,13 @@ def _estimator(method: str, p: dict):
     return e.calc
 
 
+def estimator(method: str = "dis", params: dict | None = None):
+    """A pairwise flow function ``calc(a, b, None) -> (H, W, 2) float32`` for grey uint8 frames,
+    by ``method`` with its (tuned) parameters (:func:`method_params`): what the spotting pass calls
+    frame pair by frame pair (:mod:`mexpr.spot`)."""
+    return _estimator(method, method_params(method, params or {}))
+
+
 def _as_grey_frames(frames) -> np.ndarray:
     import cv2
 

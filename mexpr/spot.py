@@ -60,7 +60,7 @@ BLOCKS = 6
 #: the published subjects and videos) and ``seconds`` per video, the learned spotter's ``seeds`` and
 #: ``epochs`` (None: :func:`fit_learned`'s default).
 PROFILES = {
-    "quick": {"scale": 0.05, "seconds": 6.0, "seeds": [0], "epochs": 5},
+    "quick": {"scale": 0.05, "seconds": 4.0, "seeds": [0], "epochs": 4},
     "default": {"scale": 0.3, "seconds": 20.0, "seeds": [0, 1, 2], "epochs": None},
     "paper": {"scale": 0.3, "seconds": 20.0, "seeds": [0, 1, 2], "epochs": None},
 }
@@ -153,7 +153,7 @@ def score(spotted: pd.DataFrame, truth: pd.DataFrame, threshold: float = IOU_THR
 def _estimator():
     from mexpr import flow
 
-    return flow._estimator("dis", flow.METHODS["dis"])
+    return flow.estimator("dis")
 
 
 def _block_slices(h: int, w: int, n: int = BLOCKS) -> list[tuple[slice, slice]]:
