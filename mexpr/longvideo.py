@@ -92,21 +92,12 @@ INTERVAL_COLUMNS = [
     "sheet",
     "excel_row",
 ]
-VIDEO_COLUMNS = [
-    "dataset",
-    "subject",
-    "subject_id",
-    "video",
-    "video_key",
-    "video_path",
-    "fps",
-    "first_frame",
-    "last_frame",
+VIDEO_COLUMNS = INTERVAL_COLUMNS[: INTERVAL_COLUMNS.index("last_frame") + 1] + [
     "n_frames",
     "n_micro",
     "n_macro",
     "notes",
-]
+]  # a video: the first columns of its intervals
 
 
 # --------------------------------------------------------------------------------------------

@@ -121,21 +121,29 @@ def _prf(tp: int, n_spotted: int, n_truth: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
+def _intervals_by_video(df: pd.DataFrame, typ: str) -> dict[str, list]:
+    """``{video: [(start, end), ...]}`` of one type's rows."""
+    d = df[df["type"] == typ]
+    return {v: g[["start_frame", "end_frame"]].to_numpy().tolist() for v, g in d.groupby("video", sort=False)}
+
+
+def _tally(spotted: dict[str, list], truth: dict[str, list], threshold: float = IOU_THRESHOLD) -> tuple[int, int, int]:
+    """``(true positives, spotted, ground truth)`` over every video of the two ``{video: intervals}``."""
+    tp = sum(len(match(spotted.get(v, []), truth.get(v, []), threshold)) for v in set(spotted) | set(truth))
+    return tp, sum(map(len, spotted.values())), sum(map(len, truth.values()))
+
+
+def _f1(spotted: dict[str, list], truth: dict[str, list]) -> float:
+    return _prf(*_tally(spotted, truth))[2]
+
+
 def score(spotted: pd.DataFrame, truth: pd.DataFrame, threshold: float = IOU_THRESHOLD) -> pd.DataFrame:
     """The MEGC spotting scores: per type and overall, the true positives, false positives, false
     negatives, precision, recall and F1, counted over every video of the two tables (columns
     ``video, start_frame, end_frame, type``).  Overall pools the two types' counts."""
     rows = []
     for typ in TYPES:
-        tp = n_s = n_t = 0
-        s_t = spotted[spotted["type"] == typ]
-        t_t = truth[truth["type"] == typ]
-        for video in sorted(set(s_t["video"]) | set(t_t["video"])):
-            s = s_t[s_t["video"] == video][["start_frame", "end_frame"]].to_numpy().tolist()
-            t = t_t[t_t["video"] == video][["start_frame", "end_frame"]].to_numpy().tolist()
-            tp += len(match(s, t, threshold))
-            n_s += len(s)
-            n_t += len(t)
+        tp, n_s, n_t = _tally(_intervals_by_video(spotted, typ), _intervals_by_video(truth, typ), threshold)
         rows.append({"type": typ, "n_truth": n_t, "n_spotted": n_s, "tp": tp})
     rows.append({"type": "overall", **{k: sum(r[k] for r in rows) for k in ("n_truth", "n_spotted", "tp")}})
     out = pd.DataFrame(rows)
@@ -485,14 +493,14 @@ def fit_mdmd(sigs: Sequence[Signals], truth: pd.DataFrame) -> dict[str, float]:
     best = {}
     for typ in TYPES:
         cs = [(s, mdmd_contrast(s, typ)) for s in sigs]
+        want = _intervals_by_video(truth, typ)
         scored = []
         for p in MDMD_PS:
-            rows = []
+            found = {}
             for s, c in cs:
                 runs = [r for r in runs_above(c, mdmd_threshold(c, p)) if _length_ok(*r, typ, s.fps)]
-                rows += _interval_rows(s, typ, runs, c, s.mdmd[typ])
-            sc = score(intervals_table(rows), truth[truth["type"] == typ])
-            scored.append((float(sc.loc[sc["type"] == typ, "f1"].iloc[0]), -p, p))
+                found[s.video] = [(a + s.first_number, b + s.first_number) for a, b in runs]
+            scored.append((_f1(found, want), -p, p))
         best[typ] = max(scored)[2]
     return best
 
@@ -655,21 +663,35 @@ def fit_learned(
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=_weighted_bce(pos_weight))
     rng = np.random.default_rng([seed, 3])
     length = max(16, frames_for(window, fit[0].fps))
-    for _ in range(epochs):
-        xb, yb = _windows(xs, ys, length, rng, steps * batch)
-        model.fit(xb, yb, batch_size=batch, epochs=1, verbose=verbose, shuffle=False)
+
+    class Windows(keras.utils.PyDataset):  # epochs x steps batches, each epoch's windows drawn as it starts (one fit call)
+        def __init__(self):
+            super().__init__()
+            self.epoch, self.xb, self.yb = -1, None, None
+
+        def __len__(self):
+            return epochs * steps
+
+        def __getitem__(self, i):
+            e, j = divmod(int(i), steps)
+            while self.epoch < e:  # batches come in order (no workers, no shuffling)
+                self.xb, self.yb = _windows(xs, ys, length, rng, steps * batch)
+                self.epoch += 1
+            return self.xb[j * batch : (j + 1) * batch], self.yb[j * batch : (j + 1) * batch]
+
+    model.fit(Windows(), epochs=1, verbose=verbose, shuffle=False)
     spotter = LearnedSpotter(model, {t: 0.5 for t in TYPES}, {"fit_subjects": fit_subs, "val_subjects": val_subs, "seed": seed})
     vt = _truth_of(truth, val)
     scores = [(s, spotter.scores(s)) for s in val]
     for i, typ in enumerate(TYPES):
+        want = _intervals_by_video(vt, typ)
         best = []
         for th in THRESHOLDS:
-            rows = []
+            found = {}
             for s, sc in scores:
                 runs = [r for r in runs_above(sc[:, i], th, bridge=1) if _length_ok(*r, typ, s.fps, slack=1.5)]
-                rows += _interval_rows(s, typ, runs, sc[:, i], sc[:, i])
-            f1 = score(intervals_table(rows), vt[vt["type"] == typ]).set_index("type").loc[typ, "f1"]
-            best.append((float(f1), -abs(th - 0.5), th))
+                found[s.video] = [(a + s.first_number, b + s.first_number) for a, b in runs]
+            best.append((_f1(found, want), -abs(th - 0.5), th))
         spotter.thresholds[typ] = max(best)[2]
     return spotter
 
@@ -700,13 +722,15 @@ def loso(
     methods: Sequence[str] = METHODS,
     seeds: Sequence[int] = (0,),
     progress: bool = False,
+    held_out: Sequence[str] | None = None,
     **learned_kw,
 ) -> dict:
     """Leave-one-subject-out spotting of every video: for each held-out subject, MDMD's ``p`` and
     the learned spotter (network and thresholds) come from the other subjects only.  Returns
     ``{"intervals": DataFrame (method, seed, subject_id + intervals.csv's columns), "scores":
     DataFrame (method, seed + :func:`score`'s columns), "fits": [{method, seed, test_subject,
-    fit_subjects, ...}]}``."""
+    fit_subjects, ...}], "spotters": {(seed, test subject): the fold's LearnedSpotter}}``.  ``held_out``: only these subjects' folds (default: every subject's);
+    the scores then count those subjects' videos only."""
     from tqdm.auto import tqdm
 
     for m in methods:
@@ -717,8 +741,12 @@ def loso(
         by_subject.setdefault(sub, []).append(s)
     if len(by_subject) < 2:
         raise SpotError(f"leave-one-subject-out needs at least 2 subjects, got {len(by_subject)}")
-    spotted, fits = [], []
-    plan = [(m, seed, test) for m in methods for seed in (seeds if m == "learned" else seeds[:1]) for test in sorted(by_subject)]
+    spotted, fits, spotters = [], [], {}
+    tests = sorted(by_subject) if held_out is None else sorted(held_out)
+    unknown = set(tests) - set(by_subject)
+    if unknown:
+        raise SpotError(f"held_out names subjects without videos: {sorted(unknown)}")
+    plan = [(m, seed, test) for m in methods for seed in (seeds if m == "learned" else seeds[:1]) for test in tests]
     for m, seed, test in tqdm(plan, desc="spotting folds", unit="fold", disable=not progress):
         train = {k: v for k, v in by_subject.items() if k != test}
         train_truth = truth[truth["video"].isin({s.video for v in train.values() for s in v})]
@@ -728,18 +756,20 @@ def loso(
             fits.append({"method": m, "seed": seed, "test_subject": test, "fit_subjects": sorted(train), "p": p})
         else:
             sp = fit_learned(train, train_truth, seed=seed, **learned_kw)
+            spotters[(seed, test)] = sp
             found = [sp.spot(s) for s in by_subject[test]]
             fits.append({"method": m, "seed": seed, "test_subject": test, "thresholds": dict(sp.thresholds), **sp.info})
         for df in found:
             spotted.append(df.assign(method=m, seed=seed, subject_id=test))
     intervals = pd.concat(spotted, ignore_index=True) if spotted else pd.DataFrame(columns=[*INTERVAL_COLUMNS, "method", "seed", "subject_id"])
     scores = []
+    scored_truth = truth if held_out is None else truth[truth["video"].isin({s.video for t in tests for s in by_subject[t]})]
     for (m, seed), df in intervals.groupby(["method", "seed"], sort=False):
-        scores.append(score(df, truth).assign(method=m, seed=seed))
+        scores.append(score(df, scored_truth).assign(method=m, seed=seed))
     for m in methods:  # a method that spotted nothing at all still gets its (zero) row
         if not any((sc["method"] == m).any() for sc in scores):
-            scores.append(score(intervals.iloc[:0], truth).assign(method=m, seed=seeds[0]))
-    return {"intervals": intervals, "scores": pd.concat(scores, ignore_index=True), "fits": fits}
+            scores.append(score(intervals.iloc[:0], scored_truth).assign(method=m, seed=seeds[0]))
+    return {"intervals": intervals, "scores": pd.concat(scores, ignore_index=True), "fits": fits, "spotters": spotters}
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:
@@ -889,7 +919,7 @@ def evaluate_corpus(
     _io.atomic_write_text(out / "intervals.csv", res["intervals"].to_csv(index=False))
     _io.atomic_write_text(out / "scores.csv", res["scores"].to_csv(index=False))
     _io.atomic_write_text(out / "summary.csv", summ.to_csv(index=False))
-    result = {"summary": summ, "scores": res["scores"], "intervals": res["intervals"], "fits": res["fits"], "skipped": data["skipped"],
+    result = {"summary": summ, "scores": res["scores"], "intervals": res["intervals"], "fits": res["fits"], "spotters": res["spotters"], "skipped": data["skipped"],
               "n_videos": len(data["signals"]), "n_subjects": len(set(data["subjects"])), "truth": data["truth"], "signals": data["signals"],
               "subjects": data["subjects"]}  # fmt: skip
     if spotter_dir is not None:

@@ -132,7 +132,7 @@ def _corpus(n_subjects: int = 4, seed: int = 0):
 
 def test_learned_spotter_beats_mdmd_on_signals_with_distractors():
     sigs, subjects, truth = _corpus()
-    res = spot.loso(sigs, subjects, truth, seeds=(0,), epochs=12, steps=10)
+    res = spot.loso(sigs, subjects, truth, seeds=(0,), epochs=10, steps=8)
     sc = res["scores"].set_index(["method", "type"])
     assert sc.loc[("learned", "overall"), "f1"] > 0.6
     assert sc.loc[("learned", "overall"), "f1"] > sc.loc[("mdmd", "overall"), "f1"]
@@ -143,12 +143,14 @@ def test_loso_never_lets_the_test_subject_reach_training_or_thresholds():
     """Each fold's fit lists the other subjects only, and changing the held-out subject's ground
     truth changes nothing that is spotted in its videos."""
     sigs, subjects, truth = _corpus(n_subjects=3, seed=1)
-    kw = {"seeds": (0,), "epochs": 3, "steps": 4}
+    test = "sub0"
+    kw = {"seeds": (0,), "epochs": 3, "steps": 4, "held_out": [test]}
     res = spot.loso(sigs, subjects, truth, **kw)
+    assert {f["test_subject"] for f in res["fits"]} == {test} and {f["method"] for f in res["fits"]} == set(spot.METHODS)
     for f in res["fits"]:
         assert f["test_subject"] not in f.get("fit_subjects", [])
         assert f["test_subject"] not in f.get("val_subjects", [])
-    test = "sub0"
+    assert set(res["intervals"]["subject_id"]) <= {test}
     videos = {s.video for s, sub in zip(sigs, subjects) if sub == test}
     moved = truth.copy()
     sel = moved["video"].isin(videos)

@@ -52,7 +52,7 @@ from mexpr import _io
 from mexpr.corpora import CORPORA, LONG_CORPORA
 from mexpr.synth.identity import FRAME_H, FRAME_W, Identity, make_identity
 from mexpr.synth.motion import FIELD_STRIDE, Motion, au_field, make_motion, profile
-from mexpr.synth.plans import DIFFICULTIES, SAMM_FIRST, ClipPlan, Difficulty, plan_clips
+from mexpr.synth.plans import DIFFICULTIES, SAMM_FIRST, ClipPlan, Difficulty, plan_clips, resolve_difficulty
 
 GENERATOR_VERSION = 1
 #: The long-video corpora the generator writes.
@@ -956,12 +956,7 @@ def generate(
     fmt = FORMATS[dataset]
     scale = fmt.scale if scale is None else float(scale)
     seconds = fmt.seconds if seconds is None else float(seconds)
-    if isinstance(difficulty, str):
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)} or a Difficulty, not {difficulty!r}")
-        difficulty_name, difficulty = difficulty, DIFFICULTIES[difficulty]
-    else:
-        difficulty_name = "custom"
+    difficulty_name, difficulty = resolve_difficulty(difficulty)
     out = Path(out_dir)
     faces_s = str(Path(faces).resolve()) if faces else None
     plans = plan_videos(dataset, scale, seed, seconds, difficulty)

@@ -140,6 +140,16 @@ EMOTION_AUS |= {
 _EXTRA_AUS = ("1", "2", "4", "7", "10", "12", "14", "15", "17", "24")
 
 
+def resolve_difficulty(difficulty: str | Difficulty) -> tuple[str, Difficulty]:
+    """``(name, Difficulty)`` of a name in :data:`DIFFICULTIES` or a :class:`Difficulty` (named
+    ``"custom"``); a ValueError listing the names for an unknown one."""
+    if isinstance(difficulty, str):
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)} or a Difficulty, not {difficulty!r}")
+        return difficulty, DIFFICULTIES[difficulty]
+    return "custom", difficulty
+
+
 def au_sides(au: str) -> tuple[str, set[str]]:
     """'L14' -> ('14', {'L'}); '12' -> ('12', {'L', 'R'})."""
     if au[0] in "LR":

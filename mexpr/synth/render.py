@@ -18,7 +18,7 @@ from mexpr import scale as cluster  # (the synthetic set's "scale" is its size)
 from mexpr.datasets import FPS, scaled_counts
 from mexpr.synth.identity import FRAME_H, FRAME_W, Identity, make_identity
 from mexpr.synth.motion import Motion, inverse_map, make_motion
-from mexpr.synth.plans import DATASET_CODE, DIFFICULTIES, FORMATS, OTHER_CORPORA, ClipPlan, Difficulty, au_sides, plan_clips
+from mexpr.synth.plans import DATASET_CODE, FORMATS, OTHER_CORPORA, ClipPlan, Difficulty, au_sides, plan_clips, resolve_difficulty
 
 GENERATOR_VERSION = 1
 
@@ -166,12 +166,7 @@ def generate(
 
     if dataset not in FORMATS:
         raise ValueError(f"dataset must be one of {sorted(FORMATS)}, not {dataset!r}")
-    if isinstance(difficulty, str):
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)} or a Difficulty, not {difficulty!r}")
-        difficulty_name, difficulty = difficulty, DIFFICULTIES[difficulty]
-    else:
-        difficulty_name = "custom"
+    difficulty_name, difficulty = resolve_difficulty(difficulty)
     out = Path(out_dir)
     faces_s = str(Path(faces).resolve()) if faces else None
     record = {
