@@ -927,11 +927,13 @@ def evaluate_corpus(
         by_subject: dict[str, list[Signals]] = {}
         for s, sub in zip(data["signals"], data["subjects"]):
             by_subject.setdefault(sub, []).append(s)
-        sp = fit_learned(by_subject, data["truth"], seed=int(seeds[0]), **kw)
-        sp.save(spotter_dir)
+        if "learned" in methods:
+            sp = fit_learned(by_subject, data["truth"], seed=int(seeds[0]), **kw)
+            sp.save(spotter_dir)
+            result["spotter_dir"] = str(spotter_dir)
         p = fit_mdmd(data["signals"], data["truth"])
+        Path(spotter_dir).parent.mkdir(parents=True, exist_ok=True)
         _io.atomic_write_text(Path(spotter_dir).parent / "mdmd.json", json.dumps({"p": p, "fit_subjects": sorted(by_subject)}, indent=2) + "\n")
-        result["spotter_dir"] = str(spotter_dir)
     manifest = {
         "roots": [str(r) for r in roots],
         "videos": len(data["signals"]),

@@ -253,3 +253,16 @@ def test_mexpr_spot_learned_without_a_trained_spotter_says_how_to_train_one(face
     assert rc == 2
     err = capsys.readouterr().err
     assert "no trained spotter" in err and "mexpr spot CORPUS_ROOT --run RUN" in err
+
+
+def test_mexpr_spot_on_a_corpus_without_faces_says_what_it_skipped(tmp_path, capsys):
+    """A long-video root whose frames show no face (a layout-only synthetic set): every video is
+    recorded as skipped with its reason, and the run ends with one error naming the root."""
+    from mexpr import cli
+    from mexpr.synth import longvideo as synth_long
+
+    root = synth_long.generate(tmp_path / "lv", "casme2lv", scale=0.05, seconds=3, jobs=1, progress=False, render=False)
+    rc = cli.main(["spot", str(root), "--method", "mdmd", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"{root}: no video could be read" in err and "no face found in any of its" in err
