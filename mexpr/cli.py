@@ -343,7 +343,8 @@ def _cmd_spot(args) -> int:
     roots = [s for s in args.sources if longvideo.detect(s)]
     if roots and len(roots) != len(args.sources):
         raise ValueError("give corpus roots or videos to `mexpr spot`, not both in one call")
-    out = Path(args.out) if args.out else (Path(args.run) / "spot" if args.run else Path("."))
+    # default: a corpus into RUN/spot, videos into RUN/spot/videos (never over the corpus' evaluation), or here
+    out = Path(args.out) if args.out else (Path(args.run) / "spot" / ("" if roots else "videos") if args.run else Path("."))
     target = out / "intervals.csv"
     if target.exists() and not args.force:
         raise FileExistsError(f"{target} exists; pass --force to overwrite it, or --out another folder")
@@ -626,7 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("sources", nargs="+", help="video files (.mp4 .mov .avi .mkv), frame folders, or long-video corpus roots (real or synthetic)")
     sp.add_argument("--method", default=None, choices=list(spot.METHODS), help="spotter (default: learned where the run has one, else mdmd)")
     sp.add_argument("--run", default=None, help="run folder: a corpus is evaluated into RUN/spot and trains its spotter there; videos use it")
-    sp.add_argument("--out", default=None, help="where intervals.csv goes (default: RUN/spot, or the current folder)")
+    sp.add_argument(
+        "--out", default=None, help="where intervals.csv goes (default: a corpus RUN/spot, videos RUN/spot/videos; without --run the current folder)"
+    )
     sp.add_argument("--fps", type=float, default=None, help="the frame rate of frame folders (a video file's own is read from it)")
     sp.add_argument("--seeds", type=int, nargs="+", default=[0], help="corpus: the learned spotter's seeds (mean ± std over them)")
     sp.add_argument("--epochs", type=int, default=None, help="corpus: the learned spotter's training epochs (default: its own)")
