@@ -787,9 +787,13 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def apex_signal(frames: np.ndarray) -> np.ndarray:
-    """How far the face has moved since the clip's first frame, per frame ``(T,)``: the mean of the
-    top third of the blocks' local flow magnitude (onset -> t, global motion removed); frames are
-    aligned crops ``(T, H, W)`` grey or ``(T, H, W, 3)`` RGB uint8."""
+    """How far frame ``t`` is from *both* ends of the clip, per frame ``(T,)``: the smaller of the
+    face's motion since the first frame and its motion still to come before the last (each the
+    mean of the top third of the blocks' local flow magnitude, global motion removed).  An
+    expression's apex is far from its onset and its offset; a slow drift or a lighting change grows
+    towards one end only, and the two-sided form cancels it (chosen on the quick run's clips, seed 0,
+    over the one-sided motion since onset: notebook 10, docs/benchmarks.md).  ``frames``: aligned
+    crops ``(T, H, W)`` grey or ``(T, H, W, 3)`` RGB uint8."""
     import cv2
 
     frames = np.asarray(frames)
@@ -798,10 +802,13 @@ def apex_signal(frames: np.ndarray) -> np.ndarray:
     if frames.ndim != 3 or len(frames) < 2:
         raise SpotError(f"apex estimation needs (T, H, W) frames with T >= 2, got shape {frames.shape}")
     est = _estimator()
-    out = np.zeros(len(frames), np.float32)
+    since = np.zeros(len(frames), np.float32)
+    until = np.zeros(len(frames), np.float32)
     for t in range(1, len(frames)):
-        out[t] = mdmd_value(block_magnitude(est(frames[0], frames[t], None)))
-    return out
+        since[t] = mdmd_value(block_magnitude(est(frames[0], frames[t], None)))
+    for t in range(len(frames) - 1):
+        until[t] = mdmd_value(block_magnitude(est(frames[-1], frames[t], None)))
+    return np.minimum(since, until)
 
 
 def estimate_apex(frames: np.ndarray, smooth: float = 1.0) -> tuple[int, np.ndarray]:
