@@ -38,3 +38,15 @@ def flowrun(casme2_root, casme1_root, tmp_path_factory):
     preprocess.run(df, run, jobs=2, progress=False)
     flow.run(run, "dis", jobs=2, progress=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def face_bgr():
+    """A synthetic face, 640 x 480 BGR uint8 (identity 0 of mexpr.synth; made once per session: ~5 s)."""
+    import numpy as np
+
+    from mexpr.synth.identity import make_identity
+
+    img = np.clip(make_identity(0).image, 0, 255).astype(np.uint8)[..., ::-1].copy()
+    img.flags.writeable = False  # shared: a test copies before drawing on it
+    return img

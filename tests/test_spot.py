@@ -204,15 +204,14 @@ def test_estimate_apex_finds_the_peak_of_a_synthetic_movement():
 
 
 @pytest.fixture(scope="module")
-def face_video(tmp_path_factory):
+def face_video(tmp_path_factory, face_bgr):
     """A 4-s 30-fps video of a synthetic face that sways, raises its brows twice (a micro- and a
     macro-like movement) and leaves nothing else to find."""
     import cv2
 
     from mexpr import video
-    from mexpr.synth.identity import make_identity
 
-    img = np.clip(make_identity(1).image, 0, 255).astype(np.uint8)[..., ::-1].copy()
+    img = face_bgr
     frames = []
     for i in range(120):
         up = 2.0 * np.exp(-0.5 * ((i - 40) / 2.5) ** 2) + 4.0 * np.exp(-0.5 * ((i - 85) / 8) ** 2)

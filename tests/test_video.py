@@ -17,11 +17,9 @@ FPS = 30.0
 
 
 @pytest.fixture(scope="module")
-def face():
+def face(face_bgr):
     """A synthetic face (640 x 480 BGR uint8) and a background without one."""
-    from mexpr.synth.identity import make_identity
-
-    img = np.clip(make_identity(0).image, 0, 255).astype(np.uint8)[..., ::-1].copy()
+    img = face_bgr
     rng = np.random.default_rng(0)
     bg = cv2.GaussianBlur(rng.integers(60, 200, img.shape, dtype=np.uint8), (0, 0), 6)
     return img, bg
