@@ -31,20 +31,17 @@ def _cmd_synth(args) -> int:
 
     # --corpora samm smic casme3a: each into OUT/<corpus>; else --dataset into OUT
     targets = [(c, Path(args.out) / c) for c in args.corpora] if args.corpora else [(args.dataset, Path(args.out))]
+    kw = {
+        "seed": args.seed,
+        "faces": args.faces,
+        "difficulty": args.difficulty,
+        "jobs": args.jobs,
+        "progress": not args.quiet,
+        "render": not args.layout_only,
+    }
     for dataset, out in targets:
         if dataset in longvideo.LONG_DATASETS:  # long videos for spotting (CAS(ME)², SAMM Long Videos)
-            longvideo.generate(
-                out,
-                dataset=dataset,
-                scale=args.scale,
-                seed=args.seed,
-                seconds=args.seconds,
-                faces=args.faces,
-                difficulty=args.difficulty,
-                jobs=args.jobs,
-                progress=not args.quiet,
-                render=not args.layout_only,
-            )
+            longvideo.generate(out, dataset=dataset, scale=args.scale, seconds=args.seconds, **kw)
             info = json.loads((out / "synth.json").read_text())
             c = info["counts"]
             print(
@@ -53,17 +50,7 @@ def _cmd_synth(args) -> int:
             )
             continue
         args.scale = 1.0 if args.scale is None else args.scale
-        synth.generate(
-            out,
-            dataset=dataset,
-            scale=args.scale,
-            seed=args.seed,
-            faces=args.faces,
-            difficulty=args.difficulty,
-            jobs=args.jobs,
-            progress=not args.quiet,
-            render=not args.layout_only,
-        )
+        synth.generate(out, dataset=dataset, scale=args.scale, **kw)
         print(f"wrote {dataset} (scale {args.scale:g}, seed {args.seed}{', layout only' if args.layout_only else ''}) to {out}")
     return 0
 

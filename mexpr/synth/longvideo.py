@@ -52,7 +52,7 @@ from mexpr import _io
 from mexpr.corpora import CORPORA, LONG_CORPORA
 from mexpr.synth.identity import FRAME_H, FRAME_W, Identity, make_identity
 from mexpr.synth.motion import FIELD_STRIDE, Motion, au_field, make_motion, profile
-from mexpr.synth.plans import DIFFICULTIES, SAMM_FIRST, ClipPlan, Difficulty, plan_clips, resolve_difficulty
+from mexpr.synth.plans import DIFFICULTIES, SAMM_FIRST, ClipPlan, Difficulty, claim_folder, plan_clips, resolve_difficulty
 
 GENERATOR_VERSION = 1
 #: The long-video corpora the generator writes.
@@ -987,20 +987,9 @@ def generate(
         record["render"] = False
     info_path = out / "synth.json"
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    if info_path.is_file():
-        if info_path.read_text() == text:
-            return out  # already complete
-        raise FileExistsError(f"{out} already holds a different synthetic dataset ({info_path}); use another folder")
+    if claim_folder(out, text):
+        return out  # already complete
     partial = out / ".synth-partial"
-    if partial.is_file():
-        if partial.read_text() != text:  # resuming it would mix two sets' videos
-            raise FileExistsError(
-                f"{out} holds an interrupted synthetic dataset of other arguments ({partial}); resume it with those, or use another folder"
-            )
-    elif out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; give a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    partial.write_text(text)
     jobs = jobs or os.cpu_count() or 1
     tasks = [delayed(render_video)(str(out), v, seed, faces_s, difficulty, render) for v in plans]
     stats = []

@@ -140,6 +140,32 @@ EMOTION_AUS |= {
 _EXTRA_AUS = ("1", "2", "4", "7", "10", "12", "14", "15", "17", "24")
 
 
+def claim_folder(out, text: str) -> bool:
+    """Make the folder ``out`` ready for the synthetic set whose record (its ``synth.json``) is
+    ``text``: True where that very set is already complete there (nothing to do); a
+    FileExistsError where ``out`` holds another set, a set interrupted under other arguments
+    (resuming it would mix two sets) or other files; else ``.synth-partial`` holds ``text`` (an
+    interrupted run resumes from it) and False."""
+    from pathlib import Path
+
+    out = Path(out)
+    info_path, partial = out / "synth.json", out / ".synth-partial"
+    if info_path.is_file():
+        if info_path.read_text() == text:
+            return True
+        raise FileExistsError(f"{out} already holds a different synthetic dataset ({info_path}); use another folder")
+    if partial.is_file():
+        if partial.read_text() != text:
+            raise FileExistsError(
+                f"{out} holds an interrupted synthetic dataset of other arguments ({partial}); resume it with those, or use another folder"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; give a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    partial.write_text(text)
+    return False
+
+
 def resolve_difficulty(difficulty: str | Difficulty) -> tuple[str, Difficulty]:
     """``(name, Difficulty)`` of a name in :data:`DIFFICULTIES` or a :class:`Difficulty` (named
     ``"custom"``); a ValueError listing the names for an unknown one."""

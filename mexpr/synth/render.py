@@ -18,7 +18,7 @@ from mexpr import scale as cluster  # (the synthetic set's "scale" is its size)
 from mexpr.datasets import FPS, scaled_counts
 from mexpr.synth.identity import FRAME_H, FRAME_W, Identity, make_identity
 from mexpr.synth.motion import Motion, inverse_map, make_motion
-from mexpr.synth.plans import DATASET_CODE, FORMATS, OTHER_CORPORA, ClipPlan, Difficulty, au_sides, plan_clips, resolve_difficulty
+from mexpr.synth.plans import DATASET_CODE, FORMATS, OTHER_CORPORA, ClipPlan, Difficulty, au_sides, claim_folder, plan_clips, resolve_difficulty
 
 GENERATOR_VERSION = 1
 
@@ -187,14 +187,8 @@ def generate(
         record["render"] = False
     info_path = out / "synth.json"
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    if info_path.is_file():
-        if info_path.read_text() == text:
-            return out  # already complete
-        raise FileExistsError(f"{out} already holds a different synthetic dataset ({info_path}); use another folder")
-    if out.exists() and any(out.iterdir()) and not (out / ".synth-partial").is_file():
-        raise FileExistsError(f"{out} exists and is not empty; give a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ".synth-partial").write_text(text)
+    if claim_folder(out, text):
+        return out  # already complete
 
     plans = plan_clips(dataset, scale, seed, difficulty)
     jobs = jobs or os.cpu_count() or 1
