@@ -34,6 +34,9 @@ POOL4_FEATURES = 1152
 #: - ``ablation``: notebook 08's plan (protocols, seeds, folds, steps and each step's training budget;
 #:   ``None``: the profile's; steps ``None``: every step); ``benchmarks/ablation.py`` runs the full one,
 #:   and its ``--record`` keeps a run's table in ``docs/results/`` for the notebook to show.
+#: - ``spotting``: notebook 10's plan: the synthetic CAS(ME)²'s ``scale`` (of the published subjects and
+#:   videos) and ``seconds`` per video, the learned spotter's ``seeds`` and ``epochs`` (None:
+#:   :func:`mexpr.spot.fit_learned`'s default).
 #: Notebook 08's plan under ``quick`` and ``default``: the two ends of the ablation (the paper's input,
 #: ours) on fold 0 of the paper protocol at the profile's budget: exactly the streams notebooks 04
 #: and 06 trained, so the notebook trains nothing again.
@@ -59,6 +62,7 @@ PROFILES: dict[str, dict] = {
         "compare": True,
         # the two ends; every step's input setting has its own unit tests (flow, augment, train)
         "ablation": _ENDS_ON_FOLD_0,
+        "spotting": {"scale": 0.05, "seconds": 4.0, "seeds": [0], "epochs": 4},
     },
     "default": {  # make reproduce on 2 cores (DTSCNN on our input plateaus by ~8 epochs)
         "synth_scale": 1.0,
@@ -73,6 +77,8 @@ PROFILES: dict[str, dict] = {
         # the two ends; every step at this budget is recorded by benchmarks/ablation.py --record (docs/results/
         # ablation_default*, which the notebook shows) and runs in the notebook with steps="all" (about an hour on 2 cores)
         "ablation": _ENDS_ON_FOLD_0,
+        # one seed keeps make reproduce short; the three-seed numbers: mexpr spot ROOT --seeds 0 1 2 (docs/benchmarks.md)
+        "spotting": {"scale": 0.3, "seconds": 20.0, "seeds": [0], "epochs": None},
     },
     "paper": {  # full scale: 2,000 clips per fold (GPU for training)
         "synth_scale": 1.0,
@@ -85,6 +91,7 @@ PROFILES: dict[str, dict] = {
         "schedule": "paper",
         "compare": True,
         "ablation": {"protocols": ["paper", "subject3"], "seeds": [0, 1, 2], "folds": None, "per_class": None, "epochs": None, "steps": None},
+        "spotting": {"scale": 0.3, "seconds": 20.0, "seeds": [0, 1, 2], "epochs": None},
     },
 }
 

@@ -56,15 +56,6 @@ BASELINE = {"micro": {"k_s": 0.4, "min_s": 0.23, "max_s": 0.53}, "macro": {"k_s"
 IOU_THRESHOLD = 0.5
 #: The grid of face blocks (the baseline's 6 x 6).
 BLOCKS = 6
-#: What notebook 10 (and ``make reproduce``) spots, per profile: the synthetic CAS(ME)²'s ``scale`` (of
-#: the published subjects and videos) and ``seconds`` per video, the learned spotter's ``seeds`` and
-#: ``epochs`` (None: :func:`fit_learned`'s default).  The default profile trains one seed, to keep
-#: ``make reproduce`` short; the three-seed numbers come from ``mexpr spot ROOT --seeds 0 1 2``.
-PROFILES = {
-    "quick": {"scale": 0.05, "seconds": 4.0, "seeds": [0], "epochs": 4},
-    "default": {"scale": 0.3, "seconds": 20.0, "seeds": [0], "epochs": None},  # three seeds: mexpr spot ROOT --seeds 0 1 2 (docs/benchmarks.md)
-    "paper": {"scale": 0.3, "seconds": 20.0, "seeds": [0, 1, 2], "epochs": None},
-}
 #: The columns of ``intervals.csv``.
 INTERVAL_COLUMNS = ["video", "start_frame", "apex_frame", "end_frame", "start_s", "apex_s", "end_s", "type", "score"]
 
