@@ -272,19 +272,15 @@ def signals(
 
     est = _estimator()
     stream = track.follow(source, fps=fps, progress=progress, **track_kw)
+    info = stream.info  # open_video's: the file's rate, or the fps given for a frame folder
+    if not info.fps:
+        raise SpotError(f"{source}: no frame rate known (a folder of frames); pass fps=")
+    rate = float(info.fps)
+    ks = ks_for(rate)
+    kmax = max(ks.values())
+    per = {t: {"mdmd": [], "blocks": [], "local": []} for t in TYPES}
     found, pose, crops = [], [], deque()
-    ks = None
-    per = {}
-    vinfo = None
     for fr in stream:
-        if ks is None:
-            vinfo = getattr(stream, "info", None)
-            rate = fps or (vinfo.fps if vinfo is not None else None) or getattr(fr, "fps", None)
-            if not rate:
-                raise SpotError(f"{source}: no frame rate known; pass fps=")
-            ks = ks_for(float(rate))
-            kmax = max(ks.values())
-            per = {t: {"mdmd": [], "blocks": [], "local": []} for t in TYPES}
         found.append(bool(fr.found))
         pose.append(np.asarray(fr.pose, np.float32) if fr.pose is not None else np.full(4, np.nan, np.float32))
         crops.append(fr.crop if fr.found else None)
@@ -309,23 +305,19 @@ def signals(
                 per[t]["blocks"].append(np.full(BLOCKS * BLOCKS, np.nan, np.float32))
                 per[t]["mdmd"].append(np.nan)
                 per[t]["local"].append(np.full(BLOCKS * BLOCKS, np.nan, np.float32))
-    if ks is None:
-        raise SpotError(f"{source}: no frames")
     n = len(found)
+    if n == 0:
+        raise SpotError(f"{source}: no frames")
     if not any(found):
         raise SpotError(f"{source}: no face found in any of its {n} frames (dlib's frontal detector; a face must be seen from the front)")
     for t in ks:  # the last k frames have no tail
         for key in ("blocks", "local"):
             per[t][key] += [np.full(BLOCKS * BLOCKS, np.nan, np.float32)] * (n - len(per[t][key]))
         per[t]["mdmd"] += [np.nan] * (n - len(per[t]["mdmd"]))
-    info = getattr(stream, "info", None) or vinfo
-    rate = float(fps or info.fps)
-    gaps = list(getattr(stream, "gaps", []) or [])
-    notes = list(getattr(info, "notes", []) or [])
-    skipped = getattr(getattr(stream, "video", None), "skipped", [])
-    notes += [f"frame {s['number']} ({s['file']}): {s['reason']}; the frame before it repeated" for s in skipped]
+    gaps = list(stream.gaps)
+    notes = list(info.notes) + [f"frame {s['number']} ({s['file']}): {s['reason']}; the frame before it repeated" for s in stream.video.skipped]
     if first_number is None:
-        first_number = int(getattr(info, "first_number", 0) or 0)
+        first_number = info.first_number
     return Signals(
         video=name or Path(str(source)).stem,
         fps=rate,

@@ -192,8 +192,8 @@ class Follower:
                         lms = None
                 if lms is None:
                     why = why or NO_FACE
-            elif lms is None:
-                why = self.gaps[-1]["reason"] if self.gaps and self.gaps[-1]["end_frame"] == fr.index - 1 else NO_FACE
+            elif lms is None:  # inside a gap, between two tries: the gap it continues keeps its reason (_gap)
+                why = NO_FACE
             prev = lms
             yield fr, lms, detected, why
 

@@ -78,10 +78,6 @@ class VideoInfo:
         return self.n_frames / self.fps if self.fps else None
 
 
-def _is_frame_folder(path: Path) -> bool:
-    return path.is_dir()
-
-
 def _frame_files(folder: Path) -> list[tuple[int, Path]]:
     """The folder's frame files ordered by their number (never as text: ``img1000`` follows
     ``img999``); files without a number are ordered after, by name."""
@@ -227,7 +223,7 @@ def open_video(source: str | os.PathLike, fps: float | None = None) -> Video:
         raise VideoError(f"{path}: no such file or folder")
     if fps is not None and not (np.isfinite(fps) and fps > 0):
         raise VideoError(f"{path}: fps must be a positive number, not {fps!r}")
-    if _is_frame_folder(path):
+    if path.is_dir():  # a folder of frames
         files = _frame_files(path)
         if not files:
             raise VideoError(f"{path}: a folder with no frame files ({', '.join(FRAME_SUFFIXES)})")
