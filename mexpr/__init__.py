@@ -28,6 +28,7 @@ One module per idea (see ``docs/DESIGN.md`` §5), in the order of the pipeline:
 - :mod:`mexpr.track`       face tracking over long videos: detect at intervals, track between, gaps, alignment, head pose
 - :mod:`mexpr.longvideo`   the long-video corpora for spotting: CAS(ME)², SAMM Long Videos (loaders, quirks)
 - :mod:`mexpr.spot`        spotting micro- and macro-expressions: MDMD, a learned spotter, the MEGC protocol (notebook 10)
+- :mod:`mexpr.timeline`    a video in, a timeline of recognised micro-expressions out: ``mexpr.analyze(video, run)`` (notebook 11)
 - :mod:`mexpr.baselines`   STCLQP, MDMO, FDM
 - :mod:`mexpr.ablation`    what each input choice costs (notebook 08)
 - :mod:`mexpr.explain`     where DTSCNN looks: Grad-CAM and integrated gradients on the flow volume (notebook 09)
@@ -51,10 +52,14 @@ _SUBMODULES = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.star
 
 
 def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+    return sorted(set(globals()) | _SUBMODULES | {"analyze"})
 
 
 def __getattr__(name: str):
+    if name == "analyze":  # the one function at the top: a video in, a timeline out
+        from mexpr.timeline import analyze
+
+        return analyze
     if name in _SUBMODULES:
         return importlib.import_module(f"mexpr.{name}")
     raise AttributeError(f"module 'mexpr' has no attribute {name!r}")

@@ -10,6 +10,7 @@ train      train DTSCNN64/128 on the augmented clips of one fold (checkpointed, 
 evaluate   SVMs, Eq. 11 fusion, metrics, Table 4 and Figure 7 over a protocol's folds (DTSCNN or the baselines)
 predict    classify raw clip folders (or clips cut as video files) with a run's trained streams, SVMs and Eq. 11
 spot       spot micro- and macro-expressions in long videos; on CAS(ME)² / SAMM-LV roots, the MEGC protocol
+analyze    a video in, a timeline of recognised micro-expressions out (spot, then recognise with a trained run)
 reproduce  run the notebook series with papermill into runs/<name>/
 
 Every choice and default is read from the module that defines it (e.g. ``--profile`` from
@@ -381,6 +382,37 @@ def _cmd_spot(args) -> int:
     return 0 if any(r["status"] == "spotted" for r in records) else 2
 
 
+def _cmd_analyze(args) -> int:
+    from pathlib import Path
+
+    from mexpr import timeline
+
+    out = Path(args.out) if args.out else Path(args.run) / "analyze"
+    tl = timeline.analyze(
+        args.videos,
+        args.run,
+        out=out,
+        profile=args.profile,
+        seed=args.seed,
+        input=args.input,
+        fold=args.fold,
+        protocol=args.protocol,
+        tag=args.tag,
+        method=args.method,
+        fps=args.fps,
+        video_out=args.video_out,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    s = tl.settings
+    print(f"recognised with {s['experiment']} fold {s['fold']} ({'our' if s['input'] == 'mexpr' else 'the paper' + chr(39) + 's'} input, "
+          f"classes {', '.join(s['classes'])}); spotter: {s['spotter']['method']} ({s['spotter']['source']})")  # fmt: skip
+    print(tl.summary())
+    written = [tl.paths["csv"], tl.paths["json"], *tl.paths["figures"].values(), *tl.paths["videos"].values()]
+    print("wrote " + ", ".join(map(str, written)))
+    return 0 if any(v["status"] == "analysed" for v in tl.videos) else 2
+
+
 def _cmd_reproduce(args) -> int:
     import time
 
@@ -486,7 +518,7 @@ def _scheduler_option(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mexpr import align, datasets, evaluate, face, flow, fusion, preprocess, settings, spot, synth
+    from mexpr import align, datasets, evaluate, face, flow, fusion, preprocess, settings, spot, synth, train
     from mexpr.synth.longvideo import LONG_DATASETS
 
     p = argparse.ArgumentParser(prog="mexpr", description="DTSCNN micro-expression recognition (Peng et al. 2017)")
@@ -624,6 +656,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="overwrite an existing intervals.csv")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=_cmd_spot)
+
+    an = sub.add_parser("analyze", help="a video in, a timeline of recognised micro-expressions out (spot, then recognise)")
+    an.add_argument("videos", nargs="+", help="video files (.mp4 .mov .avi .mkv) or frame folders (with --fps)")
+    an.add_argument("--run", required=True, help="run folder with trained streams (and, from `mexpr spot CORPUS --run RUN`, a spotter)")
+    an.add_argument("--out", default=None, help="output folder (default RUN/analyze); one holding a timeline is refused without --force")
+    an.add_argument("--fold", type=int, default=0, help="whose models and SVMs (default 0)")
+    an.add_argument(
+        "--input", default=None, choices=list(train.INPUTS), help="the streams' input (default: ours where the run trained it, else the paper's)"
+    )
+    an.add_argument("--profile", default="default", choices=list(settings.PROFILES), help="the profile the streams were trained with")
+    an.add_argument("--seed", type=int, default=0, help="the seed the streams were trained with")
+    an.add_argument("--protocol", default=None, choices=list(datasets.PROTOCOLS), help="the protocol the streams were trained under (default paper)")
+    an.add_argument("--tag", default=None, help="the suffix of the streams' experiment folder, if they were trained with --tag")
+    an.add_argument("--method", default=None, choices=list(spot.METHODS), help="spotter (default: learned where the run has one, else mdmd)")
+    an.add_argument("--fps", type=float, default=None, help="the frame rate of frame folders (a video file's own is read from it)")
+    an.add_argument("--video-out", action="store_true", help="also write an annotated MP4 per video")
+    an.add_argument("--force", action="store_true", help="overwrite an existing timeline")
+    an.add_argument("--quiet", action="store_true")
+    an.set_defaults(func=_cmd_analyze)
 
     r = sub.add_parser("reproduce", help="run the notebook series with papermill into runs/<name>")
     r.add_argument("--run", default="runs/default")

@@ -73,21 +73,27 @@ def clip_video(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.stack(frames)), np.asarray(times)
 
 
-def clip_inputs(run_dir, folder, flows: dict | None = None) -> dict:
-    """A raw frame folder (or a clip cut as a video file, :func:`clip_video`) through the run's own pre-processing, flow and Munsell coding:
+def clip_inputs(run_dir, folder, flows: dict | None = None, times=None, return_clip: bool = False):
+    """A raw frame folder (or a clip cut as a video file, :func:`clip_video`, or its frames ``uint8
+    (T, H, W, 3)`` RGB or a list of frame files, with their ``times`` in s) through the run's own pre-processing, flow and
+    Munsell coding:
     ``{64: uint8 (64, 112, 96, 3), 128: uint8 (128, 112, 96, 3)}``.  ``flows``: per stream, how
-    to compute and code the flow (:func:`stream_flow`; default: the run's flow stage).  Raises the
+    to compute and code the flow (:func:`stream_flow`; default: the run's flow stage);
+    ``return_clip``: also the pre-processed :class:`~mexpr.preprocess.Clip`.  Raises the
     pre-processing's errors (e.g. :class:`~mexpr.face.FaceNotFoundError` naming the frame)
     on bad input."""
     from mexpr import augment, flow, preprocess
 
     flows = flows or {f: augment.flow_config(run_dir) for f in (64, 128)}
-    if Path(folder).is_file():  # a clip cut as a video file (mexpr.video): its frames, at their times
+    if isinstance(folder, np.ndarray | list | tuple):  # frames already read, or frame files (mexpr.timeline)
+        clip = preprocess.preprocess_clip(folder, preprocess.load_config(run_dir), times=times)
+    elif Path(folder).is_file():  # a clip cut as a video file (mexpr.video): its frames, at their times
         frames, times = clip_video(folder)
         clip = preprocess.preprocess_clip(frames, preprocess.load_config(run_dir), times=times)
     else:
         clip = preprocess.preprocess_clip(frame_files(folder), preprocess.load_config(run_dir))
-    return {f: flow.code(flow.compute_as(clip.resample(f + 1), cfg), cfg) for f, cfg in flows.items()}
+    x = {f: flow.code(flow.compute_as(clip.resample(f + 1), cfg), cfg) for f, cfg in flows.items()}
+    return (x, clip) if return_clip else x
 
 
 def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int = 0) -> dict:
@@ -113,40 +119,77 @@ def clip_stages(run_dir, key: str, config: train.Config | None = None, fold: int
     }
 
 
-def predict_clips(
-    run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True
-) -> pd.DataFrame:
-    """Classify new clips (raw frame folders) with fold ``fold``'s trained streams, their SVMs and
-    Eq. 11.  One row per folder: ``status`` ("ok" or "error" with the ``reason``), the fused
-    ``prediction``, which stream it came from, and both streams' probabilities.  A folder that
-    fails (no face, corrupt frame...) is reported and the others carry on."""
-    from tqdm.auto import tqdm
+class Recogniser:
+    """One trained fold of a run, ready to classify clips: both streams' pool4 extractors, their
+    SVMs (refitted from the cached features, :func:`fold_svms`) and the flow coding each stream was
+    trained on; :meth:`classify` takes a clip's raw frames and gives Eq. 11's answer.  Loading it is
+    the slow part (seconds): build it once, then classify many clips (``mexpr predict``,
+    ``mexpr analyze``).  A fold that is not trained is an :class:`~mexpr.evaluate.EvaluateError`
+    naming the command that trains it."""
 
-    from mexpr import models, preprocess
+    def __init__(self, run_dir, config: train.Config, fold: int = 0, svm_train: str = "augmented", C: float = 1.0):
+        from mexpr import models
+        from mexpr.datasets import protocol_classes
 
-    svms = fold_svms(run_dir, config, fold, svm_train, C)
-    flows = {f: stream_flow(run_dir, config, f, fold) for f in (64, 128)}
-    extractors = {f: models.pool4_features(models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras")) for f in (64, 128)}
-    rows = []
-    for folder in tqdm(list(folders), desc="predict", unit="clip", disable=not progress):
-        row = {"clip_dir": str(folder), "status": "ok", "reason": ""}
-        try:
-            x = clip_inputs(run_dir, folder, flows)
-        except (preprocess.PreprocessError, ValueError, FileNotFoundError) as exc:  # VideoError is a ValueError
-            rows.append(row | {"status": "error", "reason": str(exc)})
-            continue
+        self.run_dir, self.config, self.fold = run_dir, config, int(fold)
+        self.classes = protocol_classes(config.protocol)  # indices into CLASSES
+        self.svms = fold_svms(run_dir, config, fold, svm_train, C)
+        self.flows = {f: stream_flow(run_dir, config, f, fold) for f in (64, 128)}
+        self.extractors = {f: models.pool4_features(models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras")) for f in (64, 128)}
+
+    @property
+    def class_names(self) -> list[str]:
+        return [CLASSES[k] for k in self.classes]
+
+    def classify(self, source, times=None, name: str | None = None, return_clip: bool = False) -> dict:
+        """Eq. 11 on one clip: ``source`` (a frame folder, a clip cut as a video file, or frames
+        ``uint8 (T, H, W, 3)`` RGB with their ``times`` in s, :func:`clip_inputs`).  Returns
+        ``prediction`` (a class name), ``from`` (the stream that decided), each stream's own answer
+        (``DTSCNN64``, ``DTSCNN128``) and probabilities (``p64``, ``p128``: ``(4,)`` in
+        :data:`CLASSES` order, 0 for a class the protocol does not have); with ``return_clip`` also
+        ``clip``, the pre-processed :class:`~mexpr.preprocess.Clip`.  Raises the pre-processing's
+        errors on bad input."""
+        from mexpr import models
+
+        x, clip = clip_inputs(self.run_dir, source, self.flows, times=times, return_clip=True)
         p = {}
         for f in (64, 128):
-            feats = extractors[f].predict(models.check_clips(x[f], f, name=str(folder)), verbose=0)
-            p[f] = fusion.proba(svms[f], feats, classes=list(svms[f].classes_))
+            feats = self.extractors[f].predict(models.check_clips(x[f], f, name=name or str(source)[:80]), verbose=0)
+            p[f] = fusion.proba(self.svms[f], feats, classes=list(self.svms[f].classes_))
         fused = int(fusion.decision_fusion(p[64], p[128])[0])
-        row |= {
+        return {
             "prediction": CLASSES[fused],
             "from": "DTSCNN64" if fusion.first_decides(p[64], p[128])[0] else "DTSCNN128",
             "DTSCNN64": CLASSES[int(p[64].argmax())],
             "DTSCNN128": CLASSES[int(p[128].argmax())],
-        }
+            "p64": p[64][0],
+            "p128": p[128][0],
+        } | ({"clip": clip} if return_clip else {})
+
+
+def predict_clips(
+    run_dir, config: train.Config, folders, fold: int = 0, svm_train: str = "augmented", C: float = 1.0, progress: bool = True
+) -> pd.DataFrame:
+    """Classify new clips (raw frame folders) with fold ``fold``'s trained streams, their SVMs and
+    Eq. 11 (:class:`Recogniser`).  One row per folder: ``status`` ("ok" or "error" with the
+    ``reason``), the fused ``prediction``, which stream it came from, and both streams'
+    probabilities.  A folder that fails (no face, corrupt frame...) is reported and the others
+    carry on."""
+    from tqdm.auto import tqdm
+
+    from mexpr import preprocess
+
+    rec = Recogniser(run_dir, config, fold, svm_train, C)
+    rows = []
+    for folder in tqdm(list(folders), desc="predict", unit="clip", disable=not progress):
+        row = {"clip_dir": str(folder), "status": "ok", "reason": ""}
+        try:
+            r = rec.classify(folder)
+        except (preprocess.PreprocessError, ValueError, FileNotFoundError) as exc:  # VideoError is a ValueError
+            rows.append(row | {"status": "error", "reason": str(exc)})
+            continue
+        row |= {k: r[k] for k in ("prediction", "from", "DTSCNN64", "DTSCNN128")}
         for f in (64, 128):
-            row |= {f"p{f}_{s}": round(float(v), 4) for s, v in zip(SHORT, p[f][0])}
+            row |= {f"p{f}_{s}": round(float(v), 4) for s, v in zip(SHORT, r[f"p{f}"])}
         rows.append(row)
     return pd.DataFrame(rows)

@@ -107,7 +107,8 @@ def match(spotted: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], thre
     return out
 
 
-def _prf(tp: int, n_spotted: int, n_truth: int) -> tuple[float, float, float]:
+def prf(tp: int, n_spotted: int, n_truth: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 of ``tp`` true positives among ``n_spotted`` spotted and ``n_truth`` true intervals (0 where undefined)."""
     p = tp / n_spotted if n_spotted else 0.0
     r = tp / n_truth if n_truth else 0.0
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
@@ -126,7 +127,7 @@ def _tally(spotted: dict[str, list], truth: dict[str, list], threshold: float = 
 
 
 def _f1(spotted: dict[str, list], truth: dict[str, list]) -> float:
-    return _prf(*_tally(spotted, truth))[2]
+    return prf(*_tally(spotted, truth))[2]
 
 
 def score(spotted: pd.DataFrame, truth: pd.DataFrame, threshold: float = IOU_THRESHOLD) -> pd.DataFrame:
@@ -141,7 +142,7 @@ def score(spotted: pd.DataFrame, truth: pd.DataFrame, threshold: float = IOU_THR
     out = pd.DataFrame(rows)
     out["fp"] = out["n_spotted"] - out["tp"]
     out["fn"] = out["n_truth"] - out["tp"]
-    prf = [_prf(r.tp, r.n_spotted, r.n_truth) for r in out.itertuples()]
+    prf = [prf(r.tp, r.n_spotted, r.n_truth) for r in out.itertuples()]
     out["precision"], out["recall"], out["f1"] = zip(*prf)
     return out
 

@@ -666,3 +666,65 @@ def spotting_timeline(sig, truth=None, spotted: dict | None = None, events=(), s
     if run_dir is not None and name:
         save_fig(fig, name, run_dir, readme=readme)
     return fig
+
+
+def timeline(tl, video: str, truth=None):
+    """One analysed video (:class:`mexpr.timeline.Timeline`) over time: the aligned face at each
+    classified micro-expression's apex on top, labelled with its class and probability; below, the
+    spotter's signal (micro and macro) with the micro-expressions shaded in their class' colour,
+    the macro ones grey, the face gaps hatched and ``truth`` (intervals with ``label``, optional) as
+    a lane of bars.  Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from mexpr.timeline import CLASS_COLOURS
+
+    rec = next(v for v in tl.videos if v.get("video") == video and v["status"] == "analysed")
+    rows = tl.table[tl.table["video"] == video]
+    first, fps = int(rec.get("first_number", 0)), float(rec["fps"])
+    sig = tl.signals.get(video)
+    thumbs = [(i, tl.thumbnails[i]) for i in rows.index if i in tl.thumbnails]
+    fig = plt.figure(figsize=(11, 4.6 if thumbs else 3.2))
+    grid = fig.add_gridspec(2 if thumbs else 1, 1, height_ratios=[1.3, 2] if thumbs else [1])
+    ax = fig.add_subplot(grid[-1])
+    if sig is not None:
+        for j, (typ, colour) in enumerate((("micro", "tab:red"), ("macro", "tab:blue"))):
+            ax.plot(sig["times"], sig["signal"][:, j], lw=0.8, color=colour, alpha=0.9 if j == 0 else 0.5, label=f"spotter signal, {typ}")
+    for r in rows.itertuples():
+        s, e = (r.start_frame - first) / fps, (r.end_frame - first + 1) / fps
+        colour = CLASS_COLOURS.get(str(r.label), (0.6, 0.6, 0.6)) if r.type == "micro" else (0.8, 0.8, 0.8)
+        ax.axvspan(s, e, color=colour, alpha=0.35 if r.type == "micro" else 0.25, lw=0)
+    for g in rec.get("gaps", []):
+        ax.axvspan(g["start_s"], g["end_s"] + 1 / fps, color="k", alpha=0.12, hatch="//", lw=0)
+    if truth is not None:
+        y = ax.get_ylim()[1] if sig is not None else 1.0
+        for r in truth[truth["video"] == video].itertuples():
+            ax.plot([(r.start_frame - first) / fps, (r.end_frame - first + 1) / fps], [y, y], lw=5, solid_capstyle="butt",
+                    color=CLASS_COLOURS.get(str(getattr(r, "label", "")), (0.3, 0.3, 0.3)))  # fmt: skip
+    ax.set_xlim(0, rec["seconds"])
+    ax.set_xlabel("time (s)")
+    ax.grid(alpha=0.3)
+    handles = [Patch(color=c, alpha=0.5, label=k) for k, c in CLASS_COLOURS.items() if k in tl.settings.get("classes", CLASS_COLOURS)]
+    handles += [Patch(color=(0.8, 0.8, 0.8), label="macro-expression"), Patch(facecolor="w", edgecolor="k", hatch="//", alpha=0.4, label="no face")]
+    if truth is not None:
+        handles.append(plt.Line2D([], [], lw=5, color="k", label="ground truth (bars on top)"))
+    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="upper left", ncols=4)
+    micro = rows[rows["type"] == "micro"]
+    ok = int((micro["status"] == "classified").sum())
+    ax.set_title(f"{video}: {len(micro)} micro-expression(s), {ok} classified, {int((rows['type'] == 'macro').sum())} macro; "
+                 f"{tl.settings.get('experiment', '')} fold {tl.settings.get('fold', '')}, spotter {tl.settings.get('spotter', {}).get('method', '')}",
+                 fontsize=9, loc="left")  # fmt: skip
+    if thumbs:
+        top = fig.add_subplot(grid[0], sharex=ax)
+        top.set_ylim(0, 1)
+        top.axis("off")
+        width = rec["seconds"] / max(len(thumbs) + 1, 12)
+        for i, img in thumbs:
+            r = rows.loc[i]
+            x = float(r["apex_s"])
+            top.imshow(img, extent=(x - width / 2, x + width / 2, 0.15, 1.0), aspect="auto", zorder=2)
+            p = r.get(f"p_{r['label']}", float("nan"))
+            top.text(x, 0.07, f"{r['label']} {p:.2f}", ha="center", va="center", fontsize=7, color=CLASS_COLOURS.get(str(r["label"]), "k"))
+        ax.set_xlim(0, rec["seconds"])
+    fig.tight_layout()
+    return fig

@@ -50,3 +50,25 @@ def face_bgr():
     img = np.clip(make_identity(0).image, 0, 255).astype(np.uint8)[..., ::-1].copy()
     img.flags.writeable = False  # shared: a test copies before drawing on it
     return img
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory, face_bgr):
+    """A 4-s 30-fps video of a synthetic face that sways, raises its brows twice (a micro- and a
+    macro-like movement) and leaves nothing else to find."""
+    import cv2
+    import numpy as np
+
+    from mexpr import video
+
+    img = face_bgr
+    frames = []
+    for i in range(120):
+        up = 2.0 * np.exp(-0.5 * ((i - 40) / 2.5) ** 2) + 4.0 * np.exp(-0.5 * ((i - 85) / 8) ** 2)
+        f = img.copy()
+        band = f[150:230].copy()
+        m = np.float32([[1, 0, 0], [0, 1, -up]])
+        f[150:230] = cv2.warpAffine(band, m, (band.shape[1], band.shape[0]), borderMode=cv2.BORDER_REFLECT)
+        sway = np.float32([[1, 0, 1.2 * np.sin(i / 11)], [0, 1, 0]])
+        frames.append(cv2.warpAffine(f, sway, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REFLECT))
+    return video.write_video(tmp_path_factory.mktemp("user") / "me.mp4", frames, 30)

@@ -203,27 +203,6 @@ def test_estimate_apex_finds_the_peak_of_a_synthetic_movement():
 # mexpr spot on a user's video
 
 
-@pytest.fixture(scope="module")
-def face_video(tmp_path_factory, face_bgr):
-    """A 4-s 30-fps video of a synthetic face that sways, raises its brows twice (a micro- and a
-    macro-like movement) and leaves nothing else to find."""
-    import cv2
-
-    from mexpr import video
-
-    img = face_bgr
-    frames = []
-    for i in range(120):
-        up = 2.0 * np.exp(-0.5 * ((i - 40) / 2.5) ** 2) + 4.0 * np.exp(-0.5 * ((i - 85) / 8) ** 2)
-        f = img.copy()
-        band = f[150:230].copy()
-        m = np.float32([[1, 0, 0], [0, 1, -up]])
-        f[150:230] = cv2.warpAffine(band, m, (band.shape[1], band.shape[0]), borderMode=cv2.BORDER_REFLECT)
-        sway = np.float32([[1, 0, 1.2 * np.sin(i / 11)], [0, 1, 0]])
-        frames.append(cv2.warpAffine(f, sway, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REFLECT))
-    return video.write_video(tmp_path_factory.mktemp("user") / "me.mp4", frames, FPS)
-
-
 def test_mexpr_spot_writes_intervals_for_a_users_video_and_skips_what_is_not_one(face_video, tmp_path, capsys):
     from mexpr import cli
 
