@@ -142,8 +142,7 @@ def score(spotted: pd.DataFrame, truth: pd.DataFrame, threshold: float = IOU_THR
     out = pd.DataFrame(rows)
     out["fp"] = out["n_spotted"] - out["tp"]
     out["fn"] = out["n_truth"] - out["tp"]
-    prf = [prf(r.tp, r.n_spotted, r.n_truth) for r in out.itertuples()]
-    out["precision"], out["recall"], out["f1"] = zip(*prf)
+    out["precision"], out["recall"], out["f1"] = zip(*[prf(r.tp, r.n_spotted, r.n_truth) for r in out.itertuples()])
     return out
 
 

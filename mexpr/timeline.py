@@ -381,10 +381,6 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-#: Each class's colour in figures and annotated videos (RGB 0-1), in CLASSES order (N, O, P, S).
-CLASS_COLOURS = {"Negative": (0.84, 0.15, 0.16), "Others": (0.5, 0.5, 0.5), "Positive": (0.17, 0.63, 0.17), "Surprise": (0.12, 0.47, 0.71)}
-
-
 def annotate_video(tl: Timeline, record: dict, path: str | os.PathLike) -> Path:
     """The video of ``record`` again, each frame with the whole timeline along the top (a cursor at
     the frame, the micro-expressions in their class' colour, macro ones grey) and, while an interval
@@ -392,6 +388,7 @@ def annotate_video(tl: Timeline, record: dict, path: str | os.PathLike) -> Path:
     import cv2
 
     from mexpr.video import open_video, write_video
+    from mexpr.viz import CLASS_COLOURS
 
     rows = tl.table[tl.table["video"] == record["video"]]
     n, fps, first = int(record["frames"]), float(record["fps"]), int(record.get("first_number", 0))

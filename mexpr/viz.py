@@ -11,6 +11,9 @@ import numpy as np
 
 from mexpr.datasets import frame_number
 
+#: Each class's colour in timelines and annotated videos (mexpr.timeline) (RGB 0-1), in CLASSES order (N, O, P, S).
+CLASS_COLOURS = {"Negative": (0.84, 0.15, 0.16), "Others": (0.5, 0.5, 0.5), "Positive": (0.17, 0.63, 0.17), "Surprise": (0.12, 0.47, 0.71)}
+
 
 def save_fig(fig, name: str, run_dir: str | os.PathLike, readme: bool = False, svg: bool = False, dpi: int = 110) -> Path:
     """Save ``fig`` as ``<run_dir>/figures/<name>.png`` (and ``.svg``); returns the PNG path."""
@@ -676,8 +679,6 @@ def timeline(tl, video: str, truth=None):
     a lane of bars.  Returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-
-    from mexpr.timeline import CLASS_COLOURS
 
     rec = next(v for v in tl.videos if v.get("video") == video and v["status"] == "analysed")
     rows = tl.table[tl.table["video"] == video]
