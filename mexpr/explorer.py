@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -270,3 +271,127 @@ class Explorer:
     # -- display --------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# a long video's timeline (mexpr.timeline, notebook 11)
+
+
+def interval_view(recogniser, source, row, fps: float | None = None, first_number: int = 0, truth: str = "", alpha: float = 10.0,
+                  band: tuple[float, float] = (0.5, 8.0), lambda_c: float = 16.0) -> ClipView:  # fmt: skip
+    """A :class:`ClipView` of one spotted interval of a video (``row``: a timeline row, frame numbers
+    counted from ``first_number``): its frames through ``recogniser``'s pre-processing and flow
+    (:class:`mexpr.predict.Recogniser`), magnified ``alpha`` times, the coded flow, each stream's
+    Grad-CAM for the class it answered and both streams' SVM probabilities.  ``truth``: the
+    interval's class where known (a synthetic video), else the caption says it is unknown."""
+    from mexpr import explain, magnify
+    from mexpr.timeline import interval_frames
+
+    window = (int(row.start_frame) - first_number, int(row.end_frame) - first_number)
+    _, frames, times = next(interval_frames(source, [window], fps=fps))
+    r = recogniser.classify(frames, times=times, return_clip=True, name=f"{row.video} frames {row.start_frame}-{row.end_frame}")
+    streams = {}
+    for f in (64, 128):
+        fr = r["clip"].resample(f + 1)
+        streams[f] = {
+            "frames": fr,
+            "magnified": magnify.magnify(fr, alpha=alpha, band=band, lambda_c=lambda_c),
+            "munsell": r["inputs"][f],
+            "relevance": explain.grad_cam(recogniser.models[f], r["inputs"][f], explain.TIME_LAYER, CLASSES.index(r[f"DTSCNN{f}"])),
+        }
+    apex = (float(row.apex_s) - float(row.start_s)) / max(float(row.end_s) - float(row.start_s), 1e-9)
+    return ClipView(interval_key(row), truth or "unknown", streams, {64: r["p64"], 128: r["p128"]}, apex, "", alpha,
+                    {f: r[f"DTSCNN{f}"] for f in (64, 128)})  # fmt: skip
+
+
+def interval_key(row) -> str:
+    """How the timeline explorer names an interval: ``"12.30 s micro (Negative)"``."""
+    return f"{float(row.start_s):.2f} s {row.type} ({row.label})"
+
+
+class TimelineExplorer(Explorer):
+    """The explorer over a long video (:mod:`mexpr.timeline`): a ``scrub`` slider over the whole
+    video shows its frame with the timeline drawn along the top (:func:`mexpr.timeline.draw_timeline`);
+    the ``clip`` menu lists the classified micro-expressions, and choosing one jumps the video to its
+    apex (scrubbing into one chooses it); below, as in :class:`Explorer`, that interval's frames,
+    magnified motion, Munsell flow, Grad-CAM and both streams' answers.  ``truth``: the video's
+    ground truth (``start_frame``, ``label``; optional) for the captions.  Interval views are
+    computed when first chosen."""
+
+    def __init__(self, tl, video: str, recogniser, truth=None, scale: int = 2, fps: float | None = None, **view_kw):
+        import functools
+
+        import ipywidgets as w
+
+        from mexpr import spot, timeline
+        from mexpr.video import open_video
+
+        rec = next((v for v in tl.videos if v.get("video") == video and v["status"] == "analysed"), None)
+        if rec is None:
+            raise ValueError(f"{video!r} is not an analysed video of this timeline ({', '.join(v.get('video', '?') for v in tl.videos)})")
+        rows = tl.table[(tl.table["video"] == video) & (tl.table["status"] == "classified")]
+        if rows.empty:
+            raise ValueError(
+                f"{video}: no classified micro-expression to explore (the timeline has {len(tl.table[tl.table['video'] == video])} interval(s))"
+            )
+        self.record, self.rows = rec, rows
+        first = int(rec.get("first_number", 0))
+        fps = fps or (float(rec["fps"]) if Path(rec["source"]).is_dir() else None)
+        views = {}
+        for r in rows.itertuples():
+            label = ""
+            if truth is not None:  # the ground truth it matches (IoU >= 0.5), as spotting is scored
+                best = max(
+                    (
+                        (spot.iou((r.start_frame, r.end_frame), (s, e)), lab)
+                        for s, e, lab in zip(truth["start_frame"], truth["end_frame"], truth["label"])
+                    ),
+                    default=(0.0, ""),
+                )
+                label = best[1] if best[0] >= spot.IOU_THRESHOLD else "none (a false positive)"
+            views[interval_key(r)] = functools.partial(interval_view, recogniser, rec["source"], r, fps, first, label, **view_kw)
+        self._video = open_video(rec["source"], fps=fps)
+        self._spans = timeline.spans(tl, rec)
+        self._apex = {interval_key(r): int(r.apex_frame) - first for r in rows.itertuples()}
+        self._where = {interval_key(r): (int(r.start_frame) - first, int(r.end_frame) - first) for r in rows.itertuples()}
+        super().__init__(views, scale)
+        self.scrub = w.IntSlider(
+            value=self._apex[self.clip.value], min=0, max=int(rec["frames"]) - 1, description="video frame", continuous_update=False
+        )
+        self.frame_image = w.Image(format="png")
+        self.widget = w.VBox([self.scrub, self.frame_image, self.widget])
+        self.scrub.observe(self._scrubbed, names="value")
+        self.clip.observe(self._jump, names="value")
+        self._scrubbed()
+
+    def video_picture(self, index: int | None = None) -> np.ndarray:
+        """Video frame ``index`` (default: the scrubber's) with the timeline on it, RGB at most 640 px wide."""
+        import cv2
+
+        from mexpr.timeline import draw_timeline
+
+        i = self.scrub.value if index is None else int(index)
+        img = draw_timeline(self._video.frame(i), self._spans, i, int(self.record["frames"]), i / float(self.record["fps"]))
+        if img.shape[1] > 640:
+            img = cv2.resize(img, (640, round(img.shape[0] * 640 / img.shape[1])), interpolation=cv2.INTER_AREA)
+        return img[..., ::-1]
+
+    def _jump(self, change=None) -> None:
+        s, e = self._where[self.clip.value]
+        if not s <= self.scrub.value <= e:
+            self.scrub.value = self._apex[self.clip.value]
+
+    def _scrubbed(self, change=None) -> None:
+        import cv2
+
+        ok, png = cv2.imencode(".png", self.video_picture()[..., ::-1])
+        self.frame_image.value = png.tobytes()
+        inside = next((k for k, (s, e) in self._where.items() if s <= self.scrub.value <= e), None)
+        if inside is not None and inside != self.clip.value:
+            self.clip.value = inside
+
+    def caption(self) -> str:
+        text = super().caption()
+        if self.view.label == "unknown":  # a user's video: no truth to be right or wrong against
+            text = text.replace("true class <b>unknown</b>", "true class not known").replace(" (wrong)", "")
+        return text

@@ -135,7 +135,8 @@ class Recogniser:
         self.classes = protocol_classes(config.protocol)  # indices into CLASSES
         self.svms = fold_svms(run_dir, config, fold, svm_train, C)
         self.flows = {f: stream_flow(run_dir, config, f, fold) for f in (64, 128)}
-        self.extractors = {f: models.pool4_features(models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras")) for f in (64, 128)}
+        self.models = {f: models.load(train.stream_dir(run_dir, config, f, fold) / "model.keras") for f in (64, 128)}  # Grad-CAM reads them
+        self.extractors = {f: models.pool4_features(m) for f, m in self.models.items()}
 
     @property
     def class_names(self) -> list[str]:
@@ -147,15 +148,12 @@ class Recogniser:
         ``prediction`` (a class name), ``from`` (the stream that decided), each stream's own answer
         (``DTSCNN64``, ``DTSCNN128``) and probabilities (``p64``, ``p128``: ``(4,)`` in
         :data:`CLASSES` order, 0 for a class the protocol does not have); with ``return_clip`` also
-        ``clip``, the pre-processed :class:`~mexpr.preprocess.Clip`.  Raises the pre-processing's
+        ``clip``, the pre-processed :class:`~mexpr.preprocess.Clip`, and ``inputs``, the streams'
+        coded inputs.  Raises the pre-processing's
         errors on bad input."""
-        from mexpr import models
 
         x, clip = clip_inputs(self.run_dir, source, self.flows, times=times, return_clip=True)
-        p = {}
-        for f in (64, 128):
-            feats = self.extractors[f].predict(models.check_clips(x[f], f, name=name or str(source)[:80]), verbose=0)
-            p[f] = fusion.proba(self.svms[f], feats, classes=list(self.svms[f].classes_))
+        p = self.probabilities(x, name or str(source)[:80])
         fused = int(fusion.decision_fusion(p[64], p[128])[0])
         return {
             "prediction": CLASSES[fused],
@@ -164,7 +162,17 @@ class Recogniser:
             "DTSCNN128": CLASSES[int(p[128].argmax())],
             "p64": p[64][0],
             "p128": p[128][0],
-        } | ({"clip": clip} if return_clip else {})
+        } | ({"clip": clip, "inputs": x} if return_clip else {})
+
+    def probabilities(self, x: dict, name: str = "clip") -> dict:
+        """Both streams' SVM probabilities ``{64: (1, 4), 128: (1, 4)}`` of one clip's coded inputs."""
+        from mexpr import models
+
+        p = {}
+        for f in (64, 128):
+            feats = self.extractors[f].predict(models.check_clips(x[f], f, name=name), verbose=0)
+            p[f] = fusion.proba(self.svms[f], feats, classes=list(self.svms[f].classes_))
+        return p
 
 
 def predict_clips(

@@ -381,39 +381,51 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def annotate_video(tl: Timeline, record: dict, path: str | os.PathLike) -> Path:
-    """The video of ``record`` again, each frame with the whole timeline along the top (a cursor at
-    the frame, the micro-expressions in their class' colour, macro ones grey) and, while an interval
-    lasts, its class and probability written on the frame.  Streamed: one frame at a time."""
-    import cv2
-
-    from mexpr.video import open_video, write_video
+def spans(tl: Timeline, record: dict) -> list[tuple[int, int, tuple[int, int, int], str]]:
+    """The intervals of ``record``'s video as drawn on its frames: ``(first, last frame index, BGR
+    colour, text)``, micro-expressions in their class' colour, macro ones grey."""
     from mexpr.viz import CLASS_COLOURS
 
-    rows = tl.table[tl.table["video"] == record["video"]]
-    n, fps, first = int(record["frames"]), float(record["fps"]), int(record.get("first_number", 0))
-    spans = []
-    for r in rows.itertuples():
+    first = int(record.get("first_number", 0))
+    out = []
+    for r in tl.table[tl.table["video"] == record["video"]].itertuples():
         colour = CLASS_COLOURS.get(str(r.label), (0.6, 0.6, 0.6)) if r.type == "micro" else (0.75, 0.75, 0.75)
         text = f"micro: {r.label} {getattr(r, 'p_' + str(r.label), float('nan')):.2f}" if r.status == "classified" else f"{r.type}-expression"
-        spans.append((int(r.start_frame) - first, int(r.end_frame) - first, tuple(int(255 * c) for c in colour[::-1]), text))
+        out.append((int(r.start_frame) - first, int(r.end_frame) - first, tuple(int(255 * c) for c in colour[::-1]), text))
+    return out
 
-    def frames():
-        for fr in open_video(record["source"], fps=fps if Path(record["source"]).is_dir() else None):
-            img = fr.image.copy()
-            h, w = img.shape[:2]
-            bar = max(8, h // 40)
-            cv2.rectangle(img, (0, 0), (w - 1, bar), (40, 40, 40), -1)
-            for s, e, bgr, text in spans:
-                cv2.rectangle(img, (int(w * s / n), 0), (max(int(w * s / n) + 1, int(w * (e + 1) / n)), bar), bgr, -1)
-                if s <= fr.index <= e:
-                    cv2.putText(img, text, (10, bar + 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, bgr, 2, cv2.LINE_AA)
-            x = int(w * fr.index / n)
-            cv2.line(img, (x, 0), (x, bar), (255, 255, 255), 2)
-            cv2.putText(img, f"{fr.time:6.2f} s", (w - 120, bar + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-            yield img
 
-    return write_video(path, frames(), fps)
+def draw_timeline(img: np.ndarray, spans_: list, index: int, n: int, time: float) -> np.ndarray:
+    """``img`` (BGR, a frame of the video) with the whole timeline along its top: ``spans_``
+    (:func:`spans`) as coloured bars, a cursor at frame ``index`` of ``n``, the time, and the class
+    and probability of an interval ``index`` falls in.  Returns a new image."""
+    import cv2
+
+    img = img.copy()
+    h, w = img.shape[:2]
+    bar = max(8, h // 40)
+    cv2.rectangle(img, (0, 0), (w - 1, bar), (40, 40, 40), -1)
+    for s, e, bgr, text in spans_:
+        x0 = int(w * s / n)
+        cv2.rectangle(img, (x0, 0), (max(x0 + 1, int(w * (e + 1) / n)), bar), bgr, -1)
+        if s <= index <= e:
+            cv2.putText(img, text, (10, bar + 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, bgr, 2, cv2.LINE_AA)
+    x = int(w * index / n)
+    cv2.line(img, (x, 0), (x, bar), (255, 255, 255), 2)
+    cv2.putText(img, f"{time:6.2f} s", (w - 120, bar + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def annotate_video(tl: Timeline, record: dict, path: str | os.PathLike) -> Path:
+    """The video of ``record`` again, each frame with the whole timeline along the top
+    (:func:`draw_timeline`) and, while an interval lasts, its class and probability written on the
+    frame.  Streamed: one frame at a time."""
+    from mexpr.video import open_video, write_video
+
+    n, fps = int(record["frames"]), float(record["fps"])
+    marks = spans(tl, record)
+    src = open_video(record["source"], fps=fps if Path(record["source"]).is_dir() else None)
+    return write_video(path, (draw_timeline(fr.image, marks, fr.index, n, fr.time) for fr in src), fps)
 
 
 # --------------------------------------------------------------------------------------------

@@ -159,6 +159,32 @@ class Video:
     def __iter__(self) -> Iterator[Frame]:
         return self._folder() if self.info.kind == "folder" else self._file()
 
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` (as iteration numbers them) on its own, BGR uint8: random access for a
+        viewer's slider (a file is sought, a folder's file read; a frame that cannot be read is a
+        :class:`VideoError`).  Reading the whole video is faster by iteration."""
+        import cv2
+
+        if not 0 <= index < self.info.n_frames:
+            raise VideoError(f"{self.path}: no frame {index} (it has {self.info.n_frames})")
+        if self.info.kind == "folder":
+            by_number = dict(self._files)
+            number = self._files[0][0] + int(index)
+            while number >= self._files[0][0]:  # a missing number repeats the frame before it, as iteration does
+                if number in by_number and (img := cv2.imread(str(by_number[number]), cv2.IMREAD_COLOR)) is not None:
+                    return img
+                number -= 1
+            raise VideoError(f"{self.path}: frame {index} cannot be read")
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(self._plan[index]))
+            ok, img = cap.read()
+        finally:
+            cap.release()
+        if not ok:
+            raise VideoError(f"{self.path}: frame {index} cannot be read")
+        return img
+
     def _folder(self) -> Iterator[Frame]:
         """Frames ``first .. last`` by number: a missing number or a file that cannot be decoded
         repeats the frame before it (recorded in :attr:`skipped`), so that the frame with number

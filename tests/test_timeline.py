@@ -183,3 +183,31 @@ def test_subsample_takes_what_a_slower_camera_would_have_filmed():
     idx = timeline.subsample(t, 30)
     assert len(idx) == 7 and idx[0] == 0 and np.allclose(t[idx], np.arange(7) / 30, atol=1 / 400)
     assert list(timeline.subsample(t, 200)) == list(range(41))
+
+
+def test_timeline_explorer_scrubs_the_video_and_jumps_to_intervals(recogniser, face_video):
+    from mexpr import explorer
+
+    rows = pd.DataFrame(
+        [
+            {"video": "me", "start_frame": 30, "apex_frame": 40, "end_frame": 50, "start_s": 1.0, "apex_s": 40 / 30, "end_s": 50 / 30, "type": "micro", "score": 0.9},
+            {"video": "me", "start_frame": 70, "apex_frame": 85, "end_frame": 100, "start_s": 70 / 30, "apex_s": 85 / 30, "end_s": 100 / 30, "type": "micro", "score": 0.9},
+        ]
+    )  # fmt: skip
+    table = timeline.recognise_intervals(recogniser, face_video, rows)
+    rec = {"source": str(face_video), "video": "me", "status": "analysed", "frames": 120, "fps": 30.0, "first_number": 0, "gaps": []}
+    tl = timeline.Timeline(table, [rec], {})
+    truth = pd.DataFrame({"start_frame": [32], "end_frame": [50], "label": ["Surprise"]})
+    ex = explorer.TimelineExplorer(tl, "me", recogniser, truth=truth, alpha=4.0)
+    keys = list(ex.clip.options)
+    assert keys == [explorer.interval_key(r) for r in table.itertuples()]
+    assert ex.scrub.value == 40 and ex.view.label == "Surprise"  # the first interval, at its apex; its truth by IoU
+    assert ex.video_picture().shape == (480, 640, 3)
+    ex.clip.value = keys[1]  # choosing an interval jumps the video to its apex
+    assert ex.scrub.value == 85 and ex.view.label == "none (a false positive)"
+    ex.scrub.value = 35  # scrubbing into an interval chooses it
+    assert ex.clip.value == keys[0]
+    assert set(ex.panels()) == set(explorer.PANELS) and ex.panels()["Munsell flow"].shape == (112, 96, 3)
+    assert "Eq. 11" in ex.caption()
+    with pytest.raises(ValueError, match="no classified micro-expression"):
+        explorer.TimelineExplorer(timeline.Timeline(table.assign(status="error"), [rec], {}), "me", recogniser)

@@ -1,0 +1,217 @@
+"""Spot then recognise, measured (the bars of issue "`mexpr analyze`").
+
+    python benchmarks/analyze.py bar   --run RUN --corpus LV_ROOT [--seeds 0 1 2] [--input mexpr]
+    python benchmarks/analyze.py rates --run RUN [--seeds 0 1 2] [--rates 200 60 30]
+    python benchmarks/analyze.py speed --run RUN --corpus LV_ROOT [--seconds 20]
+
+- ``bar``: for each seed, the run's streams of fold 0 (``mexpr evaluate --run RUN --input mexpr
+  --seed S --fold 0`` trains them) recognise, in the synthetic long videos of ``LV_ROOT``, (a) every
+  ground-truth micro-expression (the intervals a coder cut by hand) and (b) every micro-expression
+  the learned spotter found there when its subject was held out (``RUN/spot/intervals.csv``, written
+  by ``mexpr spot LV_ROOT --run RUN --seeds ...``: leave one subject out).  Prints spotting's F1,
+  recognition's UAR and UF1 on the true positives, STRS, the same streams' UAR on their own test
+  fold's clips (200 fps, coded by hand), and the ratios the bar asks for.  The long videos' subjects
+  are other faces than the clips' (:func:`mexpr.synth.longvideo.subject_seed`): every stream meets
+  them for the first time.
+- ``rates``: :func:`mexpr.timeline.frame_rate_study`, the same test clips as cameras at 200, 60 and
+  30 fps would have filmed them.
+- ``speed``: ``mexpr analyze`` (the command, in a fresh process: Python, TensorFlow and the models'
+  start included) on the first half and all of a ``--seconds``-long 30-fps 640 x 360 MP4 cut from a
+  video of ``LV_ROOT``; wall time and peak memory of each.
+
+Each writes ``<run>/tables/analyze_<what>.csv`` / ``.json`` and prints a markdown table.  Not a
+test: ``bar`` and ``rates`` take minutes per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import PeakRSS  # noqa: E402
+
+
+def _truth(root) -> pd.DataFrame:
+    """The corpus' micro-expressions with their class: the sheet's interval, labelled by the
+    emotion the synthetic video's groundtruth.json records for it (else the sheet's)."""
+    from mexpr import longvideo, spot, timeline
+
+    iv = longvideo.load([root], errors="skip")
+    iv = iv[iv["type"] == "micro"].reset_index(drop=True)
+    vids = longvideo.videos([root], iv).set_index("video_key")
+    labels = []
+    for r in iv.itertuples():
+        emotion = r.emotion
+        gt = Path(vids.loc[r.video_key, "video_path"]) / "groundtruth.json"
+        if gt.is_file():
+            for e in json.loads(gt.read_text()).get("intervals", []):
+                if int(e.get("onset", -1)) == int(r.onset) and e.get("emotion"):
+                    emotion = e["emotion"]
+        labels.append(timeline.truth_label(emotion))
+    t = spot.truth_table(iv)
+    t["label"] = labels
+    return t
+
+
+def _recognise(rec, root, table: pd.DataFrame, progress: bool) -> pd.DataFrame:
+    """Every micro row of ``table`` (video = video_key) recognised from its video's frames."""
+    from tqdm.auto import tqdm
+
+    from mexpr import longvideo, timeline
+
+    vids = longvideo.videos([root]).set_index("video_key")
+    parts = []
+    for key, rows in tqdm(list(table.groupby("video", sort=True)), desc="videos", disable=not progress):
+        v = vids.loc[key]
+        rows = rows.assign(start_s=0.0, apex_s=0.0, end_s=0.0, score=rows.get("score", 1.0))
+        if "apex_frame" not in rows:
+            rows["apex_frame"] = (rows["start_frame"] + rows["end_frame"]) // 2
+        fps = float(v["fps"])
+        first = int(v["first_frame"])
+        for c, f in (("start_s", "start_frame"), ("apex_s", "apex_frame"), ("end_s", "end_frame")):
+            rows[c] = (rows[f] - first) / fps
+        parts.append(timeline.recognise_intervals(rec, v["video_path"], rows[rows["type"] == "micro"], first_number=first, fps=fps))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _clip_uar(run, cfg) -> float:
+    """The streams' fused UAR on their own fold-0 test clips (mexpr evaluate's result)."""
+    from mexpr import evaluate
+
+    ev = evaluate.load(run, cfg)
+    f = ev.folds
+    return float(f[(f["method"] == "DTSCNN (fusion)") & (f["fold"] == 0)]["uar"].iloc[0])
+
+
+def bar(args) -> None:
+    from mexpr import timeline, train
+
+    truth = _truth(args.corpus)
+    spotted_all = pd.read_csv(Path(args.run) / "spot" / "intervals.csv")
+    rows, pairs = [], []
+    for seed in args.seeds:
+        rec = timeline.load_recogniser(args.run, args.profile, seed, args.input, 0)
+        classes = rec.class_names
+        hand = _recognise(rec, args.corpus, truth.assign(type="micro"), args.progress)
+        # the hand-cut intervals, scored against their own labels (spotting is perfect by construction)
+        hand_s = timeline.score(hand, truth, classes)
+        sp = spotted_all[(spotted_all["method"] == "learned") & (spotted_all["seed"] == seed) & (spotted_all["type"] == "micro")]
+        found = _recognise(rec, args.corpus, sp[["video", "start_frame", "apex_frame", "end_frame", "type", "score"]], args.progress)
+        s = timeline.score(found, truth, classes)
+        clip = _clip_uar(args.run, rec.config)
+        row = {"seed": seed, "experiment": train.experiment_dir(rec.run_dir, rec.config).name,
+               "clip_uar": clip, "hand_uar": hand_s["uar"], "hand_uf1": hand_s["uf1"], "hand_n": hand_s["n_tp_labelled"],
+               "spot_f1": s["f1"], "spot_tp": s["tp"], "n_spotted": s["n_spotted"], "n_truth": s["n_truth"],
+               "tp_uar": s["uar"], "tp_uf1": s["uf1"], "tp_n": s["n_tp_labelled"], "strs": s["strs"]}  # fmt: skip
+        row["tp_over_clip"] = row["tp_uar"] / clip if clip else float("nan")
+        row["tp_over_hand"] = row["tp_uar"] / row["hand_uar"] if row["hand_uar"] else float("nan")
+        rows.append(row)
+        pairs.append(s["pairs"].assign(seed=seed))
+        print(row, flush=True)
+    df = pd.DataFrame(rows)
+    out = Path(args.run) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "analyze_bar.csv", index=False)
+    pd.concat(pairs).to_csv(out / "analyze_bar_pairs.csv", index=False)
+    cols = ["clip_uar", "hand_uar", "spot_f1", "tp_n", "tp_uar", "tp_uf1", "strs", "tp_over_clip", "tp_over_hand"]
+    print("\n| seed | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
+    for r in rows:
+        print(f"| {r['seed']} | " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    print("| mean ± std | " + " | ".join(f"{df[c].mean():.3f} ± {df[c].std(ddof=0):.3f}" for c in cols) + " |")
+
+
+def rates(args) -> None:
+    from mexpr import metrics, timeline
+
+    rows = []
+    for seed in args.seeds:
+        rec = timeline.load_recogniser(args.run, args.profile, seed, args.input, 0)
+        study = timeline.frame_rate_study(rec, args.rates, progress=args.progress)
+        for rate, g in study.groupby("rate", sort=False):
+            idx = {c: k for k, c in enumerate(rec.class_names)}
+            m = metrics.metrics([idx[c] for c in g["truth"]], [idx.get(c, -1) for c in g["predicted"]])
+            rows.append({"seed": seed, "rate": rate, "clips": len(g), "median_frames": float(g["frames"].median()), "uar": m["uar"], "uf1": m["uf1"],
+                         "failed": int((g["predicted"] == "").sum())})  # fmt: skip
+            print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    out = Path(args.run) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "analyze_rates.csv", index=False)
+    print("\n| fps | clips | median frames per clip | fused UAR (mean ± std over seeds) | UF1 |\n|---|---|---|---|---|")
+    for rate, g in df.groupby("rate", sort=False):
+        print(f"| {rate:g} | {g['clips'].iloc[0]} | {g['median_frames'].median():g} | {g['uar'].mean():.3f} ± {g['uar'].std(ddof=0):.3f} | "
+              f"{g['uf1'].mean():.3f} ± {g['uf1'].std(ddof=0):.3f} |")  # fmt: skip
+
+
+def _user_video(root: Path, out: Path, seconds: float) -> Path:
+    """A ``seconds``-long 30-fps 640 x 360 MP4 (the middle 360 rows) of the corpus' longest video."""
+    from mexpr import longvideo, video
+
+    mp4 = out / f"user_{seconds:g}s_640x360.mp4"
+    if mp4.is_file():
+        return mp4
+    vids = longvideo.videos([root])
+    v = vids.loc[vids["n_frames"].idxmax()]
+    src = video.open_video(v["video_path"], fps=float(v["fps"]))
+    n = int(seconds * float(v["fps"]))
+    video.write_video(mp4, (f.image[60:420] for f in src if f.index < n), float(v["fps"]))
+    return mp4
+
+
+def speed(args) -> None:
+    from mexpr import video
+
+    out = Path(args.run) / "bench-analyze"
+    out.mkdir(parents=True, exist_ok=True)
+    mp4 = _user_video(Path(args.corpus), out, args.seconds)
+    n = video.open_video(mp4).info.n_frames
+    rows = []
+    for frames in (n // 2, n):
+        part = out / f"part_{frames}.mp4"
+        if not part.is_file():
+            video.write_video(part, (f.image for f in video.open_video(mp4) if f.index < frames), 30)
+        cmd = [sys.executable, "-m", "mexpr", "analyze", str(part), "--run", args.run, "--profile", args.profile, "--seed", str(args.seeds[0]),
+               "--out", str(out / f"out_{frames}"), "--force", "--quiet"] + (["--input", args.input] if args.input else [])  # fmt: skip
+        with PeakRSS() as rss:
+            t0 = time.perf_counter()
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+        if res.returncode:
+            raise SystemExit(res.stderr[-3000:])
+        rows.append({"frames": frames, "seconds_of_video": frames / 30, "wall_s": round(wall, 1), "peak_rss_mib": round(rss.peak / 2**20, 1),
+                     "summary": res.stdout.strip().splitlines()[-2] if res.stdout else ""})  # fmt: skip
+        print(rows[-1], flush=True)
+    (Path(args.run) / "tables" / "analyze_speed.json").write_text(
+        json.dumps({"command": " ".join(sys.argv), "video": str(mp4), "runs": rows}, indent=2)
+    )
+    print("\n| video | frames | wall (s), the whole command | peak RSS (MiB) |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['seconds_of_video']:.0f} s 640x360 30 fps | {r['frames']} | {r['wall_s']} | {r['peak_rss_mib']} |")
+    print(f"\n{np.round(rows[-1]['wall_s'] / rows[-1]['seconds_of_video'], 2)} s per second of video")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["bar", "rates", "speed"])
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--corpus", default=None, help="a long-video root (synthetic CAS(ME)²: mexpr synth --dataset casme2lv)")
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--input", default="mexpr")
+    ap.add_argument("--rates", nargs="+", type=float, default=[200, 60, 30])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--quiet", dest="progress", action="store_false")
+    args = ap.parse_args()
+    {"bar": bar, "rates": rates, "speed": speed}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
