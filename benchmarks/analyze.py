@@ -39,49 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import PeakRSS  # noqa: E402
 
 
-def _truth(root) -> pd.DataFrame:
-    """The corpus' micro-expressions with their class: the sheet's interval, labelled by the
-    emotion the synthetic video's groundtruth.json records for it (else the sheet's)."""
-    from mexpr import longvideo, spot, timeline
-
-    iv = longvideo.load([root], errors="skip")
-    iv = iv[iv["type"] == "micro"].reset_index(drop=True)
-    vids = longvideo.videos([root], iv).set_index("video_key")
-    labels = []
-    for r in iv.itertuples():
-        emotion = r.emotion
-        gt = Path(vids.loc[r.video_key, "video_path"]) / "groundtruth.json"
-        if gt.is_file():
-            for e in json.loads(gt.read_text()).get("intervals", []):
-                if int(e.get("onset", -1)) == int(r.onset) and e.get("emotion"):
-                    emotion = e["emotion"]
-        labels.append(timeline.truth_label(emotion))
-    t = spot.truth_table(iv)
-    t["label"] = labels
-    return t
-
-
-def _recognise(rec, root, table: pd.DataFrame, progress: bool) -> pd.DataFrame:
-    """Every micro row of ``table`` (video = video_key) recognised from its video's frames."""
-    from tqdm.auto import tqdm
-
-    from mexpr import longvideo, timeline
-
-    vids = longvideo.videos([root]).set_index("video_key")
-    parts = []
-    for key, rows in tqdm(list(table.groupby("video", sort=True)), desc="videos", disable=not progress):
-        v = vids.loc[key]
-        rows = rows.assign(start_s=0.0, apex_s=0.0, end_s=0.0, score=rows.get("score", 1.0))
-        if "apex_frame" not in rows:
-            rows["apex_frame"] = (rows["start_frame"] + rows["end_frame"]) // 2
-        fps = float(v["fps"])
-        first = int(v["first_frame"])
-        for c, f in (("start_s", "start_frame"), ("apex_s", "apex_frame"), ("end_s", "end_frame")):
-            rows[c] = (rows[f] - first) / fps
-        parts.append(timeline.recognise_intervals(rec, v["video_path"], rows[rows["type"] == "micro"], first_number=first, fps=fps))
-    return pd.concat(parts, ignore_index=True)
-
-
 def _clip_uar(run, cfg) -> float:
     """The streams' fused UAR on their own fold-0 test clips (mexpr evaluate's result)."""
     from mexpr import evaluate
@@ -94,17 +51,17 @@ def _clip_uar(run, cfg) -> float:
 def bar(args) -> None:
     from mexpr import timeline, train
 
-    truth = _truth(args.corpus)
+    truth = timeline.corpus_truth(args.corpus)
     spotted_all = pd.read_csv(Path(args.run) / "spot" / "intervals.csv")
     rows, pairs = [], []
     for seed in args.seeds:
         rec = timeline.load_recogniser(args.run, args.profile, seed, args.input, 0)
         classes = rec.class_names
-        hand = _recognise(rec, args.corpus, truth.assign(type="micro"), args.progress)
+        hand = timeline.recognise_corpus(rec, args.corpus, truth, args.progress)
         # the hand-cut intervals, scored against their own labels (spotting is perfect by construction)
         hand_s = timeline.score(hand, truth, classes)
         sp = spotted_all[(spotted_all["method"] == "learned") & (spotted_all["seed"] == seed) & (spotted_all["type"] == "micro")]
-        found = _recognise(rec, args.corpus, sp[["video", "start_frame", "apex_frame", "end_frame", "type", "score"]], args.progress)
+        found = timeline.recognise_corpus(rec, args.corpus, sp, args.progress)
         s = timeline.score(found, truth, classes)
         clip = _clip_uar(args.run, rec.config)
         row = {"seed": seed, "experiment": train.experiment_dir(rec.run_dir, rec.config).name,

@@ -32,6 +32,7 @@ SERIES = [
     "08_what_makes_dtscnn_learn.ipynb",
     "09_inside_dtscnn.ipynb",
     "10_spotting.ipynb",
+    "11_from_video_to_timeline.ipynb",
 ]
 
 

@@ -289,6 +289,7 @@ def analyze(
     protocol: str | None = None,
     tag: str | None = None,
     method: str | None = None,
+    spotter: Spotter | None = None,
     fps: float | None = None,
     video_out: bool = False,
     force: bool = False,
@@ -297,8 +298,8 @@ def analyze(
 ) -> Timeline:
     """A video (or several: files or frame folders) in, a timeline of recognised micro-expressions
     out (module text).  ``run``: a run folder with trained streams (:func:`load_recogniser` picks
-    them from ``profile``, ``seed``, ``input``, ``fold``, ``protocol`` and ``tag``); ``method``: the spotter
-    (:func:`run_spotter`); ``out``: where :func:`write` puts the timeline (None: nothing written).
+    them from ``profile``, ``seed``, ``input``, ``fold``, ``protocol`` and ``tag``; or pass a loaded
+    ``recogniser``); ``method``: the run's spotter (:func:`run_spotter`), or pass a :class:`Spotter`; ``out``: where :func:`write` puts the timeline (None: nothing written).
     A video that cannot be read or shows no face is recorded and the others go on."""
     from mexpr import spot
     from mexpr.video import VideoError
@@ -309,7 +310,7 @@ def analyze(
         if target.exists() and not force:
             raise AnalyzeError(f"{target} exists; pass --force (force=True) to overwrite it, or another output folder")
     rec = recogniser or load_recogniser(run, profile, seed, input, fold, protocol=protocol, tag=tag)
-    spotter = run_spotter(rec.run_dir, method)
+    spotter = spotter or run_spotter(rec.run_dir, method)
     from mexpr import train
 
     settings = {
@@ -476,16 +477,79 @@ def score(timeline: pd.DataFrame, truth: pd.DataFrame, classes: Sequence[str]) -
 def recognition(pairs: pd.DataFrame, classes: Sequence[str]) -> dict:
     """UAR, UF1 and accuracy of ``pairs`` (``truth``, ``predicted``; rows whose truth is outside
     ``classes`` left out, an unclassified one counted wrong); NaN when none is left."""
-    from mexpr import metrics
-
     ok = pairs[pairs["truth"].isin(list(classes))]
     if ok.empty:
         return {"n_tp_labelled": 0, "uar": float("nan"), "uf1": float("nan"), "accuracy": float("nan")}
-    idx = {c: k for k, c in enumerate(classes)}
-    y = [idx[c] for c in ok["truth"]]
-    yhat = [idx.get(c, -1) for c in ok["predicted"]]
-    m = metrics.metrics(y, yhat)
+    m = class_metrics(ok["truth"], ok["predicted"], classes)
     return {"n_tp_labelled": len(ok), "uar": m["uar"], "uf1": m["uf1"], "accuracy": m["accuracy"]}
+
+
+def corpus_truth(roots, protocol: str = "paper") -> pd.DataFrame:
+    """A long-video corpus' micro-expressions (:func:`mexpr.longvideo.load`) as recognition's ground
+    truth: :func:`mexpr.spot.truth_table`'s columns and ``label`` (:func:`truth_label` of the
+    emotion; a synthetic video's ``groundtruth.json`` records the emotion the expression was drawn
+    from, which is used where present; the sheet's otherwise)."""
+    from mexpr import longvideo, spot
+
+    roots = [roots] if isinstance(roots, str | os.PathLike) else list(roots)
+    iv = longvideo.load(roots, errors="skip")
+    iv = iv[iv["type"] == "micro"].reset_index(drop=True)
+    paths = longvideo.videos(roots, iv).set_index("video_key")["video_path"]
+    drawn: dict[tuple[str, int], str] = {}
+    for key in set(iv["video_key"]):
+        gt = Path(paths[key]) / "groundtruth.json"
+        if gt.is_file():
+            drawn |= {
+                (key, int(e["onset"])): e["emotion"] for e in json.loads(gt.read_text()).get("intervals", []) if "onset" in e and e.get("emotion")
+            }
+    t = spot.truth_table(iv)
+    t["label"] = [truth_label(drawn.get((k, int(o)), e), protocol) for k, o, e in zip(iv["video_key"], iv["onset"], iv["emotion"])]
+    return t
+
+
+def recognise_corpus(recogniser, roots, table: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+    """:func:`recognise_intervals` over a long-video corpus: ``table``'s micro-expression rows
+    (``video`` = the corpus' video key, ``start_frame``, ``end_frame`` as its sheet numbers them;
+    e.g. :func:`corpus_truth`, or the held-out intervals of ``mexpr spot ROOT``'s
+    ``intervals.csv``), each classified from its video's frames.  One pass per video."""
+    from tqdm.auto import tqdm
+
+    from mexpr import longvideo
+
+    roots = [roots] if isinstance(roots, str | os.PathLike) else list(roots)
+    vids = longvideo.videos(roots).set_index("video_key")
+    micro = table[table["type"] == "micro"] if "type" in table else table.assign(type="micro")
+    parts = []
+    for key, rows in tqdm(list(micro.groupby("video", sort=True)), desc="recognise", unit="video", disable=not progress):
+        v = vids.loc[key]
+        fps, first = float(v["fps"]), int(v["first_frame"])
+        rows = rows.assign(apex_frame=rows["apex_frame"] if "apex_frame" in rows else (rows["start_frame"] + rows["end_frame"]) // 2,
+                           score=rows["score"] if "score" in rows else np.nan)  # fmt: skip
+        for c in ("start", "apex", "end"):
+            rows[f"{c}_s"] = (rows[f"{c}_frame"] - first) / fps
+        parts.append(recognise_intervals(recogniser, v["video_path"], rows[INTERVAL_COLUMNS], first_number=first, fps=fps))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns(recogniser.class_names))
+
+
+def class_metrics(truth: Sequence[str], predicted: Sequence[str], classes: Sequence[str]) -> dict:
+    """:func:`mexpr.metrics.metrics` (accuracy, UF1, UAR, n) of class names; a prediction outside
+    ``classes`` (or none) counts as wrong."""
+    from mexpr import metrics
+
+    idx = {c: k for k, c in enumerate(classes)}
+    return metrics.metrics([idx[c] for c in truth], [idx.get(c, -1) for c in predicted])
+
+
+def clip_uar(recogniser) -> float:
+    """The recogniser's streams' Eq. 11 UAR on their own fold's test clips (coded by hand, at the
+    corpus' frame rate; :func:`mexpr.evaluate.fuse_fold` on the cached features): what spotting's
+    intervals are compared with."""
+    from mexpr import evaluate
+
+    run_dir, cfg, fold = recogniser.run_dir, recogniser.config, recogniser.fold
+    f = {k: evaluate.stream_features(run_dir, cfg, k, fold) for k in (64, 128)}
+    pred = evaluate.fuse_fold(f[64], f[128], seed=cfg.seed, classes=recogniser.classes)
+    return class_metrics(pred["label"], pred["DTSCNN (fusion)"], recogniser.class_names)["uar"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,11 +568,12 @@ def subsample(times: np.ndarray, rate: float) -> np.ndarray:
     return idx
 
 
-def frame_rate_study(recogniser, rates: Sequence[float] = (200, 60, 30), progress: bool = False) -> pd.DataFrame:
+def frame_rate_study(recogniser, rates: Sequence[float] = (200, 60, 30), limit: int | None = None, progress: bool = False) -> pd.DataFrame:
     """Recognition of the recogniser's own test clips (its fold, coded by hand, filmed at 200 fps)
     as cameras at each of ``rates`` would have filmed them (:func:`subsample`, then the usual
     interpolation to 65 / 129 frames): one row per clip and rate with the truth, the prediction and
-    the number of frames the clip had.  The same clips, subjects and fold at every rate."""
+    the number of frames the clip had.  The same clips, subjects and fold at every rate.  ``limit``:
+    at most this many clips, taken class by class in turn (a quick look; None: all)."""
     from tqdm.auto import tqdm
 
     from mexpr import preprocess, train
@@ -517,6 +582,8 @@ def frame_rate_study(recogniser, rates: Sequence[float] = (200, 60, 30), progres
 
     run_dir, cfg = recogniser.run_dir, recogniser.config
     _, test = train.fold_split(run_dir, cfg, recogniser.fold)
+    if limit is not None:  # round-robin over the classes: every class is seen even in a quick look
+        test = test.assign(_k=test.groupby("label").cumcount()).sort_values(["_k", "label"], kind="stable").head(int(limit))
     df = Run(run_dir).dataset(errors="skip")
     by_key = {k: (list(f), float(r)) for k, f, r in zip(clip_keys(df), df["frames"], df["fps"])}
     rows = []
