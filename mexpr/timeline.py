@@ -384,13 +384,13 @@ def _safe(name: str) -> str:
 
 def spans(tl: Timeline, record: dict) -> list[tuple[int, int, tuple[int, int, int], str]]:
     """The intervals of ``record``'s video as drawn on its frames: ``(first, last frame index, BGR
-    colour, text)``, micro-expressions in their class' colour, macro ones grey."""
-    from mexpr.viz import CLASS_COLOURS
+    colour, text)``, micro-expressions in their class' colour, macro ones sand."""
+    from mexpr.viz import CLASS_COLOURS, MACRO_COLOUR
 
     first = int(record.get("first_number", 0))
     out = []
     for r in tl.table[tl.table["video"] == record["video"]].itertuples():
-        colour = CLASS_COLOURS.get(str(r.label), (0.6, 0.6, 0.6)) if r.type == "micro" else (0.75, 0.75, 0.75)
+        colour = CLASS_COLOURS.get(str(r.label), (0.6, 0.6, 0.6)) if r.type == "micro" else MACRO_COLOUR
         text = f"micro: {r.label} {getattr(r, 'p_' + str(r.label), float('nan')):.2f}" if r.status == "classified" else f"{r.type}-expression"
         out.append((int(r.start_frame) - first, int(r.end_frame) - first, tuple(int(255 * c) for c in colour[::-1]), text))
     return out

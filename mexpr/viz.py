@@ -12,6 +12,8 @@ import numpy as np
 from mexpr.datasets import frame_number
 
 #: Each class's colour in timelines and annotated videos (mexpr.timeline) (RGB 0-1), in CLASSES order (N, O, P, S).
+#: Macro-expressions in timelines (not classified: the streams are micro-expression classifiers).
+MACRO_COLOUR = (0.85, 0.72, 0.45)
 CLASS_COLOURS = {"Negative": (0.84, 0.15, 0.16), "Others": (0.5, 0.5, 0.5), "Positive": (0.17, 0.63, 0.17), "Surprise": (0.12, 0.47, 0.71)}
 
 
@@ -675,7 +677,7 @@ def timeline(tl, video: str, truth=None):
     """One analysed video (:class:`mexpr.timeline.Timeline`) over time: the aligned face at each
     classified micro-expression's apex on top, labelled with its class and probability; below, the
     spotter's signal (micro and macro) with the micro-expressions shaded in their class' colour,
-    the macro ones grey, the face gaps hatched and ``truth`` (intervals with ``label``, optional) as
+    the macro ones sand, the face gaps hatched and ``truth`` (intervals with ``label``, optional) as
     a lane of bars.  Returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -693,23 +695,28 @@ def timeline(tl, video: str, truth=None):
             ax.plot(sig["times"], sig["signal"][:, j], lw=0.8, color=colour, alpha=0.9 if j == 0 else 0.5, label=f"spotter signal, {typ}")
     for r in rows.itertuples():
         s, e = (r.start_frame - first) / fps, (r.end_frame - first + 1) / fps
-        colour = CLASS_COLOURS.get(str(r.label), (0.6, 0.6, 0.6)) if r.type == "micro" else (0.8, 0.8, 0.8)
-        ax.axvspan(s, e, color=colour, alpha=0.35 if r.type == "micro" else 0.25, lw=0)
+        colour = CLASS_COLOURS.get(str(r.label), (0.6, 0.6, 0.6)) if r.type == "micro" else MACRO_COLOUR
+        ax.axvspan(s, e, color=colour, alpha=0.35, lw=0)
     for g in rec.get("gaps", []):
-        ax.axvspan(g["start_s"], g["end_s"] + 1 / fps, color="k", alpha=0.12, hatch="//", lw=0)
-    if truth is not None:
-        y = ax.get_ylim()[1] if sig is not None else 1.0
-        for r in truth[truth["video"] == video].itertuples():
-            ax.plot([(r.start_frame - first) / fps, (r.end_frame - first + 1) / fps], [y, y], lw=5, solid_capstyle="butt",
+        ax.axvspan(g["start_s"], g["end_s"] + 1 / fps, facecolor="none", edgecolor=(0, 0, 0, 0.35), hatch="//", lw=0)
+    if truth is not None:  # a lane along the top edge, in axes coordinates so it never leaves the plot
+        import matplotlib.transforms as mtransforms
+
+        lane = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+        for r in truth[truth["video"] == video].itertuples() if "video" in truth else truth.itertuples():
+            ax.plot([(r.start_frame - first) / fps, (r.end_frame - first + 1) / fps], [0.97, 0.97], lw=6, solid_capstyle="butt", transform=lane,
                     color=CLASS_COLOURS.get(str(getattr(r, "label", "")), (0.3, 0.3, 0.3)))  # fmt: skip
     ax.set_xlim(0, rec["seconds"])
     ax.set_xlabel("time (s)")
     ax.grid(alpha=0.3)
     handles = [Patch(color=c, alpha=0.5, label=k) for k, c in CLASS_COLOURS.items() if k in tl.settings.get("classes", CLASS_COLOURS)]
-    handles += [Patch(color=(0.8, 0.8, 0.8), label="macro-expression"), Patch(facecolor="w", edgecolor="k", hatch="//", alpha=0.4, label="no face")]
+    handles += [
+        Patch(color=MACRO_COLOUR, alpha=0.35, label="macro-expression"),
+        Patch(facecolor="w", edgecolor="k", hatch="//", alpha=0.4, label="no face"),
+    ]
     if truth is not None:
-        handles.append(plt.Line2D([], [], lw=5, color="k", label="ground truth (bars on top)"))
-    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="upper left", ncols=4)
+        handles.append(plt.Line2D([], [], lw=5, color="k", label="ground-truth micro-expression (top lane, its class' colour)"))
+    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="upper left", ncols=4, bbox_to_anchor=(0, 0.93))
     micro = rows[rows["type"] == "micro"]
     ok = int((micro["status"] == "classified").sum())
     ax.set_title(f"{video}: {len(micro)} micro-expression(s), {ok} classified, {int((rows['type'] == 'macro').sum())} macro; "

@@ -264,6 +264,32 @@ def test_inside_notebook_explains_magnifies_and_explores(quick_run):
 
 
 @pytest.mark.notebook
+def test_timeline_notebook_spots_recognises_and_scores(quick_run):
+    run, _ = quick_run
+    from mexpr import timeline
+
+    tl = pd.read_csv(run / "analyze" / "timeline.csv")  # notebook 11's one video, end to end
+    assert list(tl.columns[:9]) == ["video", "start_frame", "apex_frame", "end_frame", "start_s", "apex_s", "end_s", "type", "label"]
+    assert set(tl["status"]) <= set(timeline.STATUSES)
+    meta = json.loads((run / "analyze" / "timeline.json").read_text())
+    assert meta["settings"]["spotter"]["method"] == "learned" and meta["videos"][0]["status"] == "analysed"
+    assert list((run / "analyze").glob("*_annotated.mp4"))
+    scores = pd.read_csv(run / "tables" / "analyze_scores.csv").set_index("intervals")
+    assert scores["UAR"].dropna().between(0, 1).all() and len(scores) == 3
+    rates = pd.read_csv(run / "tables" / "analyze_frame_rates.csv").set_index("fps")
+    assert list(rates.index) == [200, 60, 30] and (rates["clips"] == rates["clips"].iloc[0]).all()
+    assert rates.loc[30, "median frames"] < rates.loc[60, "median frames"] < rates.loc[200, "median frames"]
+    assert rates.loc[200, "same answer as at 200 fps (%)"] == 100
+    for fig in ("analyze_timeline", "analyze_frame_rates", "analyze_explorer_strip"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
+    assert (run / "figures" / "readme" / "analyze_timeline.png").is_file()
+    nb = nbformat.read(run / "notebooks" / "11_from_video_to_timeline.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "explorer.TimelineExplorer(" in c.source)
+    kinds = [set(o.get("data", {})) for o in cell.outputs]
+    assert any("application/vnd.jupyter.widget-view+json" in k for k in kinds) and any("image/png" in k for k in kinds)
+
+
+@pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run):
     run, _ = quick_run
     params = json.loads(

@@ -105,7 +105,11 @@ def test_cli_analyze_short_and_faceless_videos(trained, face_bgr, tmp_path, caps
 
     short = _video(tmp_path / "short.mp4", [face_bgr] * 30)  # 1 s: shorter than the spotter's windows
     blank = _video(tmp_path / "blank.mp4", [np.full((360, 640, 3), 90, np.uint8)] * 30)
-    args = ["analyze", str(short), str(blank), "--run", str(trained), "--out", str(tmp_path / "o"), "--input", "paper", "--quiet"]
+    notes = tmp_path / "notes.mov"
+    notes.write_text("not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    args = ["analyze", str(short), str(blank), str(notes), str(empty), "--run", str(trained), "--out", str(tmp_path / "o"), "--input", "paper", "--quiet"]
     args += ["--profile", "quick", "--method", "mdmd"]
     assert cli.main(args) == 2  # the experiment's tag left out: the error says what the run has
     assert "the run has paper-s0-" in capsys.readouterr().err
@@ -115,7 +119,8 @@ def test_cli_analyze_short_and_faceless_videos(trained, face_bgr, tmp_path, caps
     assert "nothing spotted (the video is shorter than the spotter's window)" in text
     assert f"{blank}: skipped:" in text and "no face found" in text
     meta = json.loads((tmp_path / "o" / "timeline.json").read_text())
-    assert [v["status"] for v in meta["videos"]] == ["analysed", "skipped"]
+    assert [v["status"] for v in meta["videos"]] == ["analysed", "skipped", "skipped", "skipped"]
+    assert f"{notes}: skipped:" in text and "not a video" in text and f"{empty}: skipped:" in text and "empty file" in text
     assert pd.read_csv(tmp_path / "o" / "timeline.csv").empty
 
 
