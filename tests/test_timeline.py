@@ -109,7 +109,20 @@ def test_cli_analyze_short_and_faceless_videos(trained, face_bgr, tmp_path, caps
     notes.write_text("not a video")
     empty = tmp_path / "empty.mp4"
     empty.touch()
-    args = ["analyze", str(short), str(blank), str(notes), str(empty), "--run", str(trained), "--out", str(tmp_path / "o"), "--input", "paper", "--quiet"]
+    args = [
+        "analyze",
+        str(short),
+        str(blank),
+        str(notes),
+        str(empty),
+        "--run",
+        str(trained),
+        "--out",
+        str(tmp_path / "o"),
+        "--input",
+        "paper",
+        "--quiet",
+    ]
     args += ["--profile", "quick", "--method", "mdmd"]
     assert cli.main(args) == 2  # the experiment's tag left out: the error says what the run has
     assert "the run has paper-s0-" in capsys.readouterr().err
