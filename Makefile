@@ -21,6 +21,8 @@ endif
 RUN    := runs/$(NAME)
 LAB_ARGS ?=
 JOBS   ?= 2
+# make test: pytest-xdist workers, one test file each at a time (the notebook series stays in one)
+TEST_WORKERS ?= 2
 # a Dask cluster for the series' batch work: SCHEDULER=tcp://host:8786 or SCHEDULER=local:N (docs/scale.md); empty: this machine
 SCHEDULER ?=
 export PYTHONHASHSEED := 0
@@ -49,10 +51,10 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not notebook"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not notebook"
 
 reproduce: $(STAMP)
 	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(if $(strip $(SCHEDULER)),--scheduler $(SCHEDULER))
