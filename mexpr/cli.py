@@ -137,6 +137,7 @@ def _cmd_preprocess(args) -> int:
     from pathlib import Path
 
     from mexpr import datasets, preprocess
+    from mexpr.run import Run
 
     df = datasets.load(args.data, errors="skip", verify=args.verify)
     for p in df.attrs.get("skipped", []):
@@ -145,6 +146,10 @@ def _cmd_preprocess(args) -> int:
         align=args.align, smooth=args.smooth, lengths=tuple(args.lengths), several=args.several, model=args.model, bad_frames=args.bad_frames
     )
     manifest = preprocess.run(df, args.run, config, jobs=args.jobs, progress=not args.quiet, force=args.force)
+    run = Run(args.run)
+    if not (run.dir / "dataset.json").is_file():  # what notebook 00 records: the roots the later stages read clips from
+        infos = [datasets.synth_info(r) for r in args.data]
+        run.write_dataset(args.data, synthetic=all(infos), scale=(infos[0] or {}).get("scale"), seed=(infos[0] or {}).get("seed"))
     s = manifest.attrs["summary"]
     print(
         f"{s['processed']} clip(s) processed ({s['from_cache']} from cache), {s['skipped']} skipped, "

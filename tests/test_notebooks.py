@@ -283,6 +283,8 @@ def test_timeline_notebook_spots_recognises_and_scores(quick_run):
     for fig in ("analyze_timeline", "analyze_frame_rates", "analyze_explorer_strip"):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
     assert (run / "figures" / "readme" / "analyze_timeline.png").is_file()
+    # notebook 10 left the run a spotter for the user's own videos: mexpr analyze VIDEO --run RUN uses it
+    assert timeline.run_spotter(run).method == "learned"
     nb = nbformat.read(run / "notebooks" / "11_from_video_to_timeline.ipynb", as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and "explorer.TimelineExplorer(" in c.source)
     kinds = [set(o.get("data", {})) for o in cell.outputs]

@@ -304,3 +304,8 @@ def test_cli_preprocess(casme1_root, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert f"{n} clip(s) processed ({n} from cache)" in out
     assert preprocess.load_manifest(run)["status"].eq("processed").all()
+    # the run records its dataset, as notebook 00 does: the later stages read the clips' frames from it
+    from mexpr.run import Run
+
+    r = Run(run)
+    assert r.roots == [str(casme1_root)] and r.synthetic and len(r.dataset()) == n
