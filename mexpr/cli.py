@@ -20,6 +20,7 @@ Every choice and default is read from the module that defines it (e.g. ``--profi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -703,13 +704,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _scheduler_option(r)
     r.set_defaults(func=_cmd_reproduce)
+    for command in sub.choices.values():
+        command.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up log (silenced by default)")
     return p
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's start-up log (oneDNN, the CPU's instructions, absl, grappler's ``NodeDef
+    mentions attribute`` warnings) silenced before TensorFlow is imported, in this process and the
+    workers and notebook kernels it starts (they inherit the environment); errors still print, and a
+    ``TF_CPP_MIN_LOG_LEVEL`` the user set is kept.  ``--verbose`` leaves it all on."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None) -> int:
     from mexpr import scale
 
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet_tensorflow()
     try:
         if args.command == "reproduce":  # the series starts (or connects to) the cluster its notebooks share
             return args.func(args)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 from pathlib import Path
 
 import mexpr
@@ -159,3 +160,24 @@ def test_real_data_code_never_reads_the_synthetic_ground_truth():
     users = {m for m in MODULES for d in _imports(m)[0] if d == "mexpr.groundtruth" or d.startswith("mexpr.synth")}
     users = {m for m in users if not m.startswith("mexpr.synth")}
     assert users == {"mexpr.groundtruth", "mexpr.cli"}, users
+
+
+def test_commands_silence_tensorflow_unless_verbose(casme1_root):
+    """``python -m mexpr ...`` prints only its own lines: TensorFlow's start-up log is off before it is
+    imported (here and in the workers and kernels it starts), unless ``--verbose``."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = (
+        "import os, sys; from mexpr import cli; cli.main(sys.argv[1:]); import tensorflow as tf; tf.constant(1.0) + 1; "
+        "print('level', os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    )
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-c", code, "info", str(casme1_root), *extra], env=env, capture_output=True, text=True, check=True)
+
+    quiet, loud = run(), run("--verbose")
+    assert "level 2" in quiet.stdout and "level None" in loud.stdout
+    for noise in ("cpu_feature_guard", "absl::InitializeLog", "oneDNN custom operations"):
+        assert noise not in quiet.stderr
