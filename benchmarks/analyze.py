@@ -18,8 +18,8 @@
 - ``rates``: :func:`mexpr.timeline.frame_rate_study`, the same test clips as cameras at 200, 60 and
   30 fps would have filmed them.
 - ``speed``: ``mexpr analyze`` (the command, in a fresh process: Python, TensorFlow and the models'
-  start included) on the first half and all of a ``--seconds``-long 30-fps 640 x 360 MP4 cut from a
-  video of ``LV_ROOT``; wall time and peak memory of each.
+  start included) on the first half and all of a ``--seconds``-long 30-fps 640 x 360 MP4 cut from
+  the videos of ``LV_ROOT``; wall time and peak memory of each.
 
 Each writes ``<run>/tables/analyze_<what>.csv`` / ``.json`` and prints a markdown table.  Not a
 test: ``bar`` and ``rates`` take minutes per seed.
@@ -137,17 +137,26 @@ def rates(args) -> None:
 
 
 def _user_video(root: Path, out: Path, seconds: float) -> Path:
-    """A ``seconds``-long 30-fps 640 x 360 MP4 (the middle 360 rows) of the corpus' longest video."""
+    """A ``seconds``-long 30-fps 640 x 360 MP4 (the middle 360 rows) of the corpus' videos, longest
+    first, one after another until it is long enough (a cut between people, as a user's edit has)."""
     from mexpr import longvideo, video
 
     mp4 = out / f"user_{seconds:g}s_640x360.mp4"
     if mp4.is_file():
         return mp4
-    vids = longvideo.videos([root])
-    v = vids.loc[vids["n_frames"].idxmax()]
-    src = video.open_video(v["video_path"], fps=float(v["fps"]))
-    n = int(seconds * float(v["fps"]))
-    video.write_video(mp4, (f.image[60:420] for f in src if f.index < n), float(v["fps"]))
+    vids = longvideo.videos([root]).sort_values(["n_frames", "video_key"], ascending=[False, True])
+    n = int(round(seconds * 30))
+
+    def frames():
+        k = 0
+        for _, v in vids.iterrows():
+            for f in video.open_video(v["video_path"], fps=float(v["fps"])):
+                if k == n:
+                    return
+                k += 1
+                yield f.image[60:420]
+
+    video.write_video(mp4, frames(), 30.0)
     return mp4
 
 
@@ -174,7 +183,7 @@ def speed(args) -> None:
         rows.append({"frames": frames, "seconds_of_video": frames / 30, "wall_s": round(wall, 1), "peak_rss_mib": round(rss.peak / 2**20, 1),
                      "summary": res.stdout.strip().splitlines()[-2] if res.stdout else ""})  # fmt: skip
         print(rows[-1], flush=True)
-    (Path(args.run) / "tables" / "analyze_speed.json").write_text(
+    (Path(args.run) / "tables" / f"analyze_speed_{args.seconds:g}s.json").write_text(
         json.dumps({"command": " ".join(sys.argv), "video": str(mp4), "runs": rows}, indent=2)
     )
     print("\n| video | frames | wall (s), the whole command | peak RSS (MiB) |\n|---|---|---|---|")
