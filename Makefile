@@ -28,7 +28,7 @@ SCHEDULER ?=
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help venv test test-fast reproduce lint format lab bench clean
+.PHONY: help venv test test-fast reproduce lint format lab bench book clean
 
 help:
 	@echo "make test        set up .venv and run the test suite (includes papermill runs of every notebook, quick mode)"
@@ -38,13 +38,15 @@ help:
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel (LAB_ARGS=--no-browser on a server)"
 	@echo "make bench       the data-generation benchmark (benchmarks/synth.py); docs/benchmarks.md gives the command of every other one"
 	@echo "make lint        ruff check + format check"
+	@echo "make book        the course as a website in build/book/site (README, executed notebooks, docs, API), checked in Chromium"
+	@echo "                 from runs/quick, else what make test left (runs/test-quick); RUN=runs/default for the full run"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,book]"
 	$(PY) -m ipykernel install --sys-prefix --name mexpr --display-name "Python (mexpr)" >/dev/null
 	touch $(STAMP)
 
@@ -62,16 +64,19 @@ reproduce: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/
 
+book: $(STAMP)
+	$(PY) tools/book.py --check --run $(if $(filter command line,$(origin RUN)),$(RUN),auto)
+
 bench: $(STAMP)
 	$(PY) benchmarks/synth.py --jobs $(JOBS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mexpr tests benchmarks
-	$(VENV)/bin/ruff format --check mexpr tests benchmarks
+	$(VENV)/bin/ruff check mexpr tests benchmarks tools
+	$(VENV)/bin/ruff format --check mexpr tests benchmarks tools
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format mexpr tests benchmarks
-	$(VENV)/bin/ruff check --fix mexpr tests benchmarks
+	$(VENV)/bin/ruff format mexpr tests benchmarks tools
+	$(VENV)/bin/ruff check --fix mexpr tests benchmarks tools
 
 clean:
 	rm -rf runs/ .pytest_cache

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 from mexpr import series
 from mexpr.run import Run
 
+ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in series.notebook_dir().glob("*.ipynb"))
 
 
@@ -52,6 +55,11 @@ def quick_run(tmp_path_factory):
     # notebook 06 also evaluates a second protocol (its "Try this" path), here with subject-independent folds
     extra = {"06_confusion_matrices.ipynb": {"extra_protocols": ["subject3"]}}
     executed = [series.run_notebook(name, run, params | extra.get(name, {})) for name in series.SERIES]
+    # what `make book` shows after `make test` (tools/book.py: runs/quick, else runs/test-quick)
+    keep = ROOT / "runs" / "test-quick"
+    shutil.rmtree(keep, ignore_errors=True)
+    for part in ("notebooks", "figures", "tables"):
+        shutil.copytree(run / part, keep / part)
     return run, executed
 
 
