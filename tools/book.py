@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from mexpr import series  # noqa: E402  (the series' order and names)
 
+#: the docs in reading order (any other page of docs/ follows, by name)
+DOCS_ORDER = ("usage", "results", "video", "real-data", "corpora", "contradictions", "DESIGN", "scale", "benchmarks")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
@@ -104,7 +106,8 @@ def stage(run: Path, src: Path) -> dict:
         + "\n".join(f"- [`{m}`]({m}.md)" for m in modules())
         + "\n"
     )
-    docs = sorted(p for p in (src / "docs").glob("*.md"))
+    order = {name: k for k, name in enumerate(DOCS_ORDER)}
+    docs = sorted((src / "docs").glob("*.md"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
     return {
         "nav": [
             {"Home": "README.md"},
