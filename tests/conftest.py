@@ -11,12 +11,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TINY_SCALE = 0.02  # every emotion at its minimum of 2 clips
 
 
-def pytest_collection_modifyitems(config, items):
-    """The notebook series first: under ``make test``'s two workers (pytest-xdist, one file per worker) its
-    file is the longest, so it starts at once on one worker while the other takes the rest."""
-    items.sort(key=lambda item: not item.fspath.basename.startswith("test_notebooks"))
-
-
 @pytest.fixture(scope="session")
 def casme2_root(tmp_path_factory):
     from mexpr import synth
