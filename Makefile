@@ -21,8 +21,10 @@ endif
 RUN    := runs/$(NAME)
 LAB_ARGS ?=
 JOBS   ?= 2
-# make test: pytest-xdist workers, one test file each at a time (the notebook series stays in one)
+# make test: pytest-xdist workers, one test file each at a time (the notebook series stays in one), each
+# single-threaded (TensorFlow's and OpenMP's pools), so that two workers share 2 cores without oversubscribing them
 TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
 # a Dask cluster for the series' batch work: SCHEDULER=tcp://host:8786 or SCHEDULER=local:N (docs/scale.md); empty: this machine
 SCHEDULER ?=
 export PYTHONHASHSEED := 0
@@ -53,10 +55,10 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=$(TEST_THREADS) TF_NUM_INTRAOP_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not notebook"
+	OMP_NUM_THREADS=$(TEST_THREADS) TF_NUM_INTRAOP_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not notebook"
 
 reproduce: $(STAMP)
 	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(if $(strip $(SCHEDULER)),--scheduler $(SCHEDULER))
