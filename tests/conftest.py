@@ -11,32 +11,67 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TINY_SCALE = 0.02  # every emotion at its minimum of 2 clips
 
 
-@pytest.fixture(scope="session")
-def casme2_root(tmp_path_factory):
+def _shared(tmp_path_factory):
+    """A folder all of this session's pytest-xdist workers share (each worker has its own basetemp
+    under one parent; without xdist the basetemp itself)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def shared_synth(tmp_path_factory, dataset: str):
+    """The tiny synthetic ``dataset``, written once per test session whatever the number of workers
+    (the first to ask writes it under a lock; the others wait and read it) and named as notebook
+    00 names its cache, so the quick series finds it made.  Read-only: a test that changes a
+    dataset copies it first."""
+    import fcntl
+
     from mexpr import synth
 
-    return synth.generate(tmp_path_factory.mktemp("synth") / "casme2", "casme2", scale=TINY_SCALE, seed=0, jobs=2, progress=False)
+    cache = _shared(tmp_path_factory) / "synth-shared"
+    cache.mkdir(exist_ok=True)
+    with open(cache / f"{dataset}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            out = cache / f"{dataset}-scale{TINY_SCALE:g}-seed0-default"
+            return synth.generate(out, dataset, scale=TINY_SCALE, seed=0, difficulty="default", jobs=2, progress=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def casme2_root(tmp_path_factory):
+    return shared_synth(tmp_path_factory, "casme2")
 
 
 @pytest.fixture(scope="session")
 def casme1_root(tmp_path_factory):
-    from mexpr import synth
-
-    return synth.generate(tmp_path_factory.mktemp("synth") / "casme1", "casme1", scale=TINY_SCALE, seed=0, jobs=2, progress=False)
+    return shared_synth(tmp_path_factory, "casme1")
 
 
 @pytest.fixture(scope="session")
 def flowrun(casme2_root, casme1_root, tmp_path_factory):
-    """A run with every tiny clip of both datasets pre-processed and coded (DIS, 64 + 128 fields)."""
+    """A run with every tiny clip of both datasets pre-processed and coded (DIS, 64 + 128 fields):
+    computed once per session (under a lock, as :func:`shared_synth`), then copied for each worker,
+    whose tests train and write into their own copy."""
+    import fcntl
+    import shutil
 
     from mexpr import datasets, flow, preprocess
     from mexpr.run import Run
 
+    base = _shared(tmp_path_factory) / "flowrun-shared"
+    with open(str(base) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (base / "flow_manifest.csv").is_file():
+                df = datasets.load([casme2_root, casme1_root])
+                Run(base).write_dataset([casme2_root, casme1_root], synthetic=True)
+                preprocess.run(df, base, jobs=2, progress=False)
+                flow.run(base, "dis", jobs=2, progress=False)  # resumable: an interrupted session's part is kept
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     run = tmp_path_factory.mktemp("flowrun")
-    df = datasets.load([casme2_root, casme1_root])
-    Run(run).write_dataset([casme2_root, casme1_root], synthetic=True)
-    preprocess.run(df, run, jobs=2, progress=False)
-    flow.run(run, "dis", jobs=2, progress=False)
+    shutil.copytree(base, run, dirs_exist_ok=True)
     return run
 
 

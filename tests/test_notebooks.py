@@ -41,8 +41,9 @@ def test_notebook_is_committed_clean_with_a_parameters_cell(name):
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """The whole series in quick mode, in order, into one run directory (each reads the last's output)."""
+def quick_run(tmp_path_factory, casme2_root, casme1_root):
+    """The whole series in quick mode, in order, into one run directory (each reads the last's output);
+    notebook 00 finds the session's tiny datasets made (the same arguments: conftest.shared_synth)."""
     run = tmp_path_factory.mktemp("run")
     params = {
         "run_dir": str(run),
@@ -50,7 +51,7 @@ def quick_run(tmp_path_factory):
         "seed": 0,
         "data_dirs": [],
         "jobs": 2,
-        "synth_root": str(run / "synthetic"),
+        "synth_root": str(casme2_root.parent),
     }
     # notebook 06 also evaluates a second protocol (its "Try this" path), here with subject-independent folds
     extra = {"06_confusion_matrices.ipynb": {"extra_protocols": ["subject3"]}}
@@ -300,10 +301,10 @@ def test_timeline_notebook_spots_recognises_and_scores(quick_run):
 
 
 @pytest.mark.notebook
-def test_series_resumes_without_rerunning(quick_run):
+def test_series_resumes_without_rerunning(quick_run, casme2_root):
     run, _ = quick_run
     params = json.loads(
-        json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(run / "synthetic")})
+        json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(casme2_root.parent)})
     )
     lines = []
     series.run_notebook(series.SERIES[0], run, params, log=lines.append)
