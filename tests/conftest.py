@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -18,24 +19,31 @@ def _shared(tmp_path_factory):
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+@contextlib.contextmanager
+def _locked(lockfile):
+    """Held by one process of the session at a time (an exclusive ``flock`` on ``lockfile``)."""
+    import fcntl
+
+    with open(lockfile, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def shared_synth(tmp_path_factory, dataset: str):
     """The tiny synthetic ``dataset``, written once per test session whatever the number of workers
     (the first to ask writes it under a lock; the others wait and read it) and named as notebook
     00 names its cache, so the quick series finds it made.  Read-only: a test that changes a
     dataset copies it first."""
-    import fcntl
-
     from mexpr import synth
 
     cache = _shared(tmp_path_factory) / "synth-shared"
     cache.mkdir(exist_ok=True)
-    with open(cache / f"{dataset}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            out = cache / f"{dataset}-scale{TINY_SCALE:g}-seed0-default"
-            return synth.generate(out, dataset, scale=TINY_SCALE, seed=0, difficulty="default", jobs=2, progress=False)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _locked(cache / f"{dataset}.lock"):
+        out = cache / f"{dataset}-scale{TINY_SCALE:g}-seed0-default"
+        return synth.generate(out, dataset, scale=TINY_SCALE, seed=0, difficulty="default", jobs=2, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -53,23 +61,18 @@ def flowrun(casme2_root, casme1_root, tmp_path_factory):
     """A run with every tiny clip of both datasets pre-processed and coded (DIS, 64 + 128 fields):
     computed once per session (under a lock, as :func:`shared_synth`), then copied for each worker,
     whose tests train and write into their own copy."""
-    import fcntl
     import shutil
 
     from mexpr import datasets, flow, preprocess
     from mexpr.run import Run
 
     base = _shared(tmp_path_factory) / "flowrun-shared"
-    with open(str(base) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not (base / "flow_manifest.csv").is_file():
-                df = datasets.load([casme2_root, casme1_root])
-                Run(base).write_dataset([casme2_root, casme1_root], synthetic=True)
-                preprocess.run(df, base, jobs=2, progress=False)
-                flow.run(base, "dis", jobs=2, progress=False)  # resumable: an interrupted session's part is kept
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _locked(str(base) + ".lock"):
+        if not (base / "flow_manifest.csv").is_file():
+            df = datasets.load([casme2_root, casme1_root])
+            Run(base).write_dataset([casme2_root, casme1_root], synthetic=True)
+            preprocess.run(df, base, jobs=2, progress=False)
+            flow.run(base, "dis", jobs=2, progress=False)  # resumable: an interrupted session's part is kept
     run = tmp_path_factory.mktemp("flowrun")
     shutil.copytree(base, run, dirs_exist_ok=True)
     return run

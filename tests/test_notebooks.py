@@ -40,19 +40,17 @@ def test_notebook_is_committed_clean_with_a_parameters_cell(name):
     assert any(c.cell_type == "markdown" and c.source.startswith("## Try this") or "\n## Try this" in c.source for c in nb.cells)
 
 
+def quick_params(run, casme2_root) -> dict:
+    """The quick series' parameters: notebook 00 finds the session's tiny datasets made (the same
+    arguments: conftest.shared_synth)."""
+    return {"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(casme2_root.parent)}
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, casme2_root, casme1_root):
-    """The whole series in quick mode, in order, into one run directory (each reads the last's output);
-    notebook 00 finds the session's tiny datasets made (the same arguments: conftest.shared_synth)."""
+    """The whole series in quick mode, in order, into one run directory (each reads the last's output)."""
     run = tmp_path_factory.mktemp("run")
-    params = {
-        "run_dir": str(run),
-        "profile": "quick",
-        "seed": 0,
-        "data_dirs": [],
-        "jobs": 2,
-        "synth_root": str(casme2_root.parent),
-    }
+    params = quick_params(run, casme2_root)
     # notebook 06 also evaluates a second protocol (its "Try this" path), here with subject-independent folds
     extra = {"06_confusion_matrices.ipynb": {"extra_protocols": ["subject3"]}}
     executed = [series.run_notebook(name, run, params | extra.get(name, {})) for name in series.SERIES]
@@ -303,9 +301,7 @@ def test_timeline_notebook_spots_recognises_and_scores(quick_run):
 @pytest.mark.notebook
 def test_series_resumes_without_rerunning(quick_run, casme2_root):
     run, _ = quick_run
-    params = json.loads(
-        json.dumps({"run_dir": str(run), "profile": "quick", "seed": 0, "data_dirs": [], "jobs": 2, "synth_root": str(casme2_root.parent)})
-    )
+    params = json.loads(json.dumps(quick_params(run, casme2_root)))
     lines = []
     series.run_notebook(series.SERIES[0], run, params, log=lines.append)
     assert len(lines) == 1 and lines[0].startswith("00_dataset.ipynb") and "skipped: finished earlier" in lines[0]

@@ -66,7 +66,8 @@ def find_run(run: str) -> Path:
 
 
 def modules() -> list[str]:
-    """The package's public modules (``mexpr.x``, ``mexpr.synth.x``), in file order."""
+    """The package's public modules (``mexpr.x``, ``mexpr.synth.x``): the package, then its modules by
+    depth and name."""
     out = []
     for p in sorted((ROOT / "mexpr").rglob("*.py")):
         rel = p.relative_to(ROOT).with_suffix("")
@@ -95,15 +96,16 @@ def stage(run: Path, src: Path) -> dict:
     for name in series.SERIES:
         shutil.copy2(run / "notebooks" / name, src / "notebooks" / name)
     (src / "api").mkdir()
+    mods = modules()
     api = []
-    for m in modules():
+    for m in mods:
         page = src / "api" / f"{m}.md"
         page.write_text(f"# `{m}`\n\n::: {m}\n")
         api.append({m: f"api/{m}.md"})
     (src / "api" / "index.md").write_text(
         "# API reference\n\nGenerated from the docstrings of the installed package, one page per module "
         "(the module table in [the usage guide](../docs/usage.md#the-package) says what each holds).\n\n"
-        + "\n".join(f"- [`{m}`]({m}.md)" for m in modules())
+        + "\n".join(f"- [`{m}`]({m}.md)" for m in mods)
         + "\n"
     )
     order = {name: k for k, name in enumerate(DOCS_ORDER)}
@@ -198,16 +200,6 @@ def render(page: Path, exe: str) -> str:
     if res.returncode or "<body" not in res.stdout:
         raise BookError(f"{exe} could not render {page}: {res.stderr[-2000:]}")
     return res.stdout
-
-
-def check(site: Path) -> list[str]:
-    """What is wrong with the built site (module text); empty when nothing is."""
-    problems = broken_links(site)
-    exe = browser()
-    if exe is None:
-        raise FileNotFoundError("no Chromium: install Debian's package (apt-get install chromium) for the browser check")
-    problems += rendered(site, exe)
-    return problems
 
 
 def rendered(site: Path, exe: str) -> list[str]:
