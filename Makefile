@@ -26,10 +26,6 @@ JOBS   ?= 2
 # single-threaded (TensorFlow's and OpenMP's pools), so that two workers share 2 cores without oversubscribing them
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
-# glibc keeps freed memory below 32 MB in its heap for the next array instead of handing it back to the kernel
-# and faulting it in again: a third less system time in the tests (test_evaluate's end-to-end test: 1.5 M page
-# faults instead of 2.6 M, system time 13 s instead of 20-25 s), at 0.3 GB more resident memory per process
-TEST_MALLOC := MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456
 # a Dask cluster for the series' batch work: SCHEDULER=tcp://host:8786 or SCHEDULER=local:N (docs/scale.md); empty: this machine
 SCHEDULER ?=
 export PYTHONHASHSEED := 0
@@ -62,10 +58,10 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(TEST_MALLOC) OMP_NUM_THREADS=$(TEST_THREADS) TF_NUM_INTRAOP_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+	OMP_NUM_THREADS=$(TEST_THREADS) TF_NUM_INTRAOP_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: $(STAMP)
-	$(TEST_MALLOC) OMP_NUM_THREADS=$(TEST_THREADS) TF_NUM_INTRAOP_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not notebook"
+	OMP_NUM_THREADS=$(TEST_THREADS) TF_NUM_INTRAOP_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not notebook"
 
 reproduce: $(STAMP)
 	$(PY) -m mexpr reproduce --run $(RUN) --profile $(PROFILE) --seed $(SEED) --jobs $(JOBS) $(foreach d,$(DATA),--data $(d)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(if $(strip $(SCHEDULER)),--scheduler $(SCHEDULER))

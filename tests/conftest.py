@@ -57,12 +57,10 @@ def casme1_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def flowrun(casme2_root, casme1_root, tmp_path_factory):
-    """A run with every tiny clip of both datasets pre-processed and coded (DIS, 64 + 128 fields):
-    computed once per session (under a lock, as :func:`shared_synth`), then copied for each worker,
-    whose tests train and write into their own copy."""
-    import shutil
-
+def flowrun_base(casme2_root, casme1_root, tmp_path_factory):
+    """A run with every tiny clip of both datasets pre-processed and coded (DIS, 64 + 128 fields),
+    computed once per session (under a lock, as :func:`shared_synth`).  Read-only: tests use a copy
+    (:func:`flowrun`) or its caches (:func:`seed_caches`)."""
     from mexpr import datasets, flow, preprocess
     from mexpr.run import Run
 
@@ -73,9 +71,34 @@ def flowrun(casme2_root, casme1_root, tmp_path_factory):
             Run(base).write_dataset([casme2_root, casme1_root], synthetic=True)
             preprocess.run(df, base, jobs=2, progress=False)
             flow.run(base, "dis", jobs=2, progress=False)  # resumable: an interrupted session's part is kept
+    return base
+
+
+@pytest.fixture(scope="session")
+def flowrun(flowrun_base, tmp_path_factory):
+    """A copy of :func:`flowrun_base` for each worker, whose tests train and write into it."""
+    import shutil
+
     run = tmp_path_factory.mktemp("flowrun")
-    shutil.copytree(base, run, dirs_exist_ok=True)
+    shutil.copytree(flowrun_base, run, dirs_exist_ok=True)
     return run
+
+
+@pytest.fixture(scope="session")
+def seed_caches(flowrun_base):
+    """``seed_caches(run)`` gives ``run`` the pre-processing and flow caches of :func:`flowrun_base`
+    (hard links: writers replace a file, never change it in place).  Both caches are keyed by the
+    clips' content and the settings, so a series over the same clips with the default settings finds
+    its notebooks 01-02's batch work done, as a resumed run does (those two stages are tested where
+    the base is made, and in tests/test_preprocess.py and tests/test_flow.py)."""
+    import os
+    import shutil
+
+    def seed(run):
+        for part in ("preprocess", "flow"):
+            shutil.copytree(flowrun_base / "cache" / part, run / "cache" / part, copy_function=os.link, dirs_exist_ok=True)
+
+    return seed
 
 
 @pytest.fixture(scope="session")

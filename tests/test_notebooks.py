@@ -47,9 +47,12 @@ def quick_params(run, casme2_root) -> dict:
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, casme2_root, casme1_root):
-    """The whole series in quick mode, in order, into one run directory (each reads the last's output)."""
+def quick_run(tmp_path_factory, casme2_root, casme1_root, seed_caches):
+    """The whole series in quick mode, in order, into one run directory (each reads the last's output).
+    The session's tiny datasets (notebook 00) and their pre-processing and flow caches (notebooks 01-02:
+    conftest's seed_caches) are made once for every test that needs them."""
     run = tmp_path_factory.mktemp("run")
+    seed_caches(run)
     params = quick_params(run, casme2_root)
     executed = [series.run_notebook(name, run, params) for name in series.SERIES]
     # what `make book` shows after `make test` (tools/book.py: runs/quick, else runs/test-quick)

@@ -12,13 +12,14 @@ from mexpr.run import Run
 
 
 @pytest.mark.notebook
-def test_real_data_path_runs_without_ground_truth(casme2_root, tmp_path):
+def test_real_data_path_runs_without_ground_truth(casme2_root, tmp_path, seed_caches):
     """``make reproduce DATA=...``: the roots given are used as they are (here the tiny synthetic sets,
     treated as real data; one root, the series' own run covers two), and the steps that need ground truth
     say so instead of running."""
     from mexpr import flow, preprocess
 
     run = tmp_path / "casme-quick"
+    seed_caches(run)  # the session's pre-processing and flow of these clips (conftest)
     roots = [str(casme2_root)]
     series.run_series(run, profile="quick", data_dirs=roots, jobs=2, notebooks=series.SERIES[:3], log=lambda *a, **k: None)
     info = Run(run).info
