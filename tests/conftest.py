@@ -58,19 +58,23 @@ def casme1_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def flowrun_base(casme2_root, casme1_root, tmp_path_factory):
-    """A run with every tiny clip of both datasets pre-processed and coded (DIS, 64 + 128 fields),
-    computed once per session (under a lock, as :func:`shared_synth`).  Read-only: tests use a copy
-    (:func:`flowrun`) or its caches (:func:`seed_caches`)."""
-    from mexpr import datasets, flow, preprocess
+    """A run with every tiny clip of both datasets pre-processed and its flow computed for both
+    inputs (the paper's: DIS between neighbouring frames, coded, 64 + 128 fields; ours: since onset,
+    smoothed, raw for the learned scale), once per session (under a lock, as :func:`shared_synth`).
+    Read-only: tests use a copy (:func:`flowrun`) or its caches (:func:`seed_caches`)."""
+    from mexpr import datasets, flow, preprocess, train
     from mexpr.run import Run
 
     base = _shared(tmp_path_factory) / "flowrun-shared"
     with _locked(str(base) + ".lock"):
-        if not (base / "flow_manifest.csv").is_file():
+        if not (base / "done").is_file():  # each stage resumes: an interrupted session's part is kept
             df = datasets.load([casme2_root, casme1_root])
             Run(base).write_dataset([casme2_root, casme1_root], synthetic=True)
             preprocess.run(df, base, jobs=2, progress=False)
-            flow.run(base, "dis", jobs=2, progress=False)  # resumable: an interrupted session's part is kept
+            flow.run(base, "dis", jobs=2, progress=False)
+            # every test that trains on our input, and notebook 06 of the quick series, would compute it otherwise
+            train.flow_manifest(base, train.config_for("quick", input="mexpr"), jobs=2)
+            (base / "done").touch()
     return base
 
 
