@@ -23,10 +23,14 @@ Two spotters read them:
   polar quadrants (their code takes ``atan(u / v)``, which fills only two), and ``p`` is chosen on
   the training subjects, where the baseline reported the best ``p`` on the test data.
 - ``"learned"`` (ours, after SOFTNet, Liong et al. 2021): a shallow temporal CNN regresses, for
-  every frame, "inside a micro-expression" and "inside a macro-expression" from the blocks'
-  flow (global motion removed) and the head's motion; runs of frames above a threshold are the
-  intervals.  It is trained, and its thresholds chosen, on the training subjects only (a
-  validation split of them picks the thresholds and the last epoch is kept).
+  every frame, "inside a macro-expression" from the blocks' flow (global motion removed) and the
+  head's motion; runs of frames above a threshold are the intervals.  Micro-expressions, whose
+  motion at 30 fps is as small as the flow's noise, come from a second, linear detector
+  (:class:`MicroDetector`): it scores every frame as an apex from the magnitude of each block's
+  *mean* flow vector (in which the noise cancels) and returns a fixed-length interval around
+  each peak of that score.  Both are trained, and their thresholds chosen, on the training
+  subjects only (a validation split of them picks the network's thresholds and the last epoch is
+  kept; leave one training subject out picks the detector's).
 """
 
 from __future__ import annotations
@@ -62,7 +66,10 @@ INTERVAL_COLUMNS = ["video", "start_frame", "apex_frame", "end_frame", "start_s"
 _INTERVAL_DTYPES = {"video": str, "start_frame": int, "apex_frame": int, "end_frame": int, "start_s": float, "apex_s": float, "end_s": float}
 _INTERVAL_DTYPES |= {"type": str, "score": float}
 
-SIGNALS_VERSION = 1
+SIGNALS_VERSION = 2
+
+#: What :class:`Signals` keeps per type and frame (MDMD's value first, then the block arrays).
+_PER_TYPE = ("mdmd", "blocks", "local", "vector", "vector_tail")
 
 
 class SpotError(ValueError):
@@ -185,16 +192,33 @@ def mdmd_value(blocks: np.ndarray) -> float:
     return float(b[: max(1, int(round(len(b) / 3)))].mean())
 
 
-def block_magnitude(fl: np.ndarray, n: int = BLOCKS) -> np.ndarray:
+def _block_means(a: np.ndarray, n: int = BLOCKS) -> np.ndarray:
+    """``(H, W, ...)`` averaged over each of ``n x n`` blocks: ``(n*n, ...)``."""
+    h, w = a.shape[:2]
+    hs, ws = h // n, w // n
+    return a[: hs * n, : ws * n].reshape(n, hs, n, ws, *a.shape[2:]).mean((1, 3)).reshape(n * n, *a.shape[2:])
+
+
+def block_magnitude(fl: np.ndarray, n: int = BLOCKS, local: bool = False) -> np.ndarray:
     """Mean flow magnitude of each of ``n x n`` blocks, ``(n*n,) float32``, after the field's
-    affine (global) motion is removed (:func:`mexpr.flow.remove_global`)."""
+    affine (global) motion is removed (:func:`mexpr.flow.remove_global`; ``local=True``: ``fl``
+    is already without it)."""
     from mexpr import flow
 
-    local = flow.remove_global(fl[None])[0]
-    mag = np.hypot(local[..., 0], local[..., 1])
-    h, w = mag.shape
-    hs, ws = h // n, w // n
-    return mag[: hs * n, : ws * n].reshape(n, hs, n, ws).mean((1, 3)).ravel().astype(np.float32)
+    if not local:
+        fl = flow.remove_global(fl[None])[0]
+    return _block_means(np.hypot(fl[..., 0], fl[..., 1]), n).astype(np.float32)
+
+
+def block_vector(local: np.ndarray, n: int = BLOCKS) -> np.ndarray:
+    """The magnitude of each block's *mean* flow vector, ``(n*n,) float32``, from a field without
+    its global motion ``(H, W, 2)``.  Ours: the flow's estimation noise points every way and
+    cancels in the mean, a muscle's pull moves the block's pixels one way and stays; the mean
+    magnitude (:func:`block_magnitude`) adds the noise up instead.  At 30 fps a micro-expression
+    moves the aligned crop by about 0.1 px, as much as the noise's own magnitude, and only this
+    form tells its frames from quiet ones (docs/benchmarks.md, "the micro-expressions' signal")."""
+    v = _block_means(np.asarray(local, np.float32), n)
+    return np.hypot(v[:, 0], v[:, 1]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +232,9 @@ class Signals:
     - ``found`` ``(N,) bool`` face tracked; ``pose`` ``(N, 4)`` head [tx px, ty px, rotation deg, scale];
     - ``mdmd[type]`` ``(N,)`` the MDMD value with CF = i (NaN where HF, CF or TF has no face or lies
       outside the video); ``blocks[type]`` ``(N, 36)`` MDMD's block values and ``local[type]``
-      ``(N, 36)`` the blocks' local flow magnitude HF -> CF, px at crop scale.
+      ``(N, 36)`` the blocks' local flow magnitude HF -> CF, px at crop scale;
+    - ``vector[type]`` and ``vector_tail[type]`` ``(N, 36)`` the magnitude of each block's mean
+      local flow vector HF -> CF and HF -> TF (:func:`block_vector`), px at crop scale.
     """
 
     video: str
@@ -221,6 +247,8 @@ class Signals:
     mdmd: dict
     blocks: dict
     local: dict
+    vector: dict
+    vector_tail: dict
     gaps: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -232,6 +260,7 @@ class Signals:
         arrays = {"found": self.found, "pose": self.pose}
         for t in TYPES:
             arrays |= {f"mdmd_{t}": self.mdmd[t], f"blocks_{t}": self.blocks[t], f"local_{t}": self.local[t]}
+            arrays |= {f"vector_{t}": self.vector[t], f"vector_tail_{t}": self.vector_tail[t]}
         meta = {"video": self.video, "fps": self.fps, "n_frames": self.n_frames, "first_number": self.first_number, "ks": self.ks}
         meta |= {"gaps": self.gaps, "notes": self.notes, "version": SIGNALS_VERSION}
         _io.save_npz(path, meta=np.array(json.dumps(meta)), **arrays)
@@ -242,7 +271,7 @@ class Signals:
             meta = json.loads(str(z["meta"]))
             if meta.get("version") != SIGNALS_VERSION:
                 raise SpotError(f"{path}: signals of another version ({meta.get('version')}); delete it to recompute")
-            per = {k: {t: z[f"{k}_{t}"] for t in TYPES} for k in ("mdmd", "blocks", "local")}
+            per = {k: {t: z[f"{k}_{t}"] for t in TYPES} for k in _PER_TYPE}
             return cls(meta["video"], meta["fps"], meta["n_frames"], meta["first_number"], meta["ks"], z["found"], z["pose"], **per,
                        gaps=meta["gaps"], notes=meta["notes"])  # fmt: skip
 
@@ -268,7 +297,7 @@ def signals(
     ``first_number``: the number the sheets give the video's first frame (default: a frame
     folder's first file number, 0 for a video file).  Frames without a face are gaps
     (``Signals.gaps``); a video with no face in any frame is a :class:`SpotError` naming it."""
-    from mexpr import track
+    from mexpr import flow, track
 
     est = _estimator()
     stream = track.follow(source, fps=fps, progress=progress, **track_kw)
@@ -278,7 +307,7 @@ def signals(
     rate = float(info.fps)
     ks = ks_for(rate)
     kmax = max(ks.values())
-    per = {t: {"mdmd": [], "blocks": [], "local": []} for t in TYPES}
+    per = {t: {k: [] for k in _PER_TYPE} for t in TYPES}
     found, pose, crops = [], [], deque()
     for fr in stream:
         found.append(bool(fr.found))
@@ -298,20 +327,22 @@ def signals(
                 hc = est(a, c, None)
                 ht = est(a, e, None)
                 b = mdmd_blocks(hc, ht)
+                lc, lt = flow.remove_global(np.stack([hc, ht]))
                 per[t]["blocks"].append(b)
                 per[t]["mdmd"].append(mdmd_value(b))
-                per[t]["local"].append(block_magnitude(hc))
+                per[t]["local"].append(block_magnitude(lc, local=True))
+                per[t]["vector"].append(block_vector(lc))
+                per[t]["vector_tail"].append(block_vector(lt))
             else:
-                per[t]["blocks"].append(np.full(BLOCKS * BLOCKS, np.nan, np.float32))
-                per[t]["mdmd"].append(np.nan)
-                per[t]["local"].append(np.full(BLOCKS * BLOCKS, np.nan, np.float32))
+                for key in _PER_TYPE:
+                    per[t][key].append(np.nan if key == "mdmd" else np.full(BLOCKS * BLOCKS, np.nan, np.float32))
     n = len(found)
     if n == 0:
         raise SpotError(f"{source}: no frames")
     if not any(found):
         raise SpotError(f"{source}: no face found in any of its {n} frames (dlib's frontal detector; a face must be seen from the front)")
     for t in ks:  # the last k frames have no tail
-        for key in ("blocks", "local"):
+        for key in _PER_TYPE[1:]:
             per[t][key] += [np.full(BLOCKS * BLOCKS, np.nan, np.float32)] * (n - len(per[t][key]))
         per[t]["mdmd"] += [np.nan] * (n - len(per[t]["mdmd"]))
     gaps = list(stream.gaps)
@@ -329,6 +360,8 @@ def signals(
         mdmd={t: np.array(per[t]["mdmd"], np.float32) for t in TYPES},
         blocks={t: np.stack(per[t]["blocks"]) for t in TYPES},
         local={t: np.stack(per[t]["local"]) for t in TYPES},
+        vector={t: np.stack(per[t]["vector"]) for t in TYPES},
+        vector_tail={t: np.stack(per[t]["vector_tail"]) for t in TYPES},
         gaps=gaps,
         notes=notes,
     )
@@ -505,16 +538,21 @@ def frame_labels(sig: Signals, truth: pd.DataFrame) -> np.ndarray:
     return y
 
 
-def normalised_features(sig: Signals) -> np.ndarray:
-    """:meth:`Signals.features` per video robustly standardised (median, interquartile range), NaN
-    as 0, with a last column saying whether the frame's features are defined ``(N, F + 1)``."""
-    x = sig.features()
+def _robust(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame features ``(N, F)`` robustly standardised over the video (median, interquartile
+    range), clipped to +-20, NaN as 0; and where they were all defined ``(N,) bool``."""
     valid = np.isfinite(x).all(1)
     if valid.any():
         med = np.nanmedian(x[valid], 0)
         q75, q25 = np.nanpercentile(x[valid], [75, 25], 0)
         x = (x - med) / (q75 - q25 + 1e-3)
-    x = np.nan_to_num(np.clip(x, -20, 20), nan=0.0)
+    return np.nan_to_num(np.clip(x, -20, 20), nan=0.0).astype(np.float32), valid
+
+
+def normalised_features(sig: Signals) -> np.ndarray:
+    """:meth:`Signals.features` per video robustly standardised (median, interquartile range), NaN
+    as 0, with a last column saying whether the frame's features are defined ``(N, F + 1)``."""
+    x, valid = _robust(sig.features())
     return np.concatenate([x, valid[:, None].astype(np.float32)], 1).astype(np.float32)
 
 
@@ -563,20 +601,213 @@ def _windows(xs: list[np.ndarray], ys: list[np.ndarray], length: int, rng: np.ra
     return np.stack(xb), np.stack(yb)
 
 
+# --------------------------------------------------------------------------------------------
+# the learned spotter's micro-expressions: a linear detector of the apex, its peaks the intervals
+
+#: The detector's regularisation strengths (scikit-learn's ``C``) and log-odds thresholds, chosen
+#: together by leave-one-subject-out F1 over the training subjects (:func:`fit_micro`).
+MICRO_CS = (0.01, 0.1, 1.0)
+MICRO_THRESHOLDS = tuple(round(-1.0 + 0.25 * i, 2) for i in range(29))
+
+#: The per-frame score's Gaussian smoothing (sigma, s) and the window within which a peak is the
+#: highest score (s): one frame and nine frames at 30 fps.
+MICRO_SMOOTH_S = 1 / 30
+MICRO_PEAK_S = 0.3
+
+
+def micro_features(sig: Signals) -> tuple[np.ndarray, np.ndarray]:
+    """The micro detector's input per frame, robustly standardised over the video, and where it is
+    defined: ``(N, 112) float32, (N,) bool``.  For frame ``i`` as the apex: each block's mean
+    local flow vector's magnitude from ``i - k`` (micro ``k``) to ``i``, the same less its value
+    to ``i + k`` (a micro-expression returns, a drift or a new pose stays), the macro ``k``'s to
+    ``i``, and the head's motion over the micro ``k``."""
+    k = int(sig.ks["micro"])
+    dpose = np.full_like(sig.pose, np.nan)
+    dpose[k:] = sig.pose[k:] - sig.pose[:-k]
+    v, vt = sig.vector["micro"], sig.vector_tail["micro"]
+    return _robust(np.concatenate([v, v - vt, sig.vector["macro"], np.abs(dpose)], 1).astype(np.float32))
+
+
+def _apexes(rows: pd.DataFrame) -> np.ndarray:
+    """The rows' apex frames (the middle frame where a table has no ``apex_frame``)."""
+    if "apex_frame" in rows:
+        return rows["apex_frame"].to_numpy(np.int64)
+    return ((rows["start_frame"] + rows["end_frame"]) // 2).to_numpy(np.int64)
+
+
+def micro_targets(sig: Signals, truth: pd.DataFrame) -> np.ndarray:
+    """``(N,) int8``: 1 at a micro-expression's apex and the frame either side of it (at 30 fps;
+    ``fps / 30`` frames), -1 at its other frames (not used in training: the motion since ``i - k``
+    rises and falls through them), 0 elsewhere."""
+    y = np.zeros(sig.n_frames, np.int8)
+    rows = truth[(truth["video"] == sig.video) & (truth["type"] == "micro")]
+    half = max(1, int(round(sig.fps / 30)))
+    for r in rows.itertuples():
+        s, e = max(0, int(r.start_frame) - sig.first_number), min(sig.n_frames - 1, int(r.end_frame) - sig.first_number)
+        y[s : e + 1] = np.where(y[s : e + 1] == 1, 1, -1)
+    for apex in _apexes(rows):
+        a = int(apex) - sig.first_number
+        if 0 <= a < sig.n_frames:
+            y[max(0, a - half) : a + half + 1] = 1
+    return y
+
+
+@dataclass
+class MicroDetector:
+    """The learned spotter's micro-expressions (ours, after SOFTNet's apex-centred scores and
+    fixed-length intervals): a logistic regression scores every frame as an apex from
+    :func:`micro_features`; the score, lightly smoothed, peaks above ``threshold`` (log-odds) are
+    apexes, each the centre of an interval ``before_s`` before and ``after_s`` after it (the
+    training intervals' medians).  A micro-expression's motion at 30 fps is too faint to hold a
+    score up from onset to offset, so the runs of frames the temporal CNN returns rarely matched
+    one (docs/benchmarks.md); its apex is where the evidence is."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    threshold: float
+    before_s: float
+    after_s: float
+    C: float = 0.1
+    info: dict = field(default_factory=dict)
+
+    def decision(self, sig: Signals) -> np.ndarray:
+        """``(N,)`` smoothed log-odds that frame ``i`` is an apex; NaN where undefined."""
+        from scipy.ndimage import gaussian_filter1d
+
+        x, valid = micro_features(sig)
+        d = ((x - self.mean) / self.scale) @ self.coef + self.intercept
+        d = np.where(valid, d, -20.0)
+        d = gaussian_filter1d(d.astype(np.float64), max(MICRO_SMOOTH_S * sig.fps, 1e-3), mode="nearest")
+        d[~valid] = np.nan
+        return d
+
+    def intervals(self, sig: Signals, threshold: float | None = None, decision: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+        """``(start, end, apex)`` frame indices of the spotted micro-expressions in ``sig``."""
+        d = self.decision(sig) if decision is None else decision
+        th = self.threshold if threshold is None else threshold
+        return _peak_intervals(d, th, sig.fps, self.before_s, self.after_s)
+
+    def to_json(self) -> dict:
+        out = {k: getattr(self, k) for k in ("intercept", "threshold", "before_s", "after_s", "C", "info")}
+        return out | {k: np.asarray(getattr(self, k), np.float64).tolist() for k in ("mean", "scale", "coef")}
+
+    @classmethod
+    def from_json(cls, d: dict) -> MicroDetector:
+        arrays = {k: np.asarray(d[k], np.float32) for k in ("mean", "scale", "coef")}
+        return cls(**arrays, **{k: d[k] for k in ("intercept", "threshold", "before_s", "after_s", "C")}, info=d.get("info", {}))
+
+
+def _peak_intervals(d: np.ndarray, threshold: float, fps: float, before_s: float, after_s: float) -> list[tuple[int, int, int]]:
+    """The peaks of ``d`` above ``threshold``, strongest first, each the highest within
+    :data:`MICRO_PEAK_S` of every stronger one kept, as ``(start, end, apex)`` sorted by start."""
+    d = np.nan_to_num(np.asarray(d, np.float64), nan=-np.inf)
+    n = len(d)
+    gap = max(1, int(round(MICRO_PEAK_S * fps / 2)))
+    b, a = int(round(before_s * fps)), int(round(after_s * fps))
+    kept: list[int] = []
+    for i in np.argsort(-d, kind="stable"):
+        if d[i] <= threshold:
+            break
+        lo, hi = max(0, i - gap), min(n, i + gap + 1)
+        if d[i] < d[lo:hi].max() or any(abs(int(i) - j) <= gap for j in kept):
+            continue
+        kept.append(int(i))
+    return sorted((max(0, j - b), min(n - 1, j + a), j) for j in kept)
+
+
+def _fit_linear(xs: list[np.ndarray], ys: list[np.ndarray], C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A class-balanced logistic regression of ``ys`` (0/1; -1 left out) on ``xs``: ``(mean, scale,
+    coef, intercept)`` of ``((x - mean) / scale) @ coef + intercept``."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate([a[b >= 0] for a, b in zip(xs, ys)]).astype(np.float64)
+    y = np.concatenate([b[b >= 0] for b in ys])
+    if len(np.unique(y)) < 2:
+        raise SpotError("the micro-expression detector needs training videos with micro-expressions and frames without")
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit((x - mean) / scale, y)
+    return mean.astype(np.float32), scale.astype(np.float32), clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
+
+
+def fit_micro(sigs_by_subject: dict[str, list[Signals]], truth: pd.DataFrame) -> MicroDetector:
+    """Train the micro-expression detector on these (training) subjects' videos: ``C``
+    (:data:`MICRO_CS`) and the threshold (:data:`MICRO_THRESHOLDS`) with the best F1 when each
+    subject in turn is scored by a detector fitted on the others (every subject's own, where there
+    is one only), then the detector fitted on all of them.  Deterministic: no seed."""
+    subs = sorted(sigs_by_subject)
+    sigs = [s for k in subs for s in sigs_by_subject[k]]
+    feats = {s.video: micro_features(s) for s in sigs}
+    xs = {v: f[0] for v, f in feats.items()}
+    ys = {s.video: np.where(feats[s.video][1], micro_targets(s, truth), -1).astype(np.int8) for s in sigs}
+    t = truth[truth["video"].isin(xs) & (truth["type"] == "micro")]
+    fps = np.array([next(s.fps for s in sigs if s.video == v) for v in t["video"]], np.float64)
+    apex = _apexes(t)
+    before = float(np.median((apex - t["start_frame"].to_numpy()) / fps)) if len(t) else 0.15
+    after = float(np.median((t["end_frame"].to_numpy() - apex) / fps)) if len(t) else 0.2
+
+    def fit(videos, C):
+        m, sc, w, b = _fit_linear([xs[v] for v in videos], [ys[v] for v in videos], C)
+        return MicroDetector(m, sc, w, b, 0.0, before, after, C)
+
+    folds = [(sorted(s.video for k2 in subs if k2 != k for s in sigs_by_subject[k2]), sigs_by_subject[k]) for k in subs] if len(subs) > 1 else [
+        ([s.video for s in sigs], sigs)]  # fmt: skip
+    want = _intervals_by_video(t, "micro")
+    best = None
+    for C in MICRO_CS:
+        tally = np.zeros((len(MICRO_THRESHOLDS), 3), np.int64)
+        for train_videos, held in folds:
+            try:
+                det = fit(train_videos, C)
+            except SpotError:  # these subjects' videos hold no micro-expression with flow at its apex
+                continue
+            ds = [(s, det.decision(s)) for s in held]
+            for j, th in enumerate(MICRO_THRESHOLDS):
+                found = {s.video: [(a + s.first_number, b + s.first_number) for a, b, _ in det.intervals(s, th, d)] for s, d in ds}
+                tally[j] += _tally(found, {s.video: want.get(s.video, []) for s, _ in ds})
+        for j, th in enumerate(MICRO_THRESHOLDS):
+            f1 = prf(*tally[j])[2]
+            key = (f1, -abs(np.log10(C) + 1), th)  # ties: C nearer 0.1, then the higher threshold
+            if best is None or key > best[0]:
+                best = (key, C, th, f1)
+    _, C, th, f1 = best
+    det = fit([s.video for s in sigs], C)
+    det.threshold = float(th)
+    det.info = {"fit_subjects": subs, "inner_f1": round(float(f1), 4), "chosen_by": "leave one training subject out"}
+    return det
+
+
+def _try_fit_micro(sigs_by_subject: dict[str, list[Signals]], truth: pd.DataFrame) -> MicroDetector | None:
+    """:func:`fit_micro`, or None where these videos hold no micro-expression to learn from (the
+    network then spots both types)."""
+    try:
+        return fit_micro(sigs_by_subject, truth)
+    except SpotError:
+        return None
+
+
 @dataclass
 class LearnedSpotter:
-    """A trained spotter: the network and each type's threshold (chosen on validation subjects)."""
+    """A trained spotter: the network and each type's threshold (chosen on validation subjects),
+    and the micro-expression detector (:class:`MicroDetector`) where it has one: then the
+    micro-expressions are its peaks, and the network's micro score is not used (a spotter saved
+    before it existed spots both types with the network)."""
 
     model: object
     thresholds: dict
     info: dict = field(default_factory=dict)
+    micro: MicroDetector | None = None
 
     def scores(self, sig: Signals) -> np.ndarray:
-        """``(N, 2)`` per-frame scores (micro, macro); NaN where the frame has no flow at all (the
-        video's first and last ``k`` frames, face gaps), so nothing is spotted there."""
+        """``(N, 2)`` per-frame scores (micro, macro) in 0..1; NaN where the frame has no flow at all
+        (the video's first and last ``k`` frames, face gaps), so nothing is spotted there.  With a
+        micro detector, the micro column is its probability that the frame is an apex."""
         x = normalised_features(sig)[None]
         sc = np.array(self.model(x, training=False))[0]
         sc[~np.isfinite(sig.features()).any(1)] = np.nan
+        if self.micro is not None:
+            sc[:, 0] = 1 / (1 + np.exp(-self.micro.decision(sig)))
         return sc
 
     def spot(self, sig: Signals, thresholds: dict | None = None) -> pd.DataFrame:
@@ -584,6 +815,11 @@ class LearnedSpotter:
         sc = self.scores(sig)
         rows = []
         for i, typ in enumerate(TYPES):
+            if typ == "micro" and self.micro is not None:
+                d = self.micro.decision(sig)
+                found = self.micro.intervals(sig, decision=d)
+                rows += _interval_rows(sig, typ, [(s, e) for s, e, _ in found], sc[:, i], sc[:, i])
+                continue
             runs = [r for r in runs_above(sc[:, i], th[typ], bridge=1) if _length_ok(*r, typ, sig.fps, slack=1.5)]
             rows += _interval_rows(sig, typ, runs, sc[:, i], sc[:, i])
         return intervals_table(rows)
@@ -592,7 +828,8 @@ class LearnedSpotter:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save(folder / "spotter.keras")
-        _io.atomic_write_text(folder / "spotter.json", json.dumps({"thresholds": self.thresholds, "info": self.info}, indent=2))
+        meta = {"thresholds": self.thresholds, "info": self.info} | ({"micro": self.micro.to_json()} if self.micro is not None else {})
+        _io.atomic_write_text(folder / "spotter.json", json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> LearnedSpotter:
@@ -604,7 +841,8 @@ class LearnedSpotter:
                 f"{folder}: no trained spotter (spotter.keras); train one with `mexpr spot CORPUS_ROOT --run RUN` (CAS(ME)², SAMM Long Videos or a synthetic one)"
             )
         meta = json.loads((folder / "spotter.json").read_text())
-        return cls(keras.models.load_model(folder / "spotter.keras", compile=False), meta["thresholds"], meta.get("info", {}))
+        micro = MicroDetector.from_json(meta["micro"]) if "micro" in meta else None
+        return cls(keras.models.load_model(folder / "spotter.keras", compile=False), meta["thresholds"], meta.get("info", {}), micro)
 
 
 #: The thresholds the learned spotter chooses from.
@@ -629,10 +867,13 @@ def fit_learned(
     batch: int = 8,
     val_fraction: float = 0.25,
     verbose: int = 0,
+    micro: MicroDetector | None = None,
 ) -> LearnedSpotter:
     """Train the learned spotter on these (training) subjects' videos: a validation split of the
     subjects (``val_fraction``, seeded) chooses each type's threshold by F1, the rest trains the
-    network (``epochs`` x ``steps`` batches of ``batch`` windows of ``window`` seconds)."""
+    network (``epochs`` x ``steps`` batches of ``batch`` windows of ``window`` seconds); and the
+    micro-expression detector on all of them (:func:`fit_micro`; ``micro``: one already fitted on
+    the same subjects), where their videos hold micro-expressions."""
     import keras
 
     fit_subs, val_subs = _subjects(sigs_by_subject, seed, val_fraction)
@@ -677,6 +918,9 @@ def fit_learned(
                 found[s.video] = [(a + s.first_number, b + s.first_number) for a, b in runs]
             best.append((_f1(found, want), -abs(th - 0.5), th))
         spotter.thresholds[typ] = max(best)[2]
+    if micro is None:
+        micro = _try_fit_micro(sigs_by_subject, truth)
+    spotter.micro = micro
     return spotter
 
 
@@ -725,7 +969,7 @@ def loso(
         by_subject.setdefault(sub, []).append(s)
     if len(by_subject) < 2:
         raise SpotError(f"leave-one-subject-out needs at least 2 subjects, got {len(by_subject)}")
-    spotted, fits, spotters = [], [], {}
+    spotted, fits, spotters, micros = [], [], {}, {}
     tests = sorted(by_subject) if held_out is None else sorted(held_out)
     unknown = set(tests) - set(by_subject)
     if unknown:
@@ -739,10 +983,15 @@ def loso(
             found = [mdmd_spot(s, p) for s in by_subject[test]]
             fits.append({"method": m, "seed": seed, "test_subject": test, "fit_subjects": sorted(train), "p": p})
         else:
-            sp = fit_learned(train, train_truth, seed=seed, **learned_kw)
+            if test not in micros:  # deterministic: one per fold, whatever the seed
+                micros[test] = _try_fit_micro(train, train_truth)
+            sp = fit_learned(train, train_truth, seed=seed, micro=micros.get(test), **learned_kw)
             spotters[(seed, test)] = sp
             found = [sp.spot(s) for s in by_subject[test]]
             fits.append({"method": m, "seed": seed, "test_subject": test, "thresholds": dict(sp.thresholds), **sp.info})
+            if sp.micro is not None:
+                fits[-1]["micro"] = {"C": sp.micro.C, "threshold": sp.micro.threshold, "before_s": sp.micro.before_s, "after_s": sp.micro.after_s,
+                                     **sp.micro.info}  # fmt: skip
         for df in found:
             spotted.append(df.assign(method=m, seed=seed, subject_id=test))
     intervals = pd.concat(spotted, ignore_index=True) if spotted else pd.DataFrame(columns=[*INTERVAL_COLUMNS, "method", "seed", "subject_id"])

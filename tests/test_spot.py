@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,13 +104,16 @@ def _signals(name: str, rng: np.random.Generator, n: int = 600, events=()):
             pose[:, 0] += 8 * bump
     blocks = {k: v * rng.uniform(0.6, 1.0, v.shape).astype(np.float32) for k, v in local.items()}
     mdmd = {k: np.array([spot.mdmd_value(b) for b in v], np.float32) for k, v in blocks.items()}
+    # the blocks' mean vectors: the noise mostly cancels, the expression stays (and is gone again by the tail frame)
+    vector = {k: (v - 0.7 * (v - local[k].min())).astype(np.float32) for k, v in local.items()}
+    tail = {k: rng.gamma(2.0, 0.01, (n, 36)).astype(np.float32) for k in spot.TYPES}
     for k, v in ks.items():
-        for arr in (local[k], blocks[k]):
+        for arr in (local[k], blocks[k], vector[k], tail[k]):
             arr[: 2 * v] = np.nan
             arr[n - v :] = np.nan
         mdmd[k][: 2 * v] = np.nan
         mdmd[k][n - v :] = np.nan
-    return spot.Signals(name, FPS, n, 0, ks, np.ones(n, bool), pose, mdmd, blocks, local)
+    return spot.Signals(name, FPS, n, 0, ks, np.ones(n, bool), pose, mdmd, blocks, local, vector, tail)
 
 
 def _corpus(n_subjects: int = 4, seed: int = 0):
@@ -178,6 +183,45 @@ def test_signals_save_and_load_round_trip(tmp_path):
     back = spot.Signals.load(tmp_path / "v.npz")
     assert back.video == "v" and back.ks == sig.ks
     np.testing.assert_array_equal(back.features(), sig.features())
+
+
+def test_block_vector_keeps_a_blocks_pull_and_cancels_noise():
+    """A block whose pixels all move 0.3 px one way keeps 0.3 px; noise of the same size in every
+    direction almost vanishes from the mean vector, while the mean magnitude counts it in full."""
+    rng = np.random.default_rng(0)
+    field = rng.normal(0, 0.3, (112, 96, 2)).astype(np.float32)
+    field[:18, :16] = [0.3, 0.0]  # block 0 (6 x 6 grid of 18 x 16 px)
+    v = spot.block_vector(field)
+    assert v.shape == (36,) and v[0] == pytest.approx(0.3, abs=1e-6)
+    assert v[1:].max() < 0.06
+    assert spot.block_magnitude(field, local=True)[1:].min() > 0.3
+
+
+def test_peak_intervals_keep_the_strongest_peak_and_the_training_geometry():
+    d = np.full(60, -5.0)
+    d[10], d[12], d[40], d[55] = 3.0, 2.0, 5.0, 0.5  # 12 is within 0.15 s of the stronger 10; 55 is under the threshold
+    got = spot._peak_intervals(d, 1.0, FPS, before_s=0.1, after_s=0.2)
+    assert got == [(7, 16, 10), (37, 46, 40)]
+    assert spot._peak_intervals(np.full(60, np.nan), 1.0, FPS, 0.1, 0.2) == []
+
+
+def test_micro_detector_finds_a_held_out_subjects_micro_expressions_and_round_trips(tmp_path):
+    sigs, subjects, truth = _corpus(n_subjects=4, seed=2)
+    train = {}
+    for s, sub in zip(sigs, subjects):
+        if sub != "sub3":
+            train.setdefault(sub, []).append(s)
+    det = spot.fit_micro(train, truth[truth["video"].isin({s.video for v in train.values() for s in v})])
+    assert det.C in spot.MICRO_CS and det.threshold in spot.MICRO_THRESHOLDS
+    assert det.info["fit_subjects"] == ["sub0", "sub1", "sub2"]
+    held = [s for s, sub in zip(sigs, subjects) if sub == "sub3"]
+    found = {s.video: [(a, b) for a, b, _ in det.intervals(s)] for s in held}
+    want = spot._intervals_by_video(truth[truth["video"].isin(found)], "micro")
+    tp, n_spotted, n_truth = spot._tally(found, want)
+    assert n_truth > 0 and spot.prf(tp, n_spotted, n_truth)[2] > 0.6
+    back = spot.MicroDetector.from_json(json.loads(json.dumps(det.to_json())))
+    for s in held:
+        np.testing.assert_allclose(back.decision(s), det.decision(s), rtol=1e-5, atol=1e-5)
 
 
 def test_estimate_apex_finds_the_peak_of_a_synthetic_movement():
