@@ -215,8 +215,8 @@ def block_vector(local: np.ndarray, n: int = BLOCKS) -> np.ndarray:
     its global motion ``(H, W, 2)``.  Ours: the flow's estimation noise points every way and
     cancels in the mean, a muscle's pull moves the block's pixels one way and stays; the mean
     magnitude (:func:`block_magnitude`) adds the noise up instead.  At 30 fps a micro-expression
-    moves the aligned crop by about 0.1 px, as much as the noise's own magnitude, and only this
-    form tells its frames from quiet ones (docs/benchmarks.md, "the micro-expressions' signal")."""
+    moves the aligned crop by about 0.1 px, as much as the noise; the micro detector reads this
+    form (docs/benchmarks.md, "The micro-expressions' signal")."""
     v = _block_means(np.asarray(local, np.float32), n)
     return np.hypot(v[:, 0], v[:, 1]).astype(np.float32)
 
@@ -658,9 +658,11 @@ class MicroDetector:
     fixed-length intervals): a logistic regression scores every frame as an apex from
     :func:`micro_features`; the score, lightly smoothed, peaks above ``threshold`` (log-odds) are
     apexes, each the centre of an interval ``before_s`` before and ``after_s`` after it (the
-    training intervals' medians).  A micro-expression's motion at 30 fps is too faint to hold a
-    score up from onset to offset, so the runs of frames the temporal CNN returns rarely matched
-    one (docs/benchmarks.md); its apex is where the evidence is."""
+    training intervals' medians).  A micro-expression's motion at 30 fps is about as large as the
+    flow's noise, too faint to hold a score up from onset to offset: the runs of frames the temporal
+    CNN returned matched 4 of 57 per seed.  What tells it apart is where and how it moves at the
+    apex: a few blocks pulled one way, gone again ``k`` frames later (docs/benchmarks.md, "The
+    micro-expressions' signal": each of the two, the mean vector and its return, doubles F1)."""
 
     mean: np.ndarray
     scale: np.ndarray
