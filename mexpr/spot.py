@@ -660,7 +660,7 @@ class MicroDetector:
     apexes, each the centre of an interval ``before_s`` before and ``after_s`` after it (the
     training intervals' medians).  A micro-expression's motion at 30 fps is about as large as the
     flow's noise, too faint to hold a score up from onset to offset: the runs of frames the temporal
-    CNN returned matched 4 of 57 per seed.  What tells it apart is where and how it moves at the
+    CNN returned matched 0 to 5 of 57 per seed.  What tells it apart is where and how it moves at the
     apex: a few blocks pulled one way, gone again ``k`` frames later (docs/benchmarks.md, "The
     micro-expressions' signal": each of the two, the mean vector and its return, doubles F1)."""
 
