@@ -662,7 +662,7 @@ class MicroDetector:
     flow's noise, too faint to hold a score up from onset to offset: the runs of frames the temporal
     CNN returned matched 0 to 5 of 57 per seed.  What tells it apart is where and how it moves at the
     apex: a few blocks pulled one way, gone again ``k`` frames later (docs/benchmarks.md, "The
-    micro-expressions' signal": each of the two, the mean vector and its return, doubles F1)."""
+    micro-expressions' signal": without either, the mean vector or its return, F1 falls by half or more)."""
 
     mean: np.ndarray
     scale: np.ndarray
