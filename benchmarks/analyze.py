@@ -71,20 +71,17 @@ def _moved(truth: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-def _bootstrap(pairs: pd.DataFrame, clip: float, seed: int, n: int = 2000) -> tuple[float, float]:
+def _bootstrap(pairs: pd.DataFrame, classes, clip: float, seed: int, n: int = 2000) -> tuple[float, float]:
     """The 95 % percentile interval of (UAR on the true positives) / ``clip`` over ``n`` resamples of
-    the true positives with replacement (UAR over the classes each resample holds): how far a
-    ratio on a dozen intervals can be trusted."""
-    d = pairs[pairs["status"] == "classified"].reset_index(drop=True)
+    the true positives with replacement, each scored as the bar scores them
+    (:func:`mexpr.timeline.recognition`): how far a ratio on a dozen intervals can be trusted."""
+    from mexpr import timeline
+
+    d = pairs[pairs["truth"].isin(list(classes))].reset_index(drop=True)
     if d.empty or not clip:
         return float("nan"), float("nan")
     rng = np.random.default_rng([seed, 11])
-    truth, pred = d["truth"].to_numpy(), d["predicted"].to_numpy()
-    ratios = []
-    for _ in range(n):
-        i = rng.integers(0, len(d), len(d))
-        t, p = truth[i], pred[i]
-        ratios.append(np.mean([(p[t == c] == c).mean() for c in np.unique(t)]) / clip)
+    ratios = [timeline.recognition(d.iloc[rng.integers(0, len(d), len(d))], classes)["uar"] / clip for _ in range(n)]
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -113,7 +110,7 @@ def bar(args) -> None:
                "spot_f1": s["f1"], "spot_tp": s["tp"], "n_spotted": s["n_spotted"], "n_truth": s["n_truth"],
                "tp_uar": s["uar"], "tp_uf1": s["uf1"], "tp_n": s["n_tp_labelled"], "strs": s["strs"]}  # fmt: skip
         row["tp_over_clip"] = row["tp_uar"] / clip if clip else float("nan")
-        row["tp_over_clip_lo"], row["tp_over_clip_hi"] = _bootstrap(s["pairs"], clip, seed)
+        row["tp_over_clip_lo"], row["tp_over_clip_hi"] = _bootstrap(s["pairs"], classes, clip, seed)
         row["tp_over_hand"] = row["tp_uar"] / row["hand_uar"] if row["hand_uar"] else float("nan")
         row["moved_over_clip"] = row["moved_uar"] / clip if clip else float("nan")
         row["moved_over_hand"] = row["moved_uar"] / row["hand_uar"] if row["hand_uar"] else float("nan")

@@ -73,11 +73,8 @@ def detector(data) -> None:
 
     def reduced(block):  # the input without the return (HF -> TF), from ``block`` (vector or local)
         def feats(sig):
-            k = int(sig.ks["micro"])
-            dpose = np.full_like(sig.pose, np.nan)
-            dpose[k:] = sig.pose[k:] - sig.pose[:-k]
             arr = getattr(sig, block)
-            return spot._robust(np.concatenate([arr["micro"], arr["macro"], np.abs(dpose)], 1).astype(np.float32))
+            return spot._robust(np.concatenate([arr["micro"], arr["macro"], sig.head_motion("micro")], 1).astype(np.float32))
 
         return feats
 

@@ -275,15 +275,20 @@ class Signals:
             return cls(meta["video"], meta["fps"], meta["n_frames"], meta["first_number"], meta["ks"], z["found"], z["pose"], **per,
                        gaps=meta["gaps"], notes=meta["notes"])  # fmt: skip
 
+    def head_motion(self, typ: str) -> np.ndarray:
+        """``(N, 4)`` how far the head moved over the ``k`` frames before each frame (absolute pose
+        change, :attr:`pose`'s units; NaN for the first ``k``), for the type's ``k``."""
+        k = int(self.ks[typ])
+        d = np.full_like(self.pose, np.nan)
+        d[k:] = self.pose[k:] - self.pose[:-k]
+        return np.abs(d)
+
     def features(self) -> np.ndarray:
         """The learned spotter's per-frame input ``(N, F) float32`` (NaN where undefined): for each
         type's k, the blocks' MDMD and local magnitudes and the head's motion over the k frames."""
         cols = []
         for t in TYPES:
-            k = int(self.ks[t])
-            dpose = np.full_like(self.pose, np.nan)
-            dpose[k:] = self.pose[k:] - self.pose[:-k]
-            cols += [self.blocks[t], self.local[t], np.abs(dpose)]
+            cols += [self.blocks[t], self.local[t], self.head_motion(t)]
         return np.concatenate(cols, 1).astype(np.float32)
 
 
@@ -621,11 +626,8 @@ def micro_features(sig: Signals) -> tuple[np.ndarray, np.ndarray]:
     local flow vector's magnitude from ``i - k`` (micro ``k``) to ``i``, the same less its value
     to ``i + k`` (a micro-expression returns, a drift or a new pose stays), the macro ``k``'s to
     ``i``, and the head's motion over the micro ``k``."""
-    k = int(sig.ks["micro"])
-    dpose = np.full_like(sig.pose, np.nan)
-    dpose[k:] = sig.pose[k:] - sig.pose[:-k]
     v, vt = sig.vector["micro"], sig.vector_tail["micro"]
-    return _robust(np.concatenate([v, v - vt, sig.vector["macro"], np.abs(dpose)], 1).astype(np.float32))
+    return _robust(np.concatenate([v, v - vt, sig.vector["macro"], sig.head_motion("micro")], 1).astype(np.float32))
 
 
 def _apexes(rows: pd.DataFrame) -> np.ndarray:
@@ -744,7 +746,7 @@ def fit_micro(sigs_by_subject: dict[str, list[Signals]], truth: pd.DataFrame) ->
     xs = {v: f[0] for v, f in feats.items()}
     ys = {s.video: np.where(feats[s.video][1], micro_targets(s, truth), -1).astype(np.int8) for s in sigs}
     t = truth[truth["video"].isin(xs) & (truth["type"] == "micro")]
-    fps = np.array([next(s.fps for s in sigs if s.video == v) for v in t["video"]], np.float64)
+    fps = t["video"].map({s.video: s.fps for s in sigs}).to_numpy(np.float64)
     apex = _apexes(t)
     before = float(np.median((apex - t["start_frame"].to_numpy()) / fps)) if len(t) else 0.15
     after = float(np.median((t["end_frame"].to_numpy() - apex) / fps)) if len(t) else 0.2
@@ -805,20 +807,25 @@ class LearnedSpotter:
         """``(N, 2)`` per-frame scores (micro, macro) in 0..1; NaN where the frame has no flow at all
         (the video's first and last ``k`` frames, face gaps), so nothing is spotted there.  With a
         micro detector, the micro column is its probability that the frame is an apex."""
+        return self._scores(sig)[0]
+
+    def _scores(self, sig: Signals) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`scores`, and the micro detector's log-odds (None without one)."""
         x = normalised_features(sig)[None]
         sc = np.array(self.model(x, training=False))[0]
         sc[~np.isfinite(sig.features()).any(1)] = np.nan
+        d = None
         if self.micro is not None:
-            sc[:, 0] = 1 / (1 + np.exp(-self.micro.decision(sig)))
-        return sc
+            d = self.micro.decision(sig)
+            sc[:, 0] = 1 / (1 + np.exp(-d))
+        return sc, d
 
     def spot(self, sig: Signals, thresholds: dict | None = None) -> pd.DataFrame:
         th = thresholds or self.thresholds
-        sc = self.scores(sig)
+        sc, d = self._scores(sig)
         rows = []
         for i, typ in enumerate(TYPES):
             if typ == "micro" and self.micro is not None:
-                d = self.micro.decision(sig)
                 found = self.micro.intervals(sig, decision=d)
                 rows += _interval_rows(sig, typ, [(s, e) for s, e, _ in found], sc[:, i], sc[:, i])
                 continue
@@ -869,13 +876,14 @@ def fit_learned(
     batch: int = 8,
     val_fraction: float = 0.25,
     verbose: int = 0,
-    micro: MicroDetector | None = None,
+    micro: MicroDetector | None | str = "fit",
 ) -> LearnedSpotter:
     """Train the learned spotter on these (training) subjects' videos: a validation split of the
     subjects (``val_fraction``, seeded) chooses each type's threshold by F1, the rest trains the
     network (``epochs`` x ``steps`` batches of ``batch`` windows of ``window`` seconds); and the
-    micro-expression detector on all of them (:func:`fit_micro`; ``micro``: one already fitted on
-    the same subjects), where their videos hold micro-expressions."""
+    micro-expression detector on all of them (:func:`fit_micro`), where their videos hold
+    micro-expressions.  ``micro``: ``"fit"`` (fit it here), or what fitting it on the same
+    subjects already gave (a :class:`MicroDetector`, or None: none to learn from)."""
     import keras
 
     fit_subs, val_subs = _subjects(sigs_by_subject, seed, val_fraction)
@@ -920,9 +928,7 @@ def fit_learned(
                 found[s.video] = [(a + s.first_number, b + s.first_number) for a, b in runs]
             best.append((_f1(found, want), -abs(th - 0.5), th))
         spotter.thresholds[typ] = max(best)[2]
-    if micro is None:
-        micro = _try_fit_micro(sigs_by_subject, truth)
-    spotter.micro = micro
+    spotter.micro = _try_fit_micro(sigs_by_subject, truth) if micro == "fit" else micro
     return spotter
 
 
@@ -987,7 +993,7 @@ def loso(
         else:
             if test not in micros:  # deterministic: one per fold, whatever the seed
                 micros[test] = _try_fit_micro(train, train_truth)
-            sp = fit_learned(train, train_truth, seed=seed, micro=micros.get(test), **learned_kw)
+            sp = fit_learned(train, train_truth, seed=seed, micro=micros[test], **learned_kw)
             spotters[(seed, test)] = sp
             found = [sp.spot(s) for s in by_subject[test]]
             fits.append({"method": m, "seed": seed, "test_subject": test, "thresholds": dict(sp.thresholds), **sp.info})
